@@ -1,0 +1,62 @@
+"""What a fine-tuning method is: a loss over the model's outputs, a state carried in the
+`TrainState`, and gradient transformations chained around the optimiser.
+
+A new method is a module that builds a `Method` and one entry in `ftjax.methods.registry`;
+the train step never changes.
+"""
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+
+class LossInputs(NamedTuple):
+  """Everything a method's loss may read at one train step.
+
+  logits: [batch, classes]; features: the model's feature dict ('penultimate', stage outputs);
+  batch: {'image', 'label', 'index'}; method_state: the method's pytree; epoch: int32 scalar;
+  params: the params being differentiated.
+  """
+  logits: jax.Array
+  features: dict
+  batch: dict
+  method_state: Any
+  epoch: jax.Array
+  params: Any
+
+
+class Method(NamedTuple):
+  """loss(LossInputs) -> (scalar loss, {name: scalar metric});
+  update_state(method_state, probs [batch, classes], batch, epoch) -> method_state, applied after
+  the forward pass of each step; pre_optimizer / post_optimizer are chained before and after
+  the optimiser (penalty gradients before, projections after)."""
+  name: str
+  loss: Callable[[LossInputs], tuple[jax.Array, dict]]
+  init_state: Any = ()
+  update_state: Callable[[Any, jax.Array, dict, jax.Array], Any] = lambda state, probs, batch, epoch: state
+  pre_optimizer: optax.GradientTransformation = optax.identity()
+  post_optimizer: optax.GradientTransformation = optax.identity()
+
+
+class MethodContext(NamedTuple):
+  """What a method builder may use: the config, the fresh and pretrained variables, the layer
+  groups of the model, and the training split's labels as the method will first see them."""
+  config: ml_collections.ConfigDict
+  init_variables: dict
+  anchor_variables: dict
+  group_patterns: list
+  train_labels: Any
+  num_classes: int
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Per-example softmax cross-entropy; logits [batch, classes], labels [batch] -> [batch]."""
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def cross_entropy_loss(inputs: LossInputs) -> tuple[jax.Array, dict]:
+  """Mean cross-entropy on the batch's labels: the loss of plain fine-tuning."""
+  return jnp.mean(cross_entropy(inputs.logits, inputs.batch["label"])), {}

@@ -1,0 +1,106 @@
+"""ResNet-18/34/50/101 (torchvision layout, v1.5 strides) with an ImageNet or small-image stem.
+
+Parameter paths: 'stem/conv', 'stem/bn', 'stage{1..4}/block{k}/{conv1,bn1,conv2,bn2[,conv3,bn3],
+downsample_conv,downsample_bn}', 'head'. Layer groups (SPEC §1) are patterns over these paths.
+"""
+
+import functools
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+STEMS = ("imagenet", "small")
+
+
+def _conv(features: int, kernel: int, stride: int = 1, name: str | None = None) -> nn.Conv:
+  """A bias-free conv with torch's symmetric padding (kernel - 1) // 2."""
+  pad = (kernel - 1) // 2
+  return nn.Conv(features, (kernel, kernel), (stride, stride), padding=((pad, pad), (pad, pad)),
+                 use_bias=False, kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
+                 name=name)
+
+
+class BasicBlock(nn.Module):
+  """Two 3x3 convs with an identity (or 1x1 projected) shortcut; output width `features`."""
+  features: int
+  stride: int
+  norm: functools.partial
+
+  @nn.compact
+  def __call__(self, x):
+    y = nn.relu(self.norm(name="bn1")(_conv(self.features, 3, self.stride, "conv1")(x)))
+    y = self.norm(name="bn2", scale_init=nn.initializers.zeros)(_conv(self.features, 3, 1, "conv2")(y))
+    if x.shape[-1] != self.features or self.stride != 1:
+      x = self.norm(name="downsample_bn")(_conv(self.features, 1, self.stride, "downsample_conv")(x))
+    return nn.relu(x + y)
+
+
+class Bottleneck(nn.Module):
+  """1x1 reduce, 3x3 (strided), 1x1 expand to 4 * `features`, with a shortcut."""
+  features: int
+  stride: int
+  norm: functools.partial
+
+  @nn.compact
+  def __call__(self, x):
+    out = self.features * 4
+    y = nn.relu(self.norm(name="bn1")(_conv(self.features, 1, 1, "conv1")(x)))
+    y = nn.relu(self.norm(name="bn2")(_conv(self.features, 3, self.stride, "conv2")(y)))
+    y = self.norm(name="bn3", scale_init=nn.initializers.zeros)(_conv(out, 1, 1, "conv3")(y))
+    if x.shape[-1] != out or self.stride != 1:
+      x = self.norm(name="downsample_bn")(_conv(out, 1, self.stride, "downsample_conv")(x))
+    return nn.relu(x + y)
+
+
+class Stem(nn.Module):
+  """'imagenet': 7x7/2 conv, BN, ReLU, 3x3/2 max-pool; 'small': 3x3/1 conv, BN, ReLU."""
+  features: int
+  kind: str
+  norm: functools.partial
+
+  @nn.compact
+  def __call__(self, x):
+    if self.kind == "imagenet":
+      x = nn.relu(self.norm(name="bn")(_conv(self.features, 7, 2, "conv")(x)))
+      return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    return nn.relu(self.norm(name="bn")(_conv(self.features, 3, 1, "conv")(x)))
+
+
+class Stage(nn.Module):
+  """`num_blocks` residual blocks named 'block{k}'; the first one strides."""
+  block_cls: type
+  num_blocks: int
+  features: int
+  stride: int
+  norm: functools.partial
+
+  @nn.compact
+  def __call__(self, x):
+    for b in range(self.num_blocks):
+      x = self.block_cls(self.features, self.stride if b == 0 else 1, self.norm, name=f"block{b}")(x)
+    return x
+
+
+class ResNet(nn.Module):
+  """images [batch, height, width, channels] -> logits [batch, num_classes]; with
+  `return_features`, also {'stem', 'stage1'..'stage4', 'penultimate'} activations."""
+  stage_sizes: Sequence[int]
+  bottleneck: bool
+  num_classes: int
+  width: int = 64
+  stem: str = "imagenet"
+
+  @nn.compact
+  def __call__(self, x, train: bool = False, return_features: bool = False):
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5)
+    block_cls = Bottleneck if self.bottleneck else BasicBlock
+    features = {"stem": Stem(self.width, self.stem, norm, name="stem")(x)}
+    x = features["stem"]
+    for s, num_blocks in enumerate(self.stage_sizes):
+      x = Stage(block_cls, num_blocks, self.width * 2**s, 2 if s > 0 else 1, norm, name=f"stage{s + 1}")(x)
+      features[f"stage{s + 1}"] = x
+    x = jnp.mean(x, axis=(1, 2))
+    features["penultimate"] = x
+    logits = nn.Dense(self.num_classes, name="head")(x)
+    return (logits, features) if return_features else logits
