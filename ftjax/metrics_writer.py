@@ -19,6 +19,14 @@ class MetricsWriter:
       from tensorboardX import SummaryWriter
       self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
+  def truncate_after(self, step: int) -> None:
+    """Drops the records of steps after `step` (written before a preemption, redone on resume)."""
+    if not self.enabled:
+      return
+    kept = [r for r in read_metrics(os.path.dirname(self._path)) if r["step"] <= step]
+    with open(self._path, "w") as f:
+      f.writelines(json.dumps(r) + "\n" for r in kept)
+
   def write(self, step: int, scalars: dict, prefix: str = "") -> None:
     if not self.enabled:
       return

@@ -35,7 +35,7 @@ def train_step(state: TrainState, batch: dict, *, model: nn.Module, method: Meth
   metrics = {
       "loss": loss,
       "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
-      "grad_norm": optax.global_norm(grads),
+      "grad_norm": optax.tree.norm(grads),
       **aux,
   }
   new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,

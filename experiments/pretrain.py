@@ -1,0 +1,44 @@
+"""Train a source model from scratch and export it as a loadable `.msgpack` (+ `.json`):
+`python -m experiments.pretrain --workdir DIR [--config experiments/configs/pretrain.py] [--export PATH]`.
+
+The shipped `ftjax/pretrained_weights/fashion_mnist_resnet18.msgpack` was made with
+`python -m experiments.pretrain --workdir workdirs/pretrain --export ftjax/pretrained_weights/fashion_mnist_resnet18.msgpack`.
+"""
+
+import sys
+
+import jax
+from absl import flags
+from ml_collections import config_flags
+
+from experiments import launch
+from ftjax import checkpointing
+from ftjax.config_validation import ConfigError
+from ftjax.models import pretrained
+from ftjax.train import loop
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.json.", required=True)
+config_flags.DEFINE_config_file("config", "experiments/configs/pretrain.py", "Config file (get_config).",
+                                lock_config=True)
+flags.DEFINE_string("export", None, "Write the trained variables here (.msgpack) with a .json description.")
+flags.DEFINE_bool("allow_config_change", False, "Resume a workdir that was started with another config.")
+
+
+def main(argv):
+  del argv
+  if FLAGS.export and not FLAGS.export.endswith(".msgpack"):
+    raise ConfigError(f"--export={FLAGS.export!r} must end in .msgpack")
+  launch.setup()
+  config = FLAGS.config
+  results = loop.train_and_evaluate(config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change)
+  if FLAGS.export and jax.process_index() == 0:
+    variables, step = checkpointing.restore_model(f"{FLAGS.workdir}/checkpoints")
+    info = {key: config[key] for key in ("model", "width", "stem", "image_size", "channels", "dataset")}
+    info.update(mean=list(config.mean), std=list(config.std), step=step, test_accuracy=results["test_accuracy"],
+                command="python -m experiments.pretrain " + " ".join(sys.argv[1:]))
+    pretrained.save_variables(FLAGS.export, variables, info)
+
+
+if __name__ == "__main__":
+  launch.run(main)

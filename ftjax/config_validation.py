@@ -1,0 +1,73 @@
+"""Checks of every config field before anything is loaded or compiled: a wrong value raises a
+`ConfigError` whose one-line message names the field, the value and what would be valid."""
+
+import contextlib
+from typing import Any, Callable, NamedTuple
+
+import ml_collections
+
+
+class ConfigError(ValueError):
+  """A config field holds a value that cannot work."""
+
+
+@contextlib.contextmanager
+def as_config_error():
+  """Re-raises the one-line errors of loaders (bad path, unknown name, misfit shapes) as `ConfigError`."""
+  try:
+    yield
+  except (FileNotFoundError, ValueError, ImportError) as e:
+    raise ConfigError(str(e)) from e
+
+
+class FieldCheck(NamedTuple):
+  """`is_valid(value)` decides; `valid` says in words what would be valid."""
+  is_valid: Callable[[Any], bool]
+  valid: str
+
+
+def one_of(choices) -> FieldCheck:
+  choices = tuple(choices)
+  return FieldCheck(lambda v: v in choices, "one of " + ", ".join(repr(c) for c in choices))
+
+
+def integer(low: int | None = None) -> FieldCheck:
+  return FieldCheck(lambda v: isinstance(v, int) and not isinstance(v, bool) and (low is None or v >= low),
+                    f"an integer >= {low}" if low is not None else "an integer")
+
+
+def number(low: float | None = None, high: float | None = None, *, low_open=False, high_open=False) -> FieldCheck:
+  def ok(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+      return False
+    above = low is None or (v > low if low_open else v >= low)
+    below = high is None or (v < high if high_open else v <= high)
+    return above and below
+  lo = "" if low is None else ("(" if low_open else "[") + f"{low}, "
+  hi = "" if high is None else f"{high}" + (")" if high_open else "]")
+  return FieldCheck(ok, f"a number in {lo or '(-inf, '}{hi or 'inf)'}")
+
+
+BOOLEAN = FieldCheck(lambda v: isinstance(v, bool), "True or False")
+STRING = FieldCheck(lambda v: isinstance(v, str), "a string")
+
+
+def numbers(low: float, *, low_open: bool = False, length: int | None = None) -> FieldCheck:
+  """A tuple of numbers, each above `low` (optionally of fixed length)."""
+  each = number(low, low_open=low_open)
+  return FieldCheck(
+      lambda v: isinstance(v, (tuple, list)) and (length is None or len(v) == length)
+      and all(each.is_valid(x) for x in v),
+      f"a tuple of numbers each {'>' if low_open else '>='} {low}")
+
+
+def check_fields(config: ml_collections.ConfigDict, checks: dict[str, FieldCheck], prefix: str = "") -> None:
+  """Raises `ConfigError` for the first field of `checks` that `config` lacks or holds an invalid value in."""
+  for field, check in checks.items():
+    node = config
+    for part in field.split("."):
+      if part not in node:
+        raise ConfigError(f"config.{prefix}{field} is missing; expected {check.valid}")
+      node = node[part]
+    if not check.is_valid(node):
+      raise ConfigError(f"config.{prefix}{field}={node!r} is invalid; valid: {check.valid}")

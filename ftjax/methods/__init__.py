@@ -1,0 +1,1 @@
+"""Fine-tuning methods: each a loss, a state pytree and optax transforms (see `base`, `registry`)."""

@@ -1,0 +1,122 @@
+"""Source (pretrained) weights: where they come from and how they enter a fresh model.
+
+A `pretrained` spec is one of
+- 'none': no source; the model's own initialisation is the anchor;
+- the name of a model shipped in `ftjax/pretrained_weights/` (see `SHIPPED`);
+- a `.msgpack` file of {'params', 'batch_stats'} written by `save_variables`;
+- a `.safetensors` / `.pth` / `.pt` torchvision ResNet state dict;
+- a directory holding ftjax checkpoints (a workdir of `experiments.finetune` / `pretrain`).
+"""
+
+import json
+import os
+from typing import Any, NamedTuple
+
+import flax.serialization
+import jax
+import numpy as np
+
+from ftjax import tree_paths
+
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "pretrained_weights")
+TORCH_SUFFIXES = (".safetensors", ".pth", ".pt")
+
+
+class SourceModel(NamedTuple):
+  """variables: {'params', 'batch_stats'} as numpy trees; info: what is known of how they were
+  made (for a shipped model: model, width, stem, image_size, channels, dataset, accuracy)."""
+  variables: dict
+  info: dict
+
+
+def shipped_models() -> tuple[str, ...]:
+  """Names of the source models shipped inside the package."""
+  if not os.path.isdir(WEIGHTS_DIR):
+    return ()
+  return tuple(sorted(f[:-len(".msgpack")] for f in os.listdir(WEIGHTS_DIR) if f.endswith(".msgpack")))
+
+
+def describe_valid() -> str:
+  return (f"'none', a shipped model ({', '.join(shipped_models()) or 'none shipped'}), a .msgpack, "
+          ".safetensors or .pth file, or an ftjax workdir")
+
+
+def check_spec(spec: str) -> None:
+  """One-line error unless `spec` names a source that exists (no weights are read)."""
+  if spec == "none" or spec in shipped_models():
+    return
+  if not os.path.exists(spec):
+    raise FileNotFoundError(f"pretrained={spec!r} does not exist; valid: {describe_valid()}")
+  if os.path.isfile(spec) and not spec.endswith((".msgpack",) + TORCH_SUFFIXES):
+    raise ValueError(f"pretrained={spec!r} has an unknown file type; valid: {describe_valid()}")
+
+
+def save_variables(path: str, variables: dict, info: dict) -> None:
+  """Writes {'params', 'batch_stats'} to `path` (.msgpack) and `info` beside it (.json)."""
+  variables = jax.device_get({"params": variables["params"], "batch_stats": variables.get("batch_stats", {})})
+  with open(path, "wb") as f:
+    f.write(flax.serialization.msgpack_serialize(variables))
+  with open(path[:-len(".msgpack")] + ".json", "w") as f:
+    json.dump(info, f, indent=2)
+
+
+def _read_msgpack(path: str) -> SourceModel:
+  with open(path, "rb") as f:
+    variables = flax.serialization.msgpack_restore(f.read())
+  info_path = path[:-len(".msgpack")] + ".json"
+  info = json.load(open(info_path)) if os.path.exists(info_path) else {}
+  return SourceModel(variables, info)
+
+
+def load_source(spec: str) -> SourceModel | None:
+  """The source model named by `spec` (module docstring), or None for 'none'."""
+  check_spec(spec)
+  if spec == "none":
+    return None
+  if spec in shipped_models():
+    return _read_msgpack(os.path.join(WEIGHTS_DIR, spec + ".msgpack"))
+  if spec.endswith(".msgpack"):
+    return _read_msgpack(spec)
+  if spec.endswith(TORCH_SUFFIXES):
+    from ftjax.models import torchvision_import
+    model_name, variables = torchvision_import.load_torchvision_resnet(spec)
+    return SourceModel(variables, {"model": model_name, "width": 64, "stem": "imagenet", "format": "torchvision"})
+  from ftjax import checkpointing
+  directory = os.path.join(spec, "checkpoints") if os.path.isdir(os.path.join(spec, "checkpoints")) else spec
+  variables, step = checkpointing.restore_model(directory)
+  info_path = os.path.join(spec, "config.json")
+  info = json.load(open(info_path)) if os.path.exists(info_path) else {}
+  return SourceModel(variables, {**info, "step": step})
+
+
+def check_fits(source_variables: dict, model_shapes: dict, head_prefix: str = "head") -> None:
+  """One-line error naming the first tensor of the model (outside the head) that the source
+  lacks or holds with another shape."""
+  source = tree_paths.named_leaves(source_variables)
+  for name, leaf in tree_paths.named_leaves(model_shapes).items():
+    if _in_head(name, head_prefix):
+      continue
+    if name not in source:
+      raise ValueError(f"pretrained weights lack tensor {name!r} of the model; source has e.g. "
+                       f"{list(source)[:3]} (is `model`/`width`/`stem` the source's?)")
+    if tuple(source[name].shape) != tuple(leaf.shape):
+      raise ValueError(f"pretrained tensor {name!r} has shape {tuple(source[name].shape)} but the model "
+                       f"expects {tuple(leaf.shape)} (is `model`/`width`/`stem`/`channels` the source's?)")
+
+
+def _in_head(name: str, head_prefix: str) -> bool:
+  """Whether 'collection/path' lies under the head (e.g. 'params/head/kernel')."""
+  rest = name.partition("/")[2]
+  return rest == head_prefix or rest.startswith(head_prefix + "/")
+
+
+def merge_into(init_variables: dict, source_variables: dict, head_prefix: str = "head") -> dict:
+  """`init_variables` with every tensor outside the head replaced by the source's (SPEC §1:
+  the head stays a fresh classifier)."""
+  check_fits(source_variables, init_variables, head_prefix)
+  source = tree_paths.named_leaves(source_variables)
+
+  def pick(name: str, leaf: Any):
+    return leaf if _in_head(name, head_prefix) else np.asarray(source[name], dtype=leaf.dtype)
+
+  return tree_paths.map_with_names(pick, init_variables)

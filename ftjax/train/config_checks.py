@@ -1,0 +1,60 @@
+"""What every field of a fine-tuning config may hold (experiments/configs/default.py)."""
+
+import ml_collections
+
+from ftjax import data, optim
+from ftjax.config_validation import (BOOLEAN, STRING, ConfigError, as_config_error, check_fields, integer, number,
+                                     numbers, one_of)
+from ftjax.models import pretrained, registry as model_registry, resnet
+from ftjax.methods import registry as method_registry
+
+
+def _dataset_name(value) -> bool:
+  return isinstance(value, str) and (value in data.DATASETS or value.startswith("tfds:"))
+
+
+FIELD_CHECKS = {
+    "data_dir": STRING,
+    "num_classes": integer(0),
+    "test_fraction": number(0.0, 1.0, low_open=True, high_open=True),
+    "examples_per_class": integer(0),
+    "image_size": integer(1),
+    "channels": one_of((1, 3)),
+    "crop_padding": integer(0),
+    "flip": BOOLEAN,
+    "model": one_of(model_registry.MODELS),
+    "width": integer(1),
+    "stem": one_of(resnet.STEMS),
+    "pretrained": STRING,
+    "num_epochs": integer(1),
+    "batch_size": integer(1),
+    "eval_batch_size": integer(1),
+    "optimizer": one_of(optim.OPTIMIZERS),
+    "learning_rate": number(0.0, low_open=True),
+    "momentum": number(0.0, 1.0, high_open=True),
+    "nesterov": BOOLEAN,
+    "weight_decay": number(0.0),
+    "lr_schedule": one_of(optim.SCHEDULES),
+    "lr_decay_epochs": numbers(0.0),
+    "warmup_epochs": number(0.0),
+    "method": one_of(method_registry.METHODS),
+    "seed": integer(0),
+    "checkpoint_every": integer(1),
+    "log_every": integer(1),
+    "eval_every": integer(0),
+}
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises `ConfigError` (one line, naming the field) for the first invalid field; reads no data."""
+  if not _dataset_name(config.get("dataset")):
+    raise ConfigError(f"config.dataset={config.get('dataset')!r} is not a known dataset; valid: "
+                      f"{', '.join(data.DATASETS)} or 'tfds:NAME'")
+  check_fields(config, FIELD_CHECKS)
+  for field in ("mean", "std"):
+    check_fields(config, {field: numbers(0.0, low_open=field == "std", length=config.channels)})
+  if config.warmup_epochs >= config.num_epochs:
+    raise ConfigError(f"config.warmup_epochs={config.warmup_epochs} must be below num_epochs={config.num_epochs}")
+  with as_config_error():
+    pretrained.check_spec(config.pretrained)
+    data.check_dataset(config.dataset, config.data_dir or None)
