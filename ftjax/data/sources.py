@@ -1,0 +1,382 @@
+"""Random-access example sources and their loaders: `load_dataset(name, data_dir, ...)` -> Splits.
+
+A source keeps int32 `labels` [n] in memory and returns `images(indices)` -> uint8 [k, H, W, C]
+(one H, W, C per source); an example's stable index is its position 0..n-1. Sources are frozen
+dataclasses, so `dataclasses.replace(source, labels=noisy)` swaps labels in, and
+`source.take(indices)` keeps a subset re-indexed 0..m-1. Nothing is ever downloaded.
+"""
+
+import dataclasses
+import gzip
+import importlib.util
+import os
+import struct
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+from PIL import Image
+
+from ftjax.data.preprocessing import resize
+
+DATASETS = ("digits", "fashion_mnist", "mnist", "image_folder", "tfds")
+SPLIT_SEED = 0  # train/test splits made here never depend on the run seed
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist/"
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                         "Sneaker", "Bag", "Ankle boot"]
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+             "t10k-labels-idx1-ubyte")
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".ppm", ".tif", ".tiff", ".webp")
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_DATASETS = {  # kind: (default data_dir, class names, how to get the files)
+    "fashion_mnist": (FASHION_MNIST_DIR, FASHION_MNIST_CLASSES,
+                      "install it with `apt-get install dataset-fashion-mnist`, or point data_dir at a "
+                      f"folder with the four IDX files ({', '.join(IDX_FILES)}, optionally .gz)"),
+    "mnist": (None, [str(d) for d in range(10)],
+              "point data_dir at a folder with the four MNIST IDX files "
+              f"({', '.join(IDX_FILES)}, optionally .gz)"),
+}
+
+
+class Source(Protocol):
+  """What the pipeline and the methods read from a dataset split."""
+  labels: np.ndarray
+  class_names: list[str]
+
+  @property
+  def num_classes(self) -> int: ...
+
+  def __len__(self) -> int: ...
+
+  def images(self, indices: np.ndarray) -> np.ndarray: ...
+
+  def take(self, indices: np.ndarray) -> "Source": ...
+
+
+class Splits(NamedTuple):
+  train: Source
+  test: Source
+
+
+class _Labelled:
+  """`len` and `num_classes` from the `labels` and `class_names` fields."""
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ArraySource(_Labelled):
+  """Images held in memory: pixels uint8 [n, H, W, C], labels int32 [n]."""
+  pixels: np.ndarray
+  labels: np.ndarray
+  class_names: list[str]
+
+  def images(self, indices: np.ndarray) -> np.ndarray:
+    return self.pixels[indices]
+
+  def take(self, indices: np.ndarray) -> "ArraySource":
+    return dataclasses.replace(self, pixels=self.pixels[indices], labels=self.labels[indices])
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ImageFolderSource(_Labelled):
+  """Image files (paths str [n]) decoded with PIL on demand, converted to `mode` ('RGB' or 'L')
+  and resized to image_size x image_size."""
+  paths: np.ndarray
+  labels: np.ndarray
+  class_names: list[str]
+  image_size: int
+  mode: str = "RGB"
+
+  def images(self, indices: np.ndarray) -> np.ndarray:
+    return np.concatenate([resize(_decode(path, self.mode)[None], self.image_size)
+                           for path in self.paths[indices]])
+
+  def take(self, indices: np.ndarray) -> "ImageFolderSource":
+    return dataclasses.replace(self, paths=self.paths[indices], labels=self.labels[indices])
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TfdsSource(_Labelled):
+  """Records of a random-access tfds data source (`records[i]` is a feature dict); record_ids
+  int [n] maps an index to its record; images are resized to image_size when it is set."""
+  records: Any
+  record_ids: np.ndarray
+  labels: np.ndarray
+  class_names: list[str]
+  image_key: str
+  image_size: int | None
+
+  def images(self, indices: np.ndarray) -> np.ndarray:
+    examples = self.records.__getitems__(self.record_ids[indices].tolist())
+    return np.stack([_sized(example[self.image_key], self.image_size) for example in examples])
+
+  def take(self, indices: np.ndarray) -> "TfdsSource":
+    return dataclasses.replace(self, record_ids=self.record_ids[indices], labels=self.labels[indices])
+
+
+def _decode(path: str, mode: str) -> np.ndarray:
+  """uint8 [H, W, C] pixels of an image file in PIL `mode`."""
+  with Image.open(path) as image:
+    pixels = np.asarray(image.convert(mode))
+  return pixels[..., None] if pixels.ndim == 2 else pixels
+
+
+def _sized(image: np.ndarray, size: int | None) -> np.ndarray:
+  """uint8 [H, W, C] -> [size, size, C] (unchanged when size is None)."""
+  return image if size is None else resize(image[None], size)[0]
+
+
+def load_digits(test_fraction: float = 0.2) -> Splits:
+  """scikit-learn's 1797 8x8 digits as uint8 0..255 [n, 8, 8, 1], split stratified by class with a
+  fixed seed; each split keeps the original order."""
+  from sklearn.datasets import load_digits as sklearn_digits
+  from sklearn.model_selection import train_test_split
+  digits = sklearn_digits()
+  pixels = np.round(digits.images * (255 / 16)).astype(np.uint8)[..., None]
+  labels = digits.target.astype(np.int32)
+  train, test = train_test_split(np.arange(len(labels)), test_size=test_fraction, stratify=labels,
+                                 random_state=SPLIT_SEED)
+  source = ArraySource(pixels, labels, [str(d) for d in range(10)])
+  return Splits(source.take(np.sort(train)), source.take(np.sort(test)))
+
+
+def read_idx(path: str) -> np.ndarray:
+  """The array stored in an IDX file (gzip-compressed when `path` ends in .gz), native byte order."""
+  with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+    data = f.read()
+  zero, code, ndim = struct.unpack(">HBB", data[:4])
+  if zero != 0 or code not in _IDX_DTYPES:
+    raise ValueError(f"{path} is not an IDX file (header {data[:4].hex()})")
+  shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+  dtype = np.dtype(_IDX_DTYPES[code])
+  array = np.frombuffer(data, dtype, count=int(np.prod(shape)), offset=4 + 4 * ndim).reshape(shape)
+  return array.astype(dtype.newbyteorder("="))
+
+
+def _idx_paths(kind: str, data_dir: str | None) -> list[str]:
+  """Paths of the four IDX files of `kind` (plain or .gz), in IDX_FILES order."""
+  default_dir, _, how_to_get = _IDX_DATASETS[kind]
+  data_dir = data_dir or default_dir
+  if data_dir is None:
+    raise ValueError(f"dataset {kind!r} needs data_dir: {how_to_get}")
+  paths = []
+  for stem in IDX_FILES:
+    found = [p for p in (os.path.join(data_dir, stem), os.path.join(data_dir, stem + ".gz")) if os.path.isfile(p)]
+    if not found:
+      raise FileNotFoundError(f"{kind}: {os.path.join(data_dir, stem)}[.gz] not found; {how_to_get}")
+    paths.append(found[0])
+  return paths
+
+
+def load_idx(kind: str, data_dir: str | None = None) -> Splits:
+  """'fashion_mnist' or 'mnist' from its four IDX files: uint8 [n, 28, 28, 1] (60000 train, 10000 test)."""
+  train_images, train_labels, test_images, test_labels = (read_idx(p) for p in _idx_paths(kind, data_dir))
+  class_names = _IDX_DATASETS[kind][1]
+  return Splits(ArraySource(train_images[..., None], train_labels.astype(np.int32), class_names),
+                ArraySource(test_images[..., None], test_labels.astype(np.int32), class_names))
+
+
+def _image_folder_root(data_dir: str | None) -> str:
+  if data_dir is None:
+    raise ValueError("dataset 'image_folder' needs data_dir: a folder with one sub-folder of images per class")
+  if not os.path.isdir(data_dir):
+    raise FileNotFoundError(f"image folder data_dir={data_dir!r} does not exist (expected one sub-folder of "
+                            "images per class, or train/ and test/ folders laid out so)")
+  return data_dir
+
+
+def _train_test_dirs(root: str) -> tuple[str, str] | None:
+  """root/train and root/test when both exist."""
+  train_dir, test_dir = os.path.join(root, "train"), os.path.join(root, "test")
+  return (train_dir, test_dir) if os.path.isdir(train_dir) and os.path.isdir(test_dir) else None
+
+
+def _class_files(folder: str) -> dict[str, list[str]]:
+  """Sorted image paths per class sub-folder of `folder` (hidden entries skipped)."""
+  classes = sorted(d for d in os.listdir(folder)
+                   if not d.startswith(".") and os.path.isdir(os.path.join(folder, d)))
+  if not classes:
+    raise FileNotFoundError(f"image folder {folder!r} has no class sub-folders")
+  return {c: sorted(os.path.join(folder, c, f) for f in os.listdir(os.path.join(folder, c))
+                    if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS))
+          for c in classes}
+
+
+def _folder_source(files: dict[str, list[str]], class_names: list[str], image_size: int,
+                   mode: str) -> ImageFolderSource:
+  """Examples ordered by class, then by path."""
+  paths = [p for c in class_names for p in files.get(c, [])]
+  labels = [i for i, c in enumerate(class_names) for _ in files.get(c, [])]
+  return ImageFolderSource(np.asarray(paths, dtype=str), np.asarray(labels, np.int32), class_names, image_size,
+                           mode)
+
+
+def _split_per_class(files: dict[str, list[str]], test_fraction: float) -> tuple[dict, dict]:
+  """round(test_fraction * n_c) files of each class go to test, drawn with the fixed SPLIT_SEED."""
+  rng = np.random.default_rng(SPLIT_SEED)
+  train, test = {}, {}
+  for c, paths in files.items():
+    is_test = np.zeros(len(paths), bool)
+    is_test[rng.permutation(len(paths))[:round(test_fraction * len(paths))]] = True
+    train[c] = [p for p, t in zip(paths, is_test) if not t]
+    test[c] = [p for p, t in zip(paths, is_test) if t]
+  return train, test
+
+
+def load_image_folder(root: str, image_size: int, test_fraction: float = 0.2, grayscale: bool = False) -> Splits:
+  """Images under root/CLASS/ (Caltech-256, MIT Indoor layout), class names sorted; root/train/ and
+  root/test/ are used when both exist, otherwise each class is split by `test_fraction`."""
+  root = _image_folder_root(root)
+  mode = "L" if grayscale else "RGB"
+  train_test = _train_test_dirs(root)
+  if train_test:
+    train_dir, test_dir = train_test
+    train, test = _class_files(train_dir), _class_files(test_dir)
+    unknown = sorted(set(test) - set(train))
+    if unknown:
+      raise ValueError(f"{test_dir} has classes missing from {train_dir}: {', '.join(unknown)}")
+  else:
+    train, test = _split_per_class(_class_files(root), test_fraction)
+  class_names = sorted(train)
+  return Splits(_folder_source(train, class_names, image_size, mode),
+                _folder_source(test, class_names, image_size, mode))
+
+
+def _tfds_builder(name: str, data_dir: str | None):
+  """The builder of a prepared tfds dataset; never downloads."""
+  import tensorflow_datasets as tfds
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError:
+    builder = None
+  if builder is None or not builder.is_prepared():
+    raise FileNotFoundError(f"tfds dataset {name!r} is not prepared in data_dir={data_dir!r}; prepare it there "
+                            f"first (e.g. `tfds build {name} --data_dir=DIR`), nothing is downloaded at run time")
+  return builder
+
+
+def _tfds_reader(builder, name: str) -> str:
+  """'array_record' (tfds.data_source, random access, no TensorFlow) or 'tensorflow' (tfds.load)."""
+  import tensorflow_datasets as tfds
+  file_format = builder.info.file_format or tfds.core.FileFormat.TFRECORD  # unset in older datasets
+  if file_format == tfds.core.FileFormat.ARRAY_RECORD:
+    return "array_record"
+  if importlib.util.find_spec("tensorflow") is not None:
+    return "tensorflow"
+  raise ImportError(f"tfds dataset {name!r} is stored as {file_format.value}: reading it needs TensorFlow "
+                    "(pip install tensorflow-cpu) or re-prepare it with file_format=array_record")
+
+
+def _tfds_random_access(name, data_dir, split, class_names, image_key, label_key, image_size) -> TfdsSource:
+  """A TfdsSource over `tfds.data_source`; labels read once with image decoding skipped."""
+  import tensorflow_datasets as tfds
+  records = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+  label_view = tfds.data_source(name, split=split, data_dir=data_dir, download=False,
+                                decoders={image_key: tfds.decode.SkipDecoding()})
+  chunk = 4096
+  labels = [example[label_key] for start in range(0, len(label_view), chunk)
+            for example in label_view.__getitems__(list(range(start, min(start + chunk, len(label_view)))))]
+  return TfdsSource(records, np.arange(len(records)), np.asarray(labels, np.int32), class_names, image_key,
+                    image_size)
+
+
+def _tfds_in_memory(name, data_dir, split, class_names, image_key, label_key, image_size) -> ArraySource:
+  """An ArraySource read through `tfds.load` (needs TensorFlow), images resized to image_size."""
+  import tensorflow_datasets as tfds
+  dataset = tfds.load(name, split=split, data_dir=data_dir, download=False, shuffle_files=False)
+  images, labels = [], []
+  for example in tfds.as_numpy(dataset):
+    images.append(_sized(example[image_key], image_size))
+    labels.append(example[label_key])
+  return ArraySource(np.stack(images), np.asarray(labels, np.int32), class_names)
+
+
+def load_tfds(name: str, data_dir: str | None = None, *, image_size: int | None = None, image_key: str = "image",
+              label_key: str = "label", splits: tuple[str, str] = ("train", "test")) -> Splits:
+  """A prepared tfds dataset: array_record ones read lazily by random access, others (tfrecord)
+  loaded into memory with TensorFlow. `splits` are tfds split strings (slicing allowed,
+  e.g. 'train[:80%]'); `image_size` is required when image shapes vary."""
+  builder = _tfds_builder(name, data_dir)
+  reader = _tfds_reader(builder, name)
+  features = builder.info.features
+  missing = [key for key in (image_key, label_key) if key not in features]
+  if missing:
+    raise ValueError(f"tfds dataset {name!r} has no feature {missing[0]!r}; features: {', '.join(features)}")
+  if image_size is None and None in features[image_key].shape:
+    raise ValueError(f"tfds dataset {name!r} has images of varying size {features[image_key].shape}: "
+                     "pass image_size")
+  class_names = list(features[label_key].names)
+  read = _tfds_random_access if reader == "array_record" else _tfds_in_memory
+  return Splits(*(read(name, data_dir, split, class_names, image_key, label_key, image_size) for split in splits))
+
+
+def dataset_kind(name: str) -> str:
+  """The DATASETS entry `name` belongs to ('tfds' for 'tfds:NAME')."""
+  kind = "tfds" if name.startswith("tfds:") and len(name) > len("tfds:") else name
+  if kind not in DATASETS:
+    valid = ", ".join("tfds:NAME" if k == "tfds" else k for k in DATASETS)
+    raise ValueError(f"dataset={name!r} is not a known dataset; valid: {valid}")
+  return kind
+
+
+def check_dataset(name: str, data_dir: str | None = None) -> None:
+  """One-line error unless `name` is valid and its files exist (and are readable); loads no images."""
+  kind = dataset_kind(name)
+  if kind in _IDX_DATASETS:
+    _idx_paths(kind, data_dir)
+  elif kind == "image_folder":
+    root = _image_folder_root(data_dir)
+    for folder in _train_test_dirs(root) or (root,):
+      _class_files(folder)
+  elif kind == "tfds":
+    tfds_name = name[len("tfds:"):]
+    _tfds_reader(_tfds_builder(tfds_name, data_dir), tfds_name)
+
+
+def examples_per_class_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+  """Sorted indices of `per_class` examples drawn (with `seed`) from each class; a class with fewer
+  examples keeps all of them."""
+  rng = np.random.default_rng(seed)
+  chosen = [rng.choice(members, min(per_class, len(members)), replace=False)
+            for members in (np.flatnonzero(labels == c) for c in np.unique(labels))]
+  return np.sort(np.concatenate(chosen))
+
+
+def load_dataset(name: str, data_dir: str | None = None, *, image_size: int | None = None,
+                 test_fraction: float = 0.2, examples_per_class: int | None = None, seed: int = 0,
+                 grayscale: bool = False, image_key: str = "image", label_key: str = "label",
+                 splits: tuple[str, str] = ("train", "test")) -> Splits:
+  """Train and test sources of dataset `name` (see DATASETS; 'tfds:NAME' for a tfds dataset).
+
+  image_size: side every returned image has (None: native; required for image_folder and for tfds
+  datasets of varying size); test_fraction: held out per class by digits and by an image folder
+  without train/ and test/; examples_per_class: keep that many training examples per class (seeded
+  by `seed`, re-indexed 0..m-1); grayscale: decode an image folder as L instead of RGB;
+  image_key / label_key / splits: tfds feature names and split strings.
+  """
+  kind = dataset_kind(name)
+  if examples_per_class is not None and examples_per_class < 1:
+    raise ValueError(f"examples_per_class={examples_per_class} must be positive")
+  if kind == "digits":
+    loaded = load_digits(test_fraction)
+  elif kind in _IDX_DATASETS:
+    loaded = load_idx(kind, data_dir)
+  elif kind == "image_folder":
+    if image_size is None:
+      raise ValueError("dataset 'image_folder' needs image_size (images are decoded lazily at that size)")
+    loaded = load_image_folder(data_dir, image_size, test_fraction, grayscale)
+  else:
+    loaded = load_tfds(name[len("tfds:"):], data_dir, image_size=image_size, image_key=image_key,
+                       label_key=label_key, splits=splits)
+  if examples_per_class is not None:
+    keep = examples_per_class_subset(loaded.train.labels, examples_per_class, seed)
+    loaded = loaded._replace(train=loaded.train.take(keep))
+  if image_size is not None:  # in-memory sources are resized once, here; lazy ones decode at image_size
+    loaded = Splits(*(dataclasses.replace(s, pixels=resize(s.pixels, image_size)) if isinstance(s, ArraySource)
+                      else s for s in loaded))
+  return loaded
