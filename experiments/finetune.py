@@ -4,16 +4,14 @@
 Rerunning the same command in the same workdir resumes from its latest checkpoint.
 """
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import flags
 
 from experiments import launch
 from ftjax.train import loop
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.json.", required=True)
-config_flags.DEFINE_config_file("config", "experiments/configs/default.py", "Config file (get_config).",
-                                lock_config=True)
+launch.define_config_flag("experiments/configs/default.py")
 flags.DEFINE_bool("allow_config_change", False, "Resume a workdir that was started with another config.")
 
 

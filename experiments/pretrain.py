@@ -9,7 +9,6 @@ import sys
 
 import jax
 from absl import flags
-from ml_collections import config_flags
 
 from experiments import launch
 from ftjax import checkpointing
@@ -19,8 +18,7 @@ from ftjax.train import loop
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.json.", required=True)
-config_flags.DEFINE_config_file("config", "experiments/configs/pretrain.py", "Config file (get_config).",
-                                lock_config=True)
+launch.define_config_flag("experiments/configs/pretrain.py")
 flags.DEFINE_string("export", None, "Write the trained variables here (.msgpack) with a .json description.")
 flags.DEFINE_bool("allow_config_change", False, "Resume a workdir that was started with another config.")
 

@@ -1,7 +1,9 @@
 """`train_and_evaluate(config, workdir)`: build everything from the config, train with
 checkpoints (resuming from the latest one), evaluate, and write `workdir/results.json`."""
 
+import dataclasses
 import json
+import logging
 import os
 import time
 from typing import NamedTuple
@@ -11,7 +13,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from absl import logging
 
 from ftjax import checkpointing, data, optim, parallel
 from ftjax.distance import anchors, norms
@@ -23,6 +24,8 @@ from ftjax.config_validation import ConfigError, as_config_error
 from ftjax.train.config_checks import validate_config
 from ftjax.train.state import TrainState, create_train_state
 from ftjax.train.steps import CompiledSteps
+
+log = logging.getLogger(__name__)
 
 
 class Experiment(NamedTuple):
@@ -55,7 +58,7 @@ def preprocess_configs(config: ml_collections.ConfigDict) -> tuple[data.Preproce
   """(train, eval) preprocessing; augmentation is applied only to training batches."""
   train = data.Preprocess(image_size=config.image_size, channels=config.channels, mean=tuple(config.mean),
                           std=tuple(config.std), crop_padding=config.crop_padding, flip=config.flip)
-  return train, train._replace(crop_padding=0, flip=False)
+  return train, dataclasses.replace(train, crop_padding=0, flip=False)
 
 
 def initial_variables(config, model, num_classes: int) -> tuple[dict, dict]:
@@ -82,6 +85,8 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
     splits = data.load_dataset(config.dataset, config.data_dir or None, image_size=config.image_size,
                                test_fraction=config.test_fraction,
                                examples_per_class=config.examples_per_class or None, seed=config.seed)
+  train_pp, eval_pp = preprocess_configs(config)
+  splits = data.Splits(*(data.fitted_source(split, eval_pp) for split in splits))
   num_classes = resolve_num_classes(config, splits)
   if config.batch_size > len(splits.train):
     raise ConfigError(f"config.batch_size={config.batch_size} exceeds the {len(splits.train)} training "
@@ -96,7 +101,6 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
   schedule = optim.learning_rate_schedule(config, steps_per_epoch)
   tx = optax.chain(method.pre_optimizer, optim.make_optimizer(config, schedule), method.post_optimizer)
   state = create_train_state(variables, tx, method.init_state, jax.random.key(config.seed))
-  train_pp, eval_pp = preprocess_configs(config)
   return Experiment(config, splits, num_classes, model, method, tx, train_pp, eval_pp, steps_per_epoch,
                     steps_per_epoch * config.num_epochs, mesh, state, anchor)
 
@@ -146,7 +150,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, allow
   writer = MetricsWriter(workdir)
   writer.truncate_after(start_step)
   if start_step:
-    logging.info("resuming from step %d of %d", start_step, exp.total_steps)
+    log.info("resuming from step %d of %d", start_step, exp.total_steps)
   steps = CompiledSteps(mesh, model=exp.model, method=exp.method, tx=exp.tx, steps_per_epoch=exp.steps_per_epoch)
   state = train(exp, steps, state, manager, writer, start_step)
   results = final_results(exp, steps, state, workdir, start_step, time.time() - start_time)
@@ -174,13 +178,13 @@ def train(exp: Experiment, steps: CompiledSteps, state: TrainState, manager, wri
       summary["examples_per_second"] = len(pending) * config.batch_size / elapsed
       summary["epoch"] = done / exp.steps_per_epoch
       writer.write(done, summary, prefix="train/")
-      logging.info("step %d/%d  epoch %.2f  loss %.4f  accuracy %.3f  %.0f examples/s", done, exp.total_steps,
+      log.info("step %d/%d  epoch %.2f  loss %.4f  accuracy %.3f  %.0f examples/s", done, exp.total_steps,
                    summary["epoch"], summary["loss"], summary["accuracy"], summary["examples_per_second"])
       pending = []
     if config.eval_every and done % (config.eval_every * exp.steps_per_epoch) == 0 and done < exp.total_steps:
       test = evaluate(steps, state, exp.splits.test, exp.eval_preprocess, config.eval_batch_size, mesh)
       writer.write(done, {"loss": test["loss"], "accuracy": test["accuracy"]}, prefix="test/")
-      logging.info("step %d  test loss %.4f  test accuracy %.4f", done, test["loss"], test["accuracy"])
+      log.info("step %d  test loss %.4f  test accuracy %.4f", done, test["loss"], test["accuracy"])
     if done % config.checkpoint_every == 0 or done == exp.total_steps:
       checkpointing.save(manager, state)
   return state
@@ -216,7 +220,7 @@ def final_results(exp: Experiment, steps: CompiledSteps, state: TrainState, work
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "results.json"), "w") as f:
       json.dump(results, f, indent=2)
-  logging.info("test accuracy %.4f  test loss %.4f  train accuracy %.4f  (%d steps, %.0f s)",
+  log.info("test accuracy %.4f  test loss %.4f  train accuracy %.4f  (%d steps, %.0f s)",
                results["test_accuracy"], results["test_loss"], results["train_accuracy"], results["steps"],
                wall_seconds)
   return results
