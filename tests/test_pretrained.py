@@ -27,7 +27,7 @@ def test_merge_keeps_fresh_head_and_takes_everything_else():
 def test_misfit_shapes_are_named():
   source = _variables(num_classes=10, seed=0, width=8)
   fresh = _variables(num_classes=3, seed=1, width=4)
-  with pytest.raises(ValueError, match=r"'batch_stats/bn1/mean' has shape \(8,\) but the model expects \(4,\)"):
+  with pytest.raises(ValueError, match=r"'params/bn1/bias' has shape \(8,\) but the model expects \(4,\)"):
     pretrained.merge_into(fresh, source)
 
 

@@ -93,7 +93,9 @@ def check_fits(source_variables: dict, model_shapes: dict, head_prefix: str = "h
   """One-line error naming the first tensor of the model (outside the head) that the source
   lacks or holds with another shape."""
   source = tree_paths.named_leaves(source_variables)
-  for name, leaf in tree_paths.named_leaves(model_shapes).items():
+  model = tree_paths.named_leaves(model_shapes)
+  for name in sorted(model, key=lambda n: not n.startswith("params/")):  # weights before statistics
+    leaf = model[name]
     if _in_head(name, head_prefix):
       continue
     if name not in source:

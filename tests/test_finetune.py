@@ -1,0 +1,126 @@
+"""The fine-tuning pipeline end to end on digits: results, resume, and bad input."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from experiments.configs import default
+from ftjax import checkpointing
+from ftjax.config_validation import ConfigError
+from ftjax.metrics_writer import read_metrics
+from ftjax.models import create_model, pretrained
+from ftjax.train import loop
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(**overrides):
+  config = default.get_config()
+  config.update(dict(model="small_cnn", width=4, pretrained="none", image_size=8, num_epochs=2, batch_size=64,
+                     eval_batch_size=128, checkpoint_every=10, log_every=5))
+  config.update(overrides)
+  return config
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("run"))
+  return workdir, loop.train_and_evaluate(tiny_config(), workdir)
+
+
+def test_results_hold_the_promised_fields(finished_run):
+  workdir, results = finished_run
+  with open(os.path.join(workdir, "results.json")) as f:
+    assert json.load(f) == json.loads(json.dumps(results))
+  for key in ("test_accuracy", "test_loss", "train_accuracy", "train_loss", "steps", "epochs", "wall_seconds",
+              "num_devices", "method", "dataset", "model", "config", "layer_distances"):
+    assert key in results, key
+  assert results["num_devices"] == jax.device_count() == 8
+  assert results["steps"] == 2 * (1437 // 64)
+  assert (results["num_train"], results["num_test"]) == (1437, 360)
+  assert results["config"]["model"] == "small_cnn"
+  assert 0.0 <= results["test_accuracy"] <= 1.0 and results["train_loss"] > 0
+  # Distances of every weight tensor from the start point (init: pretrained='none'), both norms.
+  assert set(results["layer_distances"]) == {"conv1/kernel", "conv2/kernel", "dense/kernel", "head/kernel"}
+  assert all(d["frobenius"] > 0 and d["mars"] > 0 for d in results["layer_distances"].values())
+  records = read_metrics(workdir)
+  assert [r["step"] for r in records] == list(range(5, 44, 5)) + [44]
+  assert all(np.isfinite(r["train/loss"]) for r in records)
+  assert os.listdir(os.path.join(workdir, "tensorboard"))
+
+
+def test_rerun_resumes_from_the_latest_checkpoint_to_the_same_result(finished_run, tmp_path):
+  workdir, results = finished_run
+  resumed = str(tmp_path / "resumed")
+  shutil.copytree(workdir, resumed)
+  shutil.rmtree(os.path.join(resumed, "checkpoints", "44"))
+  os.remove(os.path.join(resumed, "results.json"))
+  again = loop.train_and_evaluate(tiny_config(), resumed)
+  assert again["resumed_from_step"] == 40
+  original, step = checkpointing.restore_model(os.path.join(workdir, "checkpoints"))
+  restored, resumed_step = checkpointing.restore_model(os.path.join(resumed, "checkpoints"))
+  assert step == resumed_step == 44
+  chex.assert_trees_all_equal(original, restored)
+  assert again["test_accuracy"] == results["test_accuracy"]
+  drop_speed = lambda rs: [{k: v for k, v in r.items() if k != "train/examples_per_second"} for r in rs]
+  assert drop_speed(read_metrics(resumed)) == drop_speed(read_metrics(workdir))
+
+
+def test_a_finished_workdir_is_a_pretrained_source(finished_run):
+  workdir, _ = finished_run
+  source = pretrained.load_source(workdir)
+  saved, _ = checkpointing.restore_model(os.path.join(workdir, "checkpoints"))
+  chex.assert_trees_all_equal(source.variables, saved)
+  assert source.info["model"] == "small_cnn" and source.info["step"] == 44
+
+
+def _misfit_source(tmp_path) -> str:
+  path = str(tmp_path / "wide.msgpack")
+  model = create_model("small_cnn", 10, width=8)
+  pretrained.save_variables(path, model.init(jax.random.key(0), np.zeros((1, 8, 8, 1), np.float32)), {})
+  return path
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(dataset="cifar7"), "config.dataset='cifar7' is not a known dataset; valid: digits"),
+    (dict(model="resnet7"), "config.model='resnet7' is invalid; valid: one of 'resnet18'"),
+    (dict(dataset="fashion_mnist", data_dir="/no/such/dir"), "/no/such/dir"),
+    (dict(num_classes=7), "config.num_classes=7 does not fit dataset 'digits', which has 10 classes"),
+    (dict(batch_size=3000), "config.batch_size=3000 exceeds the 1437 training examples"),
+    (dict(pretrained="MISFIT"), "'params/bn1/bias' has shape (8,) but the model expects (4,)"),
+    (dict(learning_rate=-1.0), "config.learning_rate=-1.0 is invalid"),
+    (dict(std=(0.0,)), "config.std=(0.0,) is invalid"),
+])
+def test_bad_input_stops_before_training_and_keeps_the_workdir(tmp_path, overrides, message):
+  if overrides.get("pretrained") == "MISFIT":
+    overrides["pretrained"] = _misfit_source(tmp_path)
+  workdir = tmp_path / "workdir"
+  workdir.mkdir()
+  (workdir / "results.json").write_text("earlier results")
+  with pytest.raises(ConfigError) as error:
+    loop.train_and_evaluate(tiny_config(**overrides), str(workdir))
+  assert message in str(error.value) and "\n" not in str(error.value)
+  assert os.listdir(workdir) == ["results.json"]
+  assert (workdir / "results.json").read_text() == "earlier results"
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--config.model=resnet7", "config.model='resnet7' is invalid"),
+    ("--config.no_such_field=1", "unknown config field (no_such_field)"),
+    ("--config=experiments/configs/missing.py", "missing.py"),
+])
+def test_command_line_bad_input_is_one_line_and_exit_code_2(tmp_path, flag, message):
+  proc = subprocess.run([sys.executable, "-m", "experiments.finetune", f"--workdir={tmp_path / 'w'}", flag],
+                        cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and message in errors[0], proc.stderr
+  assert "Traceback" not in proc.stderr
+  assert not (tmp_path / "w").exists()
