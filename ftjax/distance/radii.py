@@ -1,0 +1,54 @@
+"""Per-group radii or penalty weights that grow with depth (SPEC §2.4), and their per-layer view.
+
+The same values serve projection radii D_g and penalty weights lambda_g.
+"""
+
+import math
+from typing import Mapping, Sequence
+
+from ftjax.layer_groups import HEAD_GROUP
+
+SCHEDULES = ("depth", "authors")
+
+
+def _exponents(num_groups: int, schedule: str) -> list[int]:
+  """gamma's exponent for each of `num_groups` non-head groups, earliest first.
+
+  'depth' (the paper): g - 1 for the g-th group. 'authors' (the [LZ21] ResNet code): the first
+  ceil(n / 2) groups 0, then 1, 2, ...; for a ResNet's stem, stage1..stage4 that is
+  0, 0, 0, 1, 2 (stem, stage1, stage2 at D, stage3 at D*gamma, stage4 at D*gamma^2).
+  """
+  if schedule == "depth":
+    return list(range(num_groups))
+  flat = math.ceil(num_groups / 2)
+  return [max(0, g - flat + 1) for g in range(num_groups)]
+
+
+def group_values(groups: Sequence[str], value: float, gamma: float, head_value: float,
+                 schedule: str = "depth", overrides: Mapping[str, float] | None = None) -> dict[str, float]:
+  """{group: value} for `groups` in depth order (`layer_groups.group_order`): the non-head groups
+  get value * gamma^k with k from `schedule` ('depth' or 'authors'), the head group `head_value`;
+  `overrides` ({group: value}) then replaces any entry."""
+  if schedule not in SCHEDULES:
+    raise ValueError(f"schedule={schedule!r} is not valid; valid: {', '.join(SCHEDULES)}")
+  overrides = dict(overrides or {})
+  unknown = sorted(set(overrides) - set(groups))
+  if unknown:
+    raise ValueError(f"values given for unknown groups {unknown}; valid: {list(groups)}")
+  body = [g for g in groups if g != HEAD_GROUP]
+  values = {g: value * gamma ** k for g, k in zip(body, _exponents(len(body), schedule))}
+  if HEAD_GROUP in groups:
+    values[HEAD_GROUP] = head_value
+  values = {g: float(overrides.get(g, values[g])) for g in groups}
+  negative = {g: v for g, v in values.items() if not v >= 0}
+  if negative:
+    raise ValueError(f"group values must be >= 0; got {negative}")
+  return values
+
+
+def layer_values(groups_by_path: Mapping[str, str], values_by_group: Mapping[str, float]) -> dict[str, float]:
+  """{path: value of its group} for every path of `groups_by_path` (`layer_groups.assign_groups`)."""
+  missing = sorted(set(groups_by_path.values()) - set(values_by_group))
+  if missing:
+    raise ValueError(f"no value for groups {missing}; given: {sorted(values_by_group)}")
+  return {path: values_by_group[group] for path, group in groups_by_path.items()}

@@ -1,0 +1,65 @@
+"""Layer groups (SPEC §1): regular expressions over '/'-joined parameter paths name the group
+(stem, stage1.., head) of every weight tensor.
+
+Patterns are ordered (pattern, group) pairs, listed from the input to the output; a path's group
+is that of the first pattern that `re.fullmatch`es the whole path.
+"""
+
+import re
+from typing import Sequence
+
+from ftjax import tree_paths
+
+HEAD_GROUP = "head"
+
+RESNET_GROUPS = (
+    (r"stem/.*", "stem"),
+    (r"stage1/.*", "stage1"),
+    (r"stage2/.*", "stage2"),
+    (r"stage3/.*", "stage3"),
+    (r"stage4/.*", "stage4"),
+    (r"head/.*", HEAD_GROUP),
+)
+
+SMALL_CNN_GROUPS = (
+    (r"conv1/.*", "stage1"),
+    (r"conv2/.*", "stage2"),
+    (r"dense/.*", "stage3"),
+    (r"head/.*", HEAD_GROUP),
+)
+
+GroupPatterns = Sequence[tuple[str, str]]
+
+
+def default_group_patterns(model_name: str) -> GroupPatterns:
+  """The groups of a model of `ftjax.models.registry`: RESNET_GROUPS for 'resnet*', SMALL_CNN_GROUPS
+  for 'small_cnn'."""
+  if model_name.startswith("resnet"):
+    return RESNET_GROUPS
+  if model_name == "small_cnn":
+    return SMALL_CNN_GROUPS
+  raise ValueError(f"no default layer groups for model={model_name!r}; valid: resnet*, small_cnn, "
+                   "or explicit (pattern, group) pairs")
+
+
+def assign_groups(params, patterns: GroupPatterns) -> dict[str, str]:
+  """{path: group} for every weight tensor of `params` (`tree_paths.is_weight_tensor`), in tree
+  order: the group of the first pattern that fullmatches the path. A weight tensor that no pattern
+  matches is an error."""
+  compiled = [(re.compile(pattern), group) for pattern, group in patterns]
+  groups = {}
+  for name, leaf in tree_paths.named_leaves(params).items():
+    if not tree_paths.is_weight_tensor(name, leaf):
+      continue
+    group = next((g for pattern, g in compiled if pattern.fullmatch(name)), None)
+    if group is None:
+      raise ValueError(f"weight tensor {name!r} matches no layer-group pattern; patterns: "
+                       f"{[pattern for pattern, _ in patterns]}")
+    groups[name] = group
+  return groups
+
+
+def group_order(patterns: GroupPatterns) -> list[str]:
+  """The groups by depth: in order of first appearance in `patterns`, the head last."""
+  groups = list(dict.fromkeys(group for _, group in patterns))
+  return [g for g in groups if g != HEAD_GROUP] + [g for g in groups if g == HEAD_GROUP]
