@@ -61,6 +61,23 @@ def numbers(low: float, *, low_open: bool = False, length: int | None = None) ->
       f"a tuple of numbers each {'>' if low_open else '>='} {low}")
 
 
+def name_value_pairs(value_type=str) -> FieldCheck:
+  """A tuple of 'name=value' strings whose values convert to `value_type`."""
+  def ok(items):
+    if not isinstance(items, (tuple, list)):
+      return False
+    for item in items:
+      name, sep, value = item.rpartition("=") if isinstance(item, str) else ("", "", "")
+      try:
+        value_type(value)
+      except ValueError:
+        return False
+      if not (sep and name):
+        return False
+    return True
+  return FieldCheck(ok, f"a tuple of 'name=value' strings with {value_type.__name__} values")
+
+
 def check_fields(config: ml_collections.ConfigDict, checks: dict[str, FieldCheck], prefix: str = "") -> None:
   """Raises `ConfigError` for the first field of `checks` that `config` lacks or holds an invalid value in."""
   for field, check in checks.items():

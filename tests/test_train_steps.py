@@ -27,10 +27,14 @@ def _setup(seed=0):
   return model, tx, state, batches
 
 
-def _run(num_devices):
+def _run(num_devices, method_fn=lambda model, state: plain_finetuning(None)):
+  """Three train steps on `num_devices` devices of `method_fn(model, initial state)`."""
   model, tx, state, batches = _setup()
+  method = method_fn(model, state)
+  tx = optax.chain(method.pre_optimizer, tx, method.post_optimizer)
+  state = state.replace(opt_state=tx.init(state.params))
   mesh = parallel.data_mesh(jax.devices()[:num_devices])
-  steps = CompiledSteps(mesh, model=model, method=plain_finetuning(None), tx=tx, steps_per_epoch=10)
+  steps = CompiledSteps(mesh, model=model, method=method, tx=tx, steps_per_epoch=10)
   state = parallel.replicate(state, mesh)
   history = []
   for batch in batches:

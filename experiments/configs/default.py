@@ -42,8 +42,23 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.lr_decay_epochs = ()    # for 'step': ×0.1 at each
   config.warmup_epochs = 0.0
 
-  # Method (ftjax.methods.registry).
+  # Method (ftjax.methods.registry): 'none' (plain fine-tuning), 'l2', 'l2sp', 'penalty', 'constraint'.
   config.method = "none"
+
+  # Distance regularisation (SPEC §2; ftjax.methods.distance_regularization).
+  config.reg = ml_collections.ConfigDict()
+  config.reg.norm = "frobenius"     # 'frobenius' or 'mars' (SPEC §2.1)
+  config.reg.radius = 1.0           # D: radius of the first group ('constraint')
+  config.reg.gamma = 1.0            # γ >= 1: growth of radii / penalty weights with depth (SPEC §2.4)
+  config.reg.schedule = "depth"     # 'depth': D·γ^(g-1) per group (paper); 'authors': [LZ21] ResNet code
+  config.reg.head_radius = 10.0     # D_head ('constraint')
+  config.reg.bn_radius = 0.0        # D_bn of the BatchNorm constraint (SPEC §2.5); 0 = no BN constraint
+  config.reg.weight = 0.01          # λ of 'l2', 'l2sp', 'penalty'
+  config.reg.head_weight = 0.01     # λ_head
+  config.reg.head_anchor = "zero"   # the head's reference point: 'zero' ([LZ21] code) or 'init'
+  config.reg.mars_mode = "rescale"  # MARS projection: 'rescale' ([GHP21]/[LZ21] code) or 'exact'
+  config.reg.groups = ()            # ('regex=group', ...) over param paths; () = the model's default
+  config.reg.group_values = ()      # ('group=value', ...): explicit radii / weights overriding the schedule
 
   # Bookkeeping.
   config.seed = 0

@@ -29,12 +29,15 @@ def mars_norm(t: jax.Array) -> jax.Array:
 NORMS = {"frobenius": frobenius_norm, "mars": mars_norm}
 
 
-def layer_distances(params, anchor_params) -> dict[str, dict[str, float]]:
-  """{layer path: {'frobenius', 'mars'}} of W - W_anchor for every weight tensor (SPEC §1)."""
+def layer_distance_arrays(params, anchor_params) -> dict[str, dict[str, jax.Array]]:
+  """{layer path: {'frobenius', 'mars'}} of W - W_anchor for every weight tensor (SPEC §1), as
+  scalars; jittable."""
   anchors = tree_paths.named_leaves(anchor_params)
-  distances = {}
-  for name, weight in tree_paths.named_leaves(params).items():
-    if tree_paths.is_weight_tensor(name, weight):
-      diff = jnp.asarray(weight) - jnp.asarray(anchors[name])
-      distances[name] = {norm: float(fn(diff)) for norm, fn in NORMS.items()}
-  return distances
+  return {name: {norm: fn(weight - anchors[name]) for norm, fn in NORMS.items()}
+          for name, weight in tree_paths.named_leaves(params).items() if tree_paths.is_weight_tensor(name, weight)}
+
+
+def layer_distances(params, anchor_params) -> dict[str, dict[str, float]]:
+  """`layer_distance_arrays` as Python floats."""
+  arrays = jax.device_get(jax.jit(layer_distance_arrays)(params, anchor_params))
+  return jax.tree.map(float, arrays)

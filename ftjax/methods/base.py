@@ -32,22 +32,24 @@ class Method(NamedTuple):
   """loss(LossInputs) -> (scalar loss, {name: scalar metric});
   update_state(method_state, probs [batch, classes], batch, epoch) -> method_state, applied after
   the forward pass of each step; pre_optimizer / post_optimizer are chained before and after
-  the optimiser (penalty gradients before, projections after)."""
+  the optimiser (penalty gradients before, projections after); results: what results.json
+  should record of the method's set-up (e.g. per-layer radii)."""
   name: str
   loss: Callable[[LossInputs], tuple[jax.Array, dict]]
   init_state: Any = ()
   update_state: Callable[[Any, jax.Array, dict, jax.Array], Any] = lambda state, probs, batch, epoch: state
   pre_optimizer: optax.GradientTransformation = optax.identity()
   post_optimizer: optax.GradientTransformation = optax.identity()
+  results: dict = {}
 
 
 class MethodContext(NamedTuple):
-  """What a method builder may use: the config, the fresh and pretrained variables, the layer
-  groups of the model, and the training split's labels as the method will first see them."""
+  """What a method builder may use: the config, the start variables (pretrained backbone, fresh
+  head), the anchor params W^(s) (SPEC §1), and the training split's labels as the method will
+  first see them."""
   config: ml_collections.ConfigDict
   init_variables: dict
   anchor_variables: dict
-  group_patterns: list
   train_labels: Any
   num_classes: int
 

@@ -2,6 +2,7 @@
 
 from typing import Callable
 
+from ftjax.methods import distance_regularization
 from ftjax.methods.base import Method, MethodContext, cross_entropy_loss
 
 
@@ -13,12 +14,29 @@ def plain_finetuning(context: MethodContext) -> Method:
 
 METHODS: dict[str, Callable[[MethodContext], Method]] = {
     "none": plain_finetuning,
+    "l2": distance_regularization.l2,
+    "l2sp": distance_regularization.l2sp,
+    "penalty": distance_regularization.layerwise_penalty,
+    "constraint": distance_regularization.constraint,
+}
+
+
+# Checks a method needs beyond the config's fields, on the model's param shapes (before compiling).
+METHOD_CHECKS: dict[str, Callable] = {
+    name: distance_regularization.check_layer_groups for name in ("l2", "l2sp", "penalty", "constraint")
 }
 
 
 def check_method_name(name: str) -> None:
   if name not in METHODS:
     raise ValueError(f"method={name!r} is not a known method; valid: {', '.join(METHODS)}")
+
+
+def check_method(config, param_shapes) -> None:
+  """Raises a one-line ValueError if `config.method` cannot be built for a model with `param_shapes`."""
+  check_method_name(config.method)
+  if config.method in METHOD_CHECKS:
+    METHOD_CHECKS[config.method](config, param_shapes)
 
 
 def build_method(context: MethodContext) -> Method:

@@ -3,8 +3,9 @@
 import ml_collections
 
 from ftjax import data, optim
-from ftjax.config_validation import (BOOLEAN, STRING, ConfigError, as_config_error, check_fields, integer, number,
-                                     numbers, one_of)
+from ftjax.config_validation import (BOOLEAN, STRING, ConfigError, as_config_error, check_fields, integer,
+                                     name_value_pairs, number, numbers, one_of)
+from ftjax.distance import anchors, projection, radii
 from ftjax.models import pretrained, registry as model_registry, resnet
 from ftjax.methods import registry as method_registry
 
@@ -38,6 +39,18 @@ FIELD_CHECKS = {
     "lr_decay_epochs": numbers(0.0),
     "warmup_epochs": number(0.0),
     "method": one_of(method_registry.METHODS),
+    "reg.norm": one_of(projection.PROJECTION_NORMS),
+    "reg.radius": number(0.0),
+    "reg.gamma": number(1.0),
+    "reg.schedule": one_of(radii.SCHEDULES),
+    "reg.head_radius": number(0.0),
+    "reg.bn_radius": number(0.0),
+    "reg.weight": number(0.0),
+    "reg.head_weight": number(0.0),
+    "reg.head_anchor": one_of(anchors.HEAD_ANCHORS),
+    "reg.mars_mode": one_of(projection.MARS_MODES),
+    "reg.groups": name_value_pairs(str),
+    "reg.group_values": name_value_pairs(float),
     "seed": integer(0),
     "checkpoint_every": integer(1),
     "log_every": integer(1),

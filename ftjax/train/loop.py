@@ -61,19 +61,21 @@ def preprocess_configs(config: ml_collections.ConfigDict) -> tuple[data.Preproce
   return train, dataclasses.replace(train, crop_padding=0, flip=False)
 
 
-def initial_variables(config, model, num_classes: int) -> tuple[dict, dict]:
-  """(start variables: source weights with a fresh head, anchor params: SPEC §1 reference point)."""
+def initial_variables(config, model) -> tuple[dict, dict]:
+  """(start variables: source weights with a fresh head, anchor params: the SPEC §1 reference
+  point). Source shapes and the method's layer groups are checked on abstract shapes first."""
   source = pretrained.load_source(config.pretrained)
   dummy = jnp.zeros((1, config.image_size, config.image_size, config.channels), jnp.float32)
   init_fn = lambda key: model.init(key, dummy, train=False)
   key = jax.random.fold_in(jax.random.key(config.seed), 0)
+  shapes = jax.eval_shape(init_fn, key)
   if source is not None:
-    pretrained.check_fits(source.variables, jax.eval_shape(init_fn, key))
+    pretrained.check_fits(source.variables, shapes)
+  method_registry.check_method(config, shapes["params"])
   variables = jax.device_get(jax.jit(init_fn)(key))
   if source is not None:
     variables = pretrained.merge_into(variables, source.variables)
-  anchor = variables["params"] if source is None else anchors.anchor_params(variables["params"])
-  return variables, anchor
+  return variables, anchors.anchor_params(variables["params"], config.reg.head_anchor)
 
 
 def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
@@ -93,11 +95,11 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
                       f"examples of {config.dataset!r}; valid: at most {len(splits.train)}")
   model = model_registry.create_model(config.model, num_classes, width=config.width, stem=config.stem)
   with as_config_error():
-    variables, anchor = initial_variables(config, model, num_classes)
+    variables, anchor = initial_variables(config, model)
   steps_per_epoch = data.steps_per_epoch(len(splits.train), config.batch_size)
   method = method_registry.build_method(MethodContext(
       config=config, init_variables=variables, anchor_variables={"params": anchor},
-      group_patterns=[], train_labels=splits.train.labels, num_classes=num_classes))
+      train_labels=splits.train.labels, num_classes=num_classes))
   schedule = optim.learning_rate_schedule(config, steps_per_epoch)
   tx = optax.chain(method.pre_optimizer, optim.make_optimizer(config, schedule), method.post_optimizer)
   state = create_train_state(variables, tx, method.init_state, jax.random.key(config.seed))
@@ -160,6 +162,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, allow
   return results
 
 
+def flat_distances(params, anchor_params) -> dict[str, float]:
+  """{'<layer path>/<norm>': distance} for the metrics log (SPEC §2.1)."""
+  distances = norms.layer_distances(jax.device_get(params), anchor_params)
+  return {f"{name}/{norm}": value for name, by_norm in distances.items() for norm, value in by_norm.items()}
+
+
 def train(exp: Experiment, steps: CompiledSteps, state: TrainState, manager, writer: MetricsWriter,
           start_step: int) -> TrainState:
   """Runs the steps from `start_step` to the end, logging every `log_every` steps, evaluating
@@ -178,6 +186,7 @@ def train(exp: Experiment, steps: CompiledSteps, state: TrainState, manager, wri
       summary["examples_per_second"] = len(pending) * config.batch_size / elapsed
       summary["epoch"] = done / exp.steps_per_epoch
       writer.write(done, summary, prefix="train/")
+      writer.write(done, flat_distances(state.params, exp.anchor_params), prefix="distance/")
       log.info("step %d/%d  epoch %.2f  loss %.4f  accuracy %.3f  %.0f examples/s", done, exp.total_steps,
                    summary["epoch"], summary["loss"], summary["accuracy"], summary["examples_per_second"])
       pending = []
@@ -216,6 +225,7 @@ def final_results(exp: Experiment, steps: CompiledSteps, state: TrainState, work
       "pretrained": config.pretrained,
       "config": json.loads(config.to_json()),
       "layer_distances": norms.layer_distances(jax.device_get(state.params), exp.anchor_params),
+      **exp.method.results,
   }
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "results.json"), "w") as f:
