@@ -51,8 +51,13 @@ def test_results_hold_the_promised_fields(finished_run):
   assert set(results["layer_distances"]) == {"conv1/kernel", "conv2/kernel", "dense/kernel", "head/kernel"}
   assert all(d["frobenius"] > 0 and d["mars"] > 0 for d in results["layer_distances"].values())
   records = read_metrics(workdir)
-  assert [r["step"] for r in records] == list(range(5, 44, 5)) + [44]
-  assert all(np.isfinite(r["train/loss"]) for r in records)
+  logged = [r for r in records if "train/loss" in r]
+  assert [r["step"] for r in logged] == list(range(5, 44, 5)) + [44]
+  assert all(np.isfinite(r["train/loss"]) for r in logged)
+  assert [r["step"] for r in records if "labels/fraction_correct" in r] == [22, 44]
+  assert all(r["labels/fraction_correct"] == 1.0 for r in records if "labels/fraction_correct" in r)
+  assert results["label_noise"] == {"type": "none", "rate": 0.0, "fraction_correct_start": 1.0,
+                                    "fraction_correct": 1.0, "num_changed": 0}
   assert os.listdir(os.path.join(workdir, "tensorboard"))
 
 

@@ -23,6 +23,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.crop_padding = 2
   config.flip = False
 
+  # Synthetic label noise on the training split (SPEC §3.1; ftjax.label_noise).
+  config.noise = ml_collections.ConfigDict()
+  config.noise.type = "none"            # 'none', 'symmetric', 'pairflip', 'matrix'
+  config.noise.rate = 0.0               # η in [0, 1)
+  config.noise.seed = 0
+  config.noise.symmetric_mode = "other"  # a flipped label is another class ('other') or any class ('any')
+  config.noise.matrix = ()              # for 'matrix': C rows of the row-stochastic F[true, noisy]
+
   # Model (ftjax.models) and its source weights (ftjax.models.pretrained).
   config.model = "resnet18"
   config.width = 16              # channels of the first stage (torchvision ResNets: 64)
@@ -59,6 +67,22 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.reg.mars_mode = "rescale"  # MARS projection: 'rescale' ([GHP21]/[LZ21] code) or 'exact'
   config.reg.groups = ()            # ('regex=group', ...) over param paths; () = the model's default
   config.reg.group_values = ()      # ('group=value', ...): explicit radii / weights overriding the schedule
+
+  # Noisy-label methods (SPEC §3; ftjax.methods.noisy_labels): 'regsl' [LZ21] and 'consistent' [JLZ22].
+  config.regsl = ml_collections.ConfigDict()
+  config.regsl.constraint = True        # the layer-wise constraint of config.reg
+  config.regsl.correction = True        # self label-correction (SPEC §3.2)
+  config.regsl.reweighting = True       # label reweighting (SPEC §3.3)
+  config.correction = ml_collections.ConfigDict()
+  config.correction.threshold = 0.9     # τ
+  config.correction.start_epoch = 10    # E_correct
+  config.reweighting = ml_collections.ConfigDict()
+  config.reweighting.start_epoch = 5    # E_reweight
+  config.reweighting.temperature = 1.0  # T_0
+  config.consistent = ml_collections.ConfigDict()
+  config.consistent.constraint = True   # the layer-wise constraint of config.reg
+  config.consistent.transition = "estimate"  # 'estimate' (dual-T), 'true' (the noise config's F) or a .json/.npy path
+  config.consistent.anchor_percentile = 97.0
 
   # Bookkeeping.
   config.seed = 0

@@ -45,13 +45,16 @@ class Method(NamedTuple):
 
 class MethodContext(NamedTuple):
   """What a method builder may use: the config, the start variables (pretrained backbone, fresh
-  head), the anchor params W^(s) (SPEC §1), and the training split's labels as the method will
-  first see them."""
+  head), the anchor params W^(s) (SPEC §1), the training split's labels as the method will first
+  see them (noisy, under synthetic noise), the true noise transition matrix when known, and the
+  run's workdir (None outside a run) for what a method prepares before training."""
   config: ml_collections.ConfigDict
   init_variables: dict
   anchor_variables: dict
   train_labels: Any
   num_classes: int
+  noise_transition: Any = None
+  workdir: str | None = None
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:

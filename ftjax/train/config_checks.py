@@ -1,5 +1,7 @@
 """What every field of a fine-tuning config may hold (experiments/configs/default.py)."""
 
+import os
+
 import ml_collections
 
 from ftjax import data, optim
@@ -39,6 +41,20 @@ FIELD_CHECKS = {
     "lr_decay_epochs": numbers(0.0),
     "warmup_epochs": number(0.0),
     "method": one_of(method_registry.METHODS),
+    "noise.type": one_of(("none", "symmetric", "pairflip", "matrix")),
+    "noise.rate": number(0.0, 1.0, high_open=True),
+    "noise.seed": integer(0),
+    "noise.symmetric_mode": one_of(("other", "any")),
+    "regsl.constraint": BOOLEAN,
+    "regsl.correction": BOOLEAN,
+    "regsl.reweighting": BOOLEAN,
+    "correction.threshold": number(0.0, 1.0, low_open=True),
+    "correction.start_epoch": integer(0),
+    "reweighting.start_epoch": integer(0),
+    "reweighting.temperature": number(0.0, low_open=True),
+    "consistent.constraint": BOOLEAN,
+    "consistent.transition": STRING,
+    "consistent.anchor_percentile": number(0.0, 100.0, low_open=True),
     "reg.norm": one_of(projection.PROJECTION_NORMS),
     "reg.radius": number(0.0),
     "reg.gamma": number(1.0),
@@ -68,6 +84,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     check_fields(config, {field: numbers(0.0, low_open=field == "std", length=config.channels)})
   if config.warmup_epochs >= config.num_epochs:
     raise ConfigError(f"config.warmup_epochs={config.warmup_epochs} must be below num_epochs={config.num_epochs}")
+  transition = config.consistent.transition
+  if config.method == "consistent" and transition not in ("estimate", "true") and not os.path.isfile(transition):
+    raise ConfigError(f"config.consistent.transition={transition!r} is not a file; valid: 'estimate', 'true' "
+                      "or a .json/.npy matrix")
+  if config.method == "consistent" and transition == "true" and config.noise.type == "none":
+    raise ConfigError("config.consistent.transition='true' needs synthetic noise (config.noise.type != 'none'); "
+                      "valid: 'estimate' or a .json/.npy matrix")
   with as_config_error():
     pretrained.check_spec(config.pretrained)
     data.check_dataset(config.dataset, config.data_dir or None)
