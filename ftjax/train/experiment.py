@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from ftjax import data, optim, parallel
+from ftjax import data, label_noise, optim, parallel
 from ftjax.config_validation import ConfigError, as_config_error
 from ftjax.distance import anchors
 from ftjax.methods import registry as method_registry
@@ -82,7 +82,6 @@ def noise_transition(noise: ml_collections.ConfigDict, num_classes: int) -> np.n
   """The C×C matrix that `config.noise` asks to corrupt training labels with (SPEC §3.1)."""
   if noise.type == "none":
     return None
-  from ftjax import label_noise
   if noise.type == "symmetric":
     return label_noise.symmetric_transition(num_classes, noise.rate, noise.symmetric_mode)
   if noise.type == "pairflip":
@@ -98,7 +97,6 @@ def with_label_noise(config: ml_collections.ConfigDict, splits: data.Splits,
   transition = noise_transition(config.noise, num_classes)
   if transition is None:
     return splits, LabelNoise(clean, None)
-  from ftjax import label_noise
   noisy = label_noise.corrupt_labels(clean, transition, config.noise.seed)
   return splits._replace(train=dataclasses.replace(splits.train, labels=noisy)), LabelNoise(clean, transition)
 

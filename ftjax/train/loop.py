@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ftjax import checkpointing, data, parallel
+from ftjax import checkpointing, data, label_noise, parallel
 from ftjax.config_validation import ConfigError
 from ftjax.distance import norms
 from ftjax.metrics_writer import MetricsWriter
@@ -105,8 +105,8 @@ def label_report(exp: Experiment, state: TrainState) -> dict:
   clean, start = exp.label_noise.clean_labels, np.asarray(exp.splits.train.labels)
   kept = getattr(state.method_state, "labels", None)
   now = start if kept is None else np.asarray(jax.device_get(kept))
-  return {"fraction_correct_start": float(np.mean(start == clean)), "fraction_correct": float(np.mean(now == clean)),
-          "num_changed": int(np.sum(now != start))}
+  return {"fraction_correct_start": label_noise.fraction_correct(start, clean),
+          "fraction_correct": label_noise.fraction_correct(now, clean), "num_changed": int(np.sum(now != start))}
 
 
 def flat_distances(params, anchor_params) -> dict[str, float]:

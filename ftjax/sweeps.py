@@ -1,0 +1,175 @@
+"""Grids of fine-tuning runs and their summary tables.
+
+A sweep config is a fine-tuning config (the base of every run) with a `sweep` section:
+`variants`: {name: ('field=value', ...)} overrides (e.g. 'method=regsl', 'reg.radius=2.0');
+`datasets`: dataset names; `noise`: settings 'none', 'symmetric:0.4', 'pairflip:0.2';
+`seeds`: run seeds.
+"""
+
+import ast
+import csv
+import itertools
+import json
+import logging
+import os
+import time
+from typing import NamedTuple
+
+import jax
+import ml_collections
+import numpy as np
+
+from ftjax.config_validation import ConfigError
+from ftjax.train import loop
+from ftjax.train.config_checks import validate_config
+
+log = logging.getLogger(__name__)
+NOISE_TYPES = ("none", "symmetric", "pairflip")
+
+
+class Run(NamedTuple):
+  """One cell of the grid and the config it trains."""
+  variant: str
+  dataset: str
+  noise: str
+  seed: int
+  config: ml_collections.ConfigDict
+
+  @property
+  def name(self) -> str:
+    return os.path.join(self.variant, self.dataset.replace(":", "_"), self.noise.replace(":", "_"), f"seed{self.seed}")
+
+
+def parse_value(text: str):
+  """A Python literal ('2.0', 'True', "('a',)") or, failing that, the string itself."""
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides) -> ml_collections.ConfigDict:
+  """A copy of `config` with each 'dotted.field=value' of `overrides` set; unknown fields are errors."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  for item in overrides:
+    field, sep, text = item.partition("=")
+    *parents, leaf = field.split(".")
+    node = config
+    for part in parents:
+      node = node[part] if isinstance(node, ml_collections.ConfigDict) and part in node else None
+    if not sep or not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+      raise ConfigError(f"sweep override {item!r} names no config field; valid: 'field=value' with a field "
+                        "of the base config")
+    value = parse_value(text)
+    node[leaf] = float(value) if isinstance(node[leaf], float) and isinstance(value, int) else value
+  return config
+
+
+def noise_overrides(setting: str) -> list[str]:
+  """'none' | 'TYPE:RATE' -> the noise.* overrides of that setting."""
+  kind, _, rate = setting.partition(":")
+  if kind not in NOISE_TYPES or (kind != "none") != bool(rate):
+    raise ConfigError(f"sweep noise setting {setting!r} is invalid; valid: 'none' or 'TYPE:RATE' with TYPE in "
+                      f"{', '.join(NOISE_TYPES[1:])}")
+  return [f"noise.type={kind}"] + ([f"noise.rate={float(rate)}"] if rate else [])
+
+
+def grid(config: ml_collections.ConfigDict) -> list[Run]:
+  """Every run of the sweep, each config validated before any of them trains."""
+  sweep = config.sweep
+  base = ml_collections.ConfigDict({k: v for k, v in config.to_dict().items() if k != "sweep"})
+  runs = []
+  for (variant, overrides), dataset, noise, seed in itertools.product(
+      sweep.variants.items(), sweep.datasets, sweep.noise, sweep.seeds):
+    run_config = apply_overrides(base, [f"dataset={dataset}", *noise_overrides(noise), f"seed={seed}",
+                                        f"noise.seed={seed}", *overrides])
+    validate_config(run_config)
+    runs.append(Run(variant, dataset, noise, seed, run_config))
+  return runs
+
+
+def read_results(workdir: str) -> dict | None:
+  path = os.path.join(workdir, "results.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def summarise(runs: list[Run], root: str) -> list[dict]:
+  """One row per (variant, dataset, noise): mean and std of test accuracy over the finished seeds."""
+  cells: dict[tuple, list[dict]] = {}
+  for run in runs:
+    results = read_results(os.path.join(root, run.name))
+    if results is not None:
+      cells.setdefault((run.variant, run.dataset, run.noise), []).append(results)
+  rows = []
+  for (variant, dataset, noise), results in cells.items():
+    accuracy = np.array([r["test_accuracy"] for r in results])
+    labels = [r["label_noise"]["fraction_correct"] for r in results]
+    rows.append({"variant": variant, "dataset": dataset, "noise": noise, "seeds": len(results),
+                 "test_accuracy_mean": float(accuracy.mean()), "test_accuracy_std": float(accuracy.std()),
+                 "labels_correct_end": float(np.mean(labels)),
+                 "wall_seconds": float(sum(r["wall_seconds"] for r in results))})
+  return rows
+
+
+def write_summary(rows: list[dict], root: str) -> None:
+  """`root/summary.csv` and `root/summary.md` (test accuracy in %, mean ± std over seeds)."""
+  with open(os.path.join(root, "summary.csv"), "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+  lines = ["| variant | dataset | noise | seeds | test accuracy (%) | labels correct at end | wall time (s) |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+  lines += [f"| {r['variant']} | {r['dataset']} | {r['noise']} | {r['seeds']} | "
+            f"{100 * r['test_accuracy_mean']:.2f} ± {100 * r['test_accuracy_std']:.2f} | "
+            f"{r['labels_correct_end']:.3f} | {r['wall_seconds']:.0f} |" for r in rows]
+  with open(os.path.join(root, "summary.md"), "w") as f:
+    f.write("\n".join(lines) + "\n")
+
+
+def plot_accuracy(rows: list[dict], root: str) -> None:
+  """`root/accuracy.png`: test accuracy per variant (bars, ± std) for each dataset and noise setting."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  settings = list(dict.fromkeys((r["dataset"], r["noise"]) for r in rows))
+  variants = list(dict.fromkeys(r["variant"] for r in rows))
+  by_key = {(r["variant"], r["dataset"], r["noise"]): r for r in rows}
+  width = 0.8 / len(variants)
+  fig, ax = plt.subplots(figsize=(max(4, 1.6 * len(settings) * max(1, len(variants) / 3)), 3.5))
+  for i, variant in enumerate(variants):
+    cells = [by_key.get((variant, *s)) for s in settings]
+    ax.bar(np.arange(len(settings)) + i * width, [100 * c["test_accuracy_mean"] if c else 0 for c in cells],
+           width, yerr=[100 * c["test_accuracy_std"] if c else 0 for c in cells], label=variant, capsize=2)
+  ax.set_xticks(np.arange(len(settings)) + 0.4 - width / 2, [f"{d}\n{n}" for d, n in settings])
+  ax.set_ylabel("test accuracy (%)")
+  low = min(100 * r["test_accuracy_mean"] for r in rows)
+  ax.set_ylim(max(0, low - 10), 100)
+  ax.legend(fontsize="small")
+  fig.tight_layout()
+  fig.savefig(os.path.join(root, "accuracy.png"), dpi=120)
+  plt.close(fig)
+
+
+def run_sweep(config: ml_collections.ConfigDict, root: str) -> list[dict]:
+  """Trains every unfinished run of the grid in turn, then writes the summary and plot."""
+  runs = grid(config)
+  os.makedirs(root, exist_ok=True)
+  start = time.time()
+  for i, run in enumerate(runs):
+    workdir = os.path.join(root, run.name)
+    if read_results(workdir) is not None:
+      log.info("[%d/%d] %s: finished earlier, skipped", i + 1, len(runs), run.name)
+      continue
+    log.info("[%d/%d] %s", i + 1, len(runs), run.name)
+    loop.train_and_evaluate(run.config, workdir)
+  rows = summarise(runs, root)
+  if jax.process_index() == 0 and rows:
+    write_summary(rows, root)
+    plot_accuracy(rows, root)
+  log.info("sweep of %d runs done in %.0f s; summary in %s", len(runs), time.time() - start,
+           os.path.join(root, "summary.md"))
+  return rows
