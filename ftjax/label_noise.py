@@ -1,0 +1,106 @@
+"""Synthetic label noise (SPEC §3.1): transition matrices F[true, noisy] = P(noisy | true), seeded
+corruption of a label array, and how far noisy labels are from clean ones.
+
+Symmetric noise comes in two conventions. 'other': a flipped label is a uniformly random *other*
+class, so F = (1 − η) I + η/(C − 1) (1 − I) and a fraction η of labels is wrong in expectation.
+'any': a label picked for flipping (probability η) is redrawn uniformly from all C classes, the
+true one included, so F = (1 − η) I + η/C · 1 and the realised flip rate is η (C − 1)/C (the
+convention of the [JLZ22] code, which redraws a fixed η·n labels).
+"""
+
+import numpy as np
+
+SYMMETRIC_MODES = ("other", "any")
+
+
+def _check_rate(rate: float) -> None:
+  if not 0.0 <= rate < 1.0:
+    raise ValueError(f"noise rate={rate} is outside [0, 1)")
+
+
+def _check_num_classes(num_classes: int) -> None:
+  if num_classes < 2:
+    raise ValueError(f"num_classes={num_classes} is too small for label noise; valid: at least 2")
+
+
+def symmetric_transition(num_classes: int, rate: float, mode: str = "other") -> np.ndarray:
+  """F [C, C] of symmetric noise with rate η in the 'other' or 'any' convention (module docstring)."""
+  _check_num_classes(num_classes)
+  _check_rate(rate)
+  if mode not in SYMMETRIC_MODES:
+    raise ValueError(f"symmetric noise mode={mode!r} is not known; valid: {', '.join(SYMMETRIC_MODES)}")
+  eye = np.eye(num_classes)
+  if mode == "other":
+    return (1.0 - rate) * eye + rate / (num_classes - 1) * (1.0 - eye)
+  return (1.0 - rate) * eye + rate / num_classes
+
+
+def pairflip_transition(num_classes: int, rate: float) -> np.ndarray:
+  """F [C, C] of pair-flip noise: class i keeps its label with probability 1 − η, else becomes i + 1 mod C."""
+  _check_num_classes(num_classes)
+  _check_rate(rate)
+  eye = np.eye(num_classes)
+  return (1.0 - rate) * eye + rate * np.roll(eye, 1, axis=1)
+
+
+def check_transition(matrix, num_classes: int | None = None, atol: float = 1e-6) -> np.ndarray:
+  """`matrix` as float64 [C, C] if it is row-stochastic (finite, non-negative, rows summing to 1
+  within `atol`) and C is `num_classes` (any C when None); otherwise a one-line ValueError naming
+  the bad shape, entry or row."""
+  matrix = np.asarray(matrix, np.float64)
+  square = matrix.ndim == 2 and matrix.shape[0] == matrix.shape[1]
+  if not square or num_classes not in (None, matrix.shape[0]):
+    size = "C" if num_classes is None else num_classes
+    raise ValueError(f"transition matrix has shape {matrix.shape}; valid: ({size}, {size})")
+  bad = np.argwhere(~np.isfinite(matrix) | (matrix < 0))
+  if bad.size:
+    i, j = bad[0]
+    raise ValueError(f"transition matrix entry [{i}, {j}]={matrix[i, j]} is not a probability")
+  sums = matrix.sum(axis=1)
+  bad_rows = np.flatnonzero(np.abs(sums - 1.0) > atol)
+  if bad_rows.size:
+    row = bad_rows[0]
+    raise ValueError(f"transition matrix row {row} sums to {sums[row]:.6g}; valid: rows summing to 1")
+  return matrix
+
+
+def _check_labels(labels: np.ndarray, num_classes: int, name: str) -> None:
+  if labels.ndim != 1:
+    raise ValueError(f"{name} have shape {labels.shape}; valid: a 1-D array of class indices")
+  if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+    bad = labels[(labels < 0) | (labels >= num_classes)][0]
+    raise ValueError(f"{name} contain class {bad}; valid: 0..{num_classes - 1}")
+
+
+def corrupt_labels(labels, transition, seed: int) -> np.ndarray:
+  """Noisy int32 labels [n]: label i is drawn from row F[labels[i]] with a generator seeded by
+  `seed` alone, so the same (labels, F, seed) always gives the same noisy labels."""
+  labels = np.asarray(labels)
+  transition = check_transition(transition)
+  _check_labels(labels, transition.shape[0], "labels")
+  cdf = np.cumsum(transition, axis=1)
+  cdf /= cdf[:, -1:]
+  uniform = np.random.default_rng(seed).random(labels.shape[0])
+  return np.sum(cdf[labels] <= uniform[:, None], axis=1).astype(np.int32)
+
+
+def empirical_transition(clean, noisy, num_classes: int) -> np.ndarray:
+  """[C, C] fraction of examples of clean class i whose noisy label is j; a row of zeros for a
+  class absent from `clean`."""
+  clean, noisy = np.asarray(clean), np.asarray(noisy)
+  if clean.shape != noisy.shape:
+    raise ValueError(f"clean labels have shape {clean.shape} but noisy labels {noisy.shape}; valid: equal shapes")
+  _check_labels(clean, num_classes, "clean labels")
+  _check_labels(noisy, num_classes, "noisy labels")
+  counts = np.zeros((num_classes, num_classes))
+  np.add.at(counts, (clean, noisy), 1.0)
+  totals = counts.sum(axis=1, keepdims=True)
+  return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+
+
+def fraction_correct(labels, clean) -> float:
+  """Fraction of `labels` equal to the `clean` labels."""
+  labels, clean = np.asarray(labels), np.asarray(clean)
+  if labels.shape != clean.shape:
+    raise ValueError(f"labels have shape {labels.shape} but clean labels {clean.shape}; valid: equal shapes")
+  return float(np.mean(labels == clean))
