@@ -12,7 +12,7 @@ import pytest
 from ftjax import label_noise
 from ftjax.methods import distance_regularization, noisy_labels
 from ftjax.methods.base import LossInputs, MethodContext
-from ftjax.methods.consistent_loss import dual_t_estimate, forward_corrected_loss
+from ftjax.methods.consistent_loss import anchor_transition, dual_t_estimate, forward_corrected_loss
 from ftjax.models import create_model
 from tests.test_finetune import tiny_config
 
@@ -131,6 +131,12 @@ def test_dual_t_on_the_noisy_posterior_gives_f_times_f():
   estimate = dual_t_estimate(probs @ transition, noisy)
   assert np.abs(estimate - transition @ transition).max() < 0.05
   assert np.abs(estimate - transition).max() > 0.1
+
+
+def test_anchor_points_alone_recover_the_matrix_from_the_noisy_posterior():
+  transition, _, _, probs = _synthetic()
+  estimate = anchor_transition(probs @ transition)
+  assert np.abs(estimate - transition).max() < 0.05
 
 
 def test_dual_t_row_of_a_never_predicted_class_is_its_unit_vector():

@@ -82,6 +82,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.consistent = ml_collections.ConfigDict()
   config.consistent.constraint = True   # the layer-wise constraint of config.reg
   config.consistent.transition = "estimate"  # 'estimate' (dual-T), 'true' (the noise config's F) or a .json/.npy path
+  config.consistent.estimator = "dual_t"     # 'dual_t' (SPEC §3.4) or 'anchor' (T_club alone)
   config.consistent.anchor_percentile = 97.0
 
   # Bookkeeping.

@@ -18,31 +18,36 @@ def forward_corrected_loss(logits: jax.Array, labels: jax.Array, transition) -> 
   return -jnp.mean(jax.nn.logsumexp(log_probs + log_columns, axis=-1))
 
 
+def anchor_transition(probs, percentile: float = 97.0) -> np.ndarray:
+  """T_club of SPEC §3.4 (numpy, float64 [C, C]): row i = p(x*) for the anchor x* of class i, the
+  example with the highest p_i among those below the `percentile`-th percentile of p_i (numpy's
+  'higher' method, as in the authors' code); when no example is below it (all p_i equal), the
+  example with the highest p_i. On its own this is the anchor-point estimator of F (Patrini et al.
+  2017), exact when p is the noisy posterior p = q F and the anchors are clean (q ≈ e_i)."""
+  probs = np.asarray(probs, np.float64)
+  thresholds = np.percentile(probs, percentile, axis=0, method="higher")
+  below = np.where(probs < thresholds, probs, -np.inf)
+  anchors = np.where(np.isfinite(below.max(axis=0)), below.argmax(axis=0), probs.argmax(axis=0))
+  return probs[anchors]
+
+
 def dual_t_estimate(probs, noisy_labels, percentile: float = 97.0) -> np.ndarray:
   """The dual-T estimate F = T_club @ T_spade of SPEC §3.4 (numpy, float64 [C, C]).
 
   probs: [n, C], a plainly fine-tuned model's probabilities on the noisy training examples;
-  noisy_labels: int [n].
-  - T_spade[i, j]: fraction of the examples predicted i (argmax) whose noisy label is j. A class
-    that is never predicted has no such fraction; its row is taken as e_i (no noise seen), so F
-    stays row-stochastic (the authors' code leaves it zero).
-  - T_club[i, :] = p(x*) for the anchor x* of class i: the example with the highest p_i among those
-    below the `percentile`-th percentile of p_i (numpy's 'higher' method, as in the authors'
-    code); when no example is below it (all p_i equal), the example with the highest p_i.
+  noisy_labels: int [n]. T_club: `anchor_transition`. T_spade[i, j]: fraction of the examples
+  predicted i (argmax) whose noisy label is j; a class that is never predicted has no such
+  fraction, and its row is taken as e_i (no noise seen), so F stays row-stochastic (the authors'
+  code leaves it zero).
   F is recovered when the model's argmax is mostly the clean class and its anchors are near
   one-hot (T_club ≈ I, T_spade ≈ F); probabilities that are the calibrated noisy posterior
-  p = q F (q clean) give T_club ≈ T_spade ≈ F, hence ≈ F F.
+  p = q F (q clean) give T_club ≈ T_spade ≈ F, hence ≈ F F — then `anchor_transition` alone is
+  the better estimate.
   """
   probs = np.asarray(probs, np.float64)
-  noisy_labels = np.asarray(noisy_labels)
   num_classes = probs.shape[1]
-  predicted = np.argmax(probs, axis=1)
   counts = np.zeros((num_classes, num_classes))
-  np.add.at(counts, (predicted, noisy_labels), 1.0)
+  np.add.at(counts, (np.argmax(probs, axis=1), np.asarray(noisy_labels)), 1.0)
   totals = counts.sum(axis=1, keepdims=True)
   spade = np.where(totals > 0, counts / np.maximum(totals, 1.0), np.eye(num_classes))
-  thresholds = np.percentile(probs, percentile, axis=0, method="higher")
-  below = np.where(probs < thresholds, probs, -np.inf)
-  anchors = np.where(np.isfinite(below.max(axis=0)), below.argmax(axis=0), probs.argmax(axis=0))
-  club = probs[anchors]
-  return club @ spade
+  return anchor_transition(probs, percentile) @ spade

@@ -2,7 +2,9 @@
 
 from typing import Callable
 
-from ftjax.methods import distance_regularization
+import numpy as np
+
+from ftjax.methods import distance_regularization, noisy_labels, transition_estimation
 from ftjax.methods.base import Method, MethodContext, cross_entropy_loss
 
 
@@ -12,18 +14,32 @@ def plain_finetuning(context: MethodContext) -> Method:
   return Method(name="none", loss=cross_entropy_loss)
 
 
+def consistent_loss(context: MethodContext) -> Method:
+  """The consistent loss [JLZ22] with the transition matrix `config.consistent.transition` names;
+  results add its largest entry-wise error against the true matrix when that is known."""
+  transition = transition_estimation.transition_matrix(context)
+  method = noisy_labels.consistent(context, transition)
+  if context.noise_transition is None:
+    return method
+  error = float(np.max(np.abs(np.asarray(transition) - np.asarray(context.noise_transition))))
+  return method._replace(results={**method.results, "transition_max_abs_error": error})
+
+
 METHODS: dict[str, Callable[[MethodContext], Method]] = {
     "none": plain_finetuning,
     "l2": distance_regularization.l2,
     "l2sp": distance_regularization.l2sp,
     "penalty": distance_regularization.layerwise_penalty,
     "constraint": distance_regularization.constraint,
+    "regsl": noisy_labels.regsl,
+    "consistent": consistent_loss,
 }
 
 
 # Checks a method needs beyond the config's fields, on the model's param shapes (before compiling).
 METHOD_CHECKS: dict[str, Callable] = {
-    name: distance_regularization.check_layer_groups for name in ("l2", "l2sp", "penalty", "constraint")
+    name: distance_regularization.check_layer_groups
+    for name in ("l2", "l2sp", "penalty", "constraint", "regsl", "consistent")
 }
 
 

@@ -54,6 +54,7 @@ FIELD_CHECKS = {
     "reweighting.temperature": number(0.0, low_open=True),
     "consistent.constraint": BOOLEAN,
     "consistent.transition": STRING,
+    "consistent.estimator": one_of(("dual_t", "anchor")),
     "consistent.anchor_percentile": number(0.0, 100.0, low_open=True),
     "reg.norm": one_of(projection.PROJECTION_NORMS),
     "reg.radius": number(0.0),
