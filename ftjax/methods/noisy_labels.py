@@ -13,9 +13,12 @@ from ftjax.methods.consistent_loss import forward_corrected_loss
 from ftjax.methods.label_correction import correct_labels, init_label_correction, self_labeling_loss
 
 
-def _post_optimizer(context: MethodContext, constrained: bool) -> optax.GradientTransformation:
-  """The projection of the 'constraint' method when `constrained`, else the identity."""
-  return distance_regularization.constraint(context).post_optimizer if constrained else optax.identity()
+def _constraint(context: MethodContext, constrained: bool) -> tuple[optax.GradientTransformation, dict]:
+  """(post_optimizer, results) of the 'constraint' method when `constrained`, else (identity, {})."""
+  if not constrained:
+    return optax.identity(), {}
+  method = distance_regularization.constraint(context)
+  return method.post_optimizer, method.results
 
 
 def regsl(context: MethodContext) -> Method:
@@ -47,8 +50,9 @@ def regsl(context: MethodContext) -> Method:
     return correct_labels(state, probs, batch["index"], epoch, config.correction.threshold,
                           config.correction.start_epoch)
 
+  post_optimizer, results = _constraint(context, config.regsl.constraint)
   return Method("regsl", loss, init_state=init_label_correction(context.train_labels), update_state=update_state,
-                post_optimizer=_post_optimizer(context, config.regsl.constraint))
+                post_optimizer=post_optimizer, results=results)
 
 
 def consistent(context: MethodContext, transition) -> Method:
@@ -60,5 +64,6 @@ def consistent(context: MethodContext, transition) -> Method:
   def loss(inputs: LossInputs):
     return forward_corrected_loss(inputs.logits, inputs.batch["label"], transition), {}
 
-  return Method("consistent", loss, post_optimizer=_post_optimizer(context, context.config.consistent.constraint),
-                results={"transition_matrix": transition.tolist()})
+  post_optimizer, results = _constraint(context, context.config.consistent.constraint)
+  return Method("consistent", loss, post_optimizer=post_optimizer,
+                results={**results, "transition_matrix": transition.tolist()})
