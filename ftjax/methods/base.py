@@ -46,8 +46,9 @@ class Method(NamedTuple):
 class MethodContext(NamedTuple):
   """What a method builder may use: the config, the start variables (pretrained backbone, fresh
   head), the anchor params W^(s) (SPEC §1), the training split's labels as the method will first
-  see them (noisy, under synthetic noise), the true noise transition matrix when known, and the
-  run's workdir (None outside a run) for what a method prepares before training."""
+  see them (noisy, under synthetic noise), the true noise transition matrix when known, the
+  run's workdir (None outside a run) for what a method prepares before training, and the model
+  (a Flax module) with the training split, for methods that evaluate it before training."""
   config: ml_collections.ConfigDict
   init_variables: dict
   anchor_variables: dict
@@ -55,6 +56,9 @@ class MethodContext(NamedTuple):
   num_classes: int
   noise_transition: Any = None
   workdir: str | None = None
+  model: Any = None
+  train_source: Any = None
+  train_preprocess: Any = None
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:

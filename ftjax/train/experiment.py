@@ -129,14 +129,14 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: str | None = No
   with as_config_error():
     variables, anchor = initial_variables(config, model)
   steps_per_epoch = data.steps_per_epoch(len(splits.train), config.batch_size)
+  train_pp, eval_pp = preprocess_configs(config)
   with as_config_error():
     method = method_registry.build_method(MethodContext(
         config=config, init_variables=variables, anchor_variables={"params": anchor},
         train_labels=splits.train.labels, num_classes=num_classes, noise_transition=noise.transition,
-        workdir=workdir))
+        workdir=workdir, model=model, train_source=splits.train, train_preprocess=eval_pp))
   schedule = optim.learning_rate_schedule(config, steps_per_epoch)
   tx = optax.chain(method.pre_optimizer, optim.make_optimizer(config, schedule), method.post_optimizer)
   state = create_train_state(variables, tx, method.init_state, jax.random.key(config.seed))
-  train_pp, eval_pp = preprocess_configs(config)
   return Experiment(config, splits, noise, num_classes, model, method, tx, train_pp, eval_pp, steps_per_epoch,
                     steps_per_epoch * config.num_epochs, mesh, state, anchor)
