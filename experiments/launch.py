@@ -14,6 +14,7 @@ from absl import logging as absl_logging
 
 from ftjax import progress_logging
 from ftjax.config_validation import ConfigError
+from ftjax.train import interruptions
 
 log = logging.getLogger('ftjax.launch')
 
@@ -78,4 +79,10 @@ def run(main) -> None:
       return main(argv)
     except ConfigError as e:
       fail(str(e))
+    except interruptions.NonFiniteError as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(3)
+    except interruptions.Preempted as e:
+      log.warning("%s", e)
+      sys.exit(128 + e.signal_number)
   app.run(guarded, flags_parser=parse_flags)

@@ -4,6 +4,7 @@ checkpoints (resuming from the latest one), evaluate, and write `workdir/results
 import json
 import logging
 import os
+import signal
 import time
 
 import jax
@@ -15,6 +16,7 @@ from ftjax import checkpointing, data, label_noise, parallel
 from ftjax.config_validation import ConfigError
 from ftjax.distance import norms
 from ftjax.metrics_writer import MetricsWriter
+from ftjax.train import interruptions
 from ftjax.train.experiment import Experiment, build_experiment
 from ftjax.train.state import TrainState
 from ftjax.train.steps import CompiledSteps
@@ -90,12 +92,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, allow
   if start_step:
     log.info("resuming from step %d of %d", start_step, exp.total_steps)
   steps = CompiledSteps(mesh, model=exp.model, method=exp.method, tx=exp.tx, steps_per_epoch=exp.steps_per_epoch)
-  state = train(exp, steps, state, manager, writer, start_step)
-  results = final_results(exp, steps, state, workdir, start_step, time.time() - start_time)
-  manager.wait_until_finished()
-  manager.close()
-  writer.close()
-  return results
+  try:
+    state = train(exp, steps, state, manager, writer, start_step)
+    return final_results(exp, steps, state, workdir, start_step, time.time() - start_time)
+  finally:
+    manager.wait_until_finished()
+    manager.close()
+    writer.close()
 
 
 def label_report(exp: Experiment, state: TrainState) -> dict:
@@ -119,45 +122,57 @@ def prefixed(prefix: str, scalars: dict) -> dict:
   return {f"{prefix}{name}": value for name, value in scalars.items()}
 
 
-def train_summary(pending: list[dict], elapsed: float, batch_size: int) -> dict:
-  """Means of the step metrics since the last log line, and the throughput."""
+def train_summary(pending: list[dict]) -> dict:
+  """Means of the step metrics since the last log line (deterministic: no timings, so a resumed
+  run logs exactly what an uninterrupted one does)."""
   stacked = jax.device_get(jax.tree.map(lambda *x: jnp.stack(x), *pending))
-  summary = {name: float(np.mean(values)) for name, values in stacked.items()}
-  summary["examples_per_second"] = len(pending) * batch_size / elapsed
-  return summary
+  return {name: float(np.mean(values)) for name, values in stacked.items()}
 
 
 def train(exp: Experiment, steps: CompiledSteps, state: TrainState, manager, writer: MetricsWriter,
           start_step: int) -> TrainState:
   """Runs the steps from `start_step` to the end; every `log_every` steps logs the mean metrics and
   the per-layer distances, every epoch the label counts, every `eval_every` epochs the test
-  metrics (one metrics record per step), and checkpoints every `checkpoint_every` steps and at the end."""
+  metrics (one metrics record per step), and checkpoints every `checkpoint_every` steps and at the
+  end. A non-finite loss or gradient stops it before anything non-finite is saved; SIGTERM or
+  SIGINT save a checkpoint and raise `Preempted`."""
   config, mesh = exp.config, exp.mesh
-  pending, tick = [], time.time()
-  for step, batch in data.train_batches(exp.splits.train, exp.train_preprocess, seed=config.seed,
-                                        global_batch_size=config.batch_size, start_step=start_step,
-                                        num_steps=exp.total_steps):
-    state, metrics = steps.train(state, parallel.shard_batch(batch, mesh))
-    pending.append(metrics)
-    done, record = step + 1, {}
-    if done % config.log_every == 0 or done == exp.total_steps:
-      summary = train_summary(pending, time.time() - tick, config.batch_size)
-      summary["epoch"] = done / exp.steps_per_epoch
-      record.update(prefixed("train/", summary), **prefixed("distance/", flat_distances(state.params, exp.anchor_params)))
-      log.info("step %d/%d  epoch %.2f  loss %.4f  accuracy %.3f  %.0f examples/s", done, exp.total_steps,
-               summary["epoch"], summary["loss"], summary["accuracy"], summary["examples_per_second"])
-      pending, tick = [], time.time()
-    if done % exp.steps_per_epoch == 0:
-      labels = label_report(exp, state)
-      record.update(prefixed("labels/", {k: labels[k] for k in ("fraction_correct", "num_changed")}))
-    if config.eval_every and done % (config.eval_every * exp.steps_per_epoch) == 0 and done < exp.total_steps:
-      test = evaluate(steps, state, exp.splits.test, exp.eval_preprocess, config.eval_batch_size, mesh)
-      record.update(prefixed("test/", {"loss": test["loss"], "accuracy": test["accuracy"]}))
-      log.info("step %d  test loss %.4f  test accuracy %.4f", done, test["loss"], test["accuracy"])
-    if record:
-      writer.write(done, record)
-    if done % config.checkpoint_every == 0 or done == exp.total_steps:
-      checkpointing.save(manager, state)
+  pending, tick, unchecked = [], time.time(), None
+  last_checkpoint = start_step or None
+  with interruptions.StopSignals() as signals:
+    for step, batch in data.train_batches(exp.splits.train, exp.train_preprocess, seed=config.seed,
+                                          global_batch_size=config.batch_size, start_step=start_step,
+                                          num_steps=exp.total_steps):
+      state, metrics = steps.train(state, parallel.shard_batch(batch, mesh))
+      if unchecked:  # the previous step's metrics, checked while this step runs
+        interruptions.check_finite(*unchecked, last_checkpoint)
+      done, record = step + 1, {}
+      unchecked = (done, metrics)
+      pending.append(metrics)
+      if done % config.log_every == 0 or done == exp.total_steps:
+        interruptions.check_finite(done, metrics, last_checkpoint)
+        summary = {**train_summary(pending), "epoch": done / exp.steps_per_epoch}
+        record.update(prefixed("train/", summary), **prefixed("distance/", flat_distances(state.params, exp.anchor_params)))
+        speed = len(pending) * config.batch_size / (time.time() - tick)
+        log.info("step %d/%d  epoch %.2f  loss %.4f  accuracy %.3f  %.0f examples/s", done, exp.total_steps,
+                 summary["epoch"], summary["loss"], summary["accuracy"], speed)
+        pending, tick = [], time.time()
+      if done % exp.steps_per_epoch == 0:
+        labels = label_report(exp, state)
+        record.update(prefixed("labels/", {k: labels[k] for k in ("fraction_correct", "num_changed")}))
+      if config.eval_every and done % (config.eval_every * exp.steps_per_epoch) == 0 and done < exp.total_steps:
+        test = evaluate(steps, state, exp.splits.test, exp.eval_preprocess, config.eval_batch_size, mesh)
+        record.update(prefixed("test/", {"loss": test["loss"], "accuracy": test["accuracy"]}))
+        log.info("step %d  test loss %.4f  test accuracy %.4f", done, test["loss"], test["accuracy"])
+      if record:
+        writer.write(done, record)
+      preempted = signals.received or (jax.process_count() > 1 and manager.reached_preemption(done))
+      if preempted or done % config.checkpoint_every == 0 or done == exp.total_steps:
+        interruptions.check_finite(done, metrics, last_checkpoint)
+        checkpointing.save(manager, state, force=bool(preempted))
+        last_checkpoint = done
+      if preempted:
+        raise interruptions.Preempted(done, signals.received or signal.SIGTERM)
   return state
 
 

@@ -1,0 +1,116 @@
+"""Long runs that stop early: preemption signals, SIGKILL and resume, non-finite values."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import chex
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from ftjax import checkpointing
+from ftjax.metrics_writer import read_metrics
+from ftjax.train import interruptions, loop
+from tests.test_finetune import REPO, tiny_config
+
+# A small noisy-label regsl run, so that params, corrected labels and metrics all have to survive.
+FLAGS = ["--config.model=small_cnn", "--config.width=4", "--config.pretrained=none", "--config.image_size=8",
+         "--config.eval_batch_size=128", "--config.num_epochs=6", "--config.checkpoint_every=20",
+         "--config.log_every=5", "--config.method=regsl", "--config.noise.type=symmetric", "--config.noise.rate=0.4",
+         "--config.correction.threshold=0.1", "--config.correction.start_epoch=1",
+         "--config.reweighting.start_epoch=1"]
+
+
+def start(workdir, *extra):
+  return subprocess.Popen([sys.executable, "-m", "experiments.finetune", f"--workdir={workdir}", *FLAGS, *extra],
+                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(predicate, process, timeout=180):
+  deadline = time.time() + timeout
+  while not predicate():
+    assert process.poll() is None, process.communicate()
+    assert time.time() < deadline, "timed out"
+    time.sleep(0.05)
+
+
+def saved_steps(workdir):
+  directory = os.path.join(workdir, "checkpoints")
+  return sorted(int(d) for d in os.listdir(directory) if d.isdigit()) if os.path.isdir(directory) else []
+
+
+def final_state(workdir):
+  variables, step = checkpointing.restore_model(os.path.join(workdir, "checkpoints"))
+  return variables, step
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("uninterrupted"))
+  process = start(workdir)
+  _, err = process.communicate(timeout=600)
+  assert process.returncode == 0, err
+  return workdir
+
+
+def _labels(workdir):
+  """The per-example labels regsl kept in the latest checkpoint of `workdir`."""
+  with open(os.path.join(workdir, "config.json")) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  exp = loop.build_experiment(config, workdir)
+  return np.asarray(jax.device_get(loop.restore_trained_state(exp, workdir).method_state.labels))
+
+
+def test_sigkill_mid_epoch_then_resume_is_bitwise_equal(uninterrupted, tmp_path):
+  workdir = str(tmp_path / "killed")
+  process = start(workdir)
+  wait_for(lambda: 40 in saved_steps(workdir) and any(r["step"] >= 45 for r in read_metrics(workdir)), process)
+  process.kill()
+  process.wait()
+  assert not os.path.exists(os.path.join(workdir, "results.json"))
+  resumed = start(workdir)
+  _, err = resumed.communicate(timeout=600)
+  assert resumed.returncode == 0, err
+  assert "resuming from step" in err
+  (original, step), (again, step_again) = final_state(uninterrupted), final_state(workdir)
+  assert step == step_again == 132
+  chex.assert_trees_all_equal(original, again)
+  np.testing.assert_array_equal(_labels(workdir), _labels(uninterrupted))
+  assert read_metrics(workdir) == read_metrics(uninterrupted)
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_saves_the_current_step_and_exits_cleanly(tmp_path, stop_signal):
+  workdir = str(tmp_path / "preempted")
+  process = start(workdir, "--config.checkpoint_every=1000")
+  wait_for(lambda: any(r["step"] >= 10 for r in read_metrics(workdir)), process)
+  process.send_signal(stop_signal)
+  _, err = process.communicate(timeout=120)
+  assert process.returncode == 128 + stop_signal, err
+  assert "Traceback" not in err
+  message = [line for line in err.splitlines() if f"stopped by {signal.Signals(stop_signal).name}" in line]
+  assert len(message) == 1, err
+  step = int(message[0].split("at step ")[1].split()[0])
+  assert saved_steps(workdir) == [step] and 10 <= step < 132
+  resumed = start(workdir, "--config.checkpoint_every=1000", "--config.num_epochs=6")
+  _, err = resumed.communicate(timeout=600)
+  assert resumed.returncode == 0, err
+  assert f"resuming from step {step}" in err
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+  config = tiny_config(num_epochs=3, learning_rate=1e4, checkpoint_every=2, optimizer="sgd")
+  with pytest.raises(interruptions.NonFiniteError) as error:
+    loop.train_and_evaluate(config, str(tmp_path))
+  message = str(error.value)
+  failing_step = int(message.split("step ")[1].split(":")[0])
+  assert any(f"{name} is " in message for name in ("loss", "grad_norm")) and "\n" not in message
+  variables, step = final_state(str(tmp_path))
+  assert step < failing_step and f"checkpoint of step {step} is kept" in message
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(variables))
+  assert not os.path.exists(tmp_path / "results.json")
