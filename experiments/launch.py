@@ -31,9 +31,10 @@ def setup() -> None:
   progress_logging.show_progress()
   FLAGS = flags.FLAGS
   if FLAGS.distributed:
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes (tests); GPUs/TPUs ignore it
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   log.info("JAX process %d of %d, %d local / %d global devices (%s)", jax.process_index(),
-               jax.process_count(), jax.local_device_count(), jax.device_count(), jax.devices()[0].platform)
+           jax.process_count(), jax.local_device_count(), jax.device_count(), jax.devices()[0].platform)
 
 
 def fail(message: str) -> None:

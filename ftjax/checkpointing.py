@@ -9,13 +9,23 @@ import os
 import jax
 import orbax.checkpoint as ocp
 
+from ftjax.config_validation import ConfigError
 from ftjax.train.state import TrainState
 
 
-def checkpoint_manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
-  """A manager over `directory` (created if needed) with items 'state' and 'model'."""
-  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
-  return ocp.CheckpointManager(os.path.abspath(directory), options=options, item_names=("state", "model"))
+ITEMS = ("state", "model")
+
+
+class UnreadableCheckpointError(ConfigError):
+  """A checkpoint that cannot be restored into the run's state: damaged, or from another config."""
+
+
+def checkpoint_manager(directory: str, max_to_keep: int = 2, create: bool = True) -> ocp.CheckpointManager:
+  """A manager over `directory` (created if asked) with items 'state' and 'model', whose handlers
+  are known up front so that a fresh process can read the items' metadata."""
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create)
+  handlers = {item: ocp.StandardCheckpointHandler() for item in ITEMS}
+  return ocp.CheckpointManager(os.path.abspath(directory), options=options, item_handlers=handlers)
 
 
 def save(manager: ocp.CheckpointManager, state: TrainState, *, force: bool = False) -> bool:
@@ -36,14 +46,20 @@ def restore_latest(manager: ocp.CheckpointManager, like: TrainState) -> TrainSta
   step = manager.latest_step()
   if step is None:
     return None
-  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_like(like))))
+  try:
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_like(like))))
+  except Exception as e:  # orbax raises many types for unreadable or mismatched checkpoints
+    raise UnreadableCheckpointError(
+        f"checkpoint {os.path.join(str(manager.directory), str(step))} is damaged or was not written by this "
+        f"config ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); valid: move that step folder "
+        "away to resume from an earlier one, or use a new workdir") from e
   return restored["state"]
 
 
 def restore_model(directory: str, sharding=None) -> tuple[dict, int]:
   """({'params', 'batch_stats'}, step) from the latest checkpoint under `directory`, shaped as
   saved (its head may differ from the model that loads it)."""
-  manager = ocp.CheckpointManager(os.path.abspath(directory), item_names=("state", "model"))
+  manager = checkpoint_manager(directory, create=False)
   step = manager.latest_step()
   if step is None:
     raise FileNotFoundError(f"no ftjax checkpoint under {directory!r}: expected step folders written by "

@@ -28,8 +28,9 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
 
 
 def replicate(tree, mesh: Mesh):
-  """Places every leaf of `tree` on all devices of `mesh`."""
-  return jax.device_put(tree, replicated(mesh))
+  """Places every leaf of `tree` (the same value in every process) on all devices of `mesh`,
+  including devices of other processes."""
+  return jax.jit(lambda t: t, out_shardings=replicated(mesh))(tree)
 
 
 def shard_batch(local_batch: dict, mesh: Mesh) -> dict:

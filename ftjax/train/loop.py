@@ -44,8 +44,8 @@ def predict_probabilities(exp: Experiment, state: TrainState, source) -> np.ndar
                         steps_per_epoch=exp.steps_per_epoch, donate=False)
   chunks = []
   for batch in data.eval_batches(source, exp.eval_preprocess, exp.config.eval_batch_size):
-    probs = np.asarray(jax.device_get(steps.predict(state, parallel.shard_batch(batch, exp.mesh))))
-    chunks.append(probs[batch["mask"] > 0])
+    probs, mask = jax.device_get(steps.predict(state, parallel.shard_batch(batch, exp.mesh)))
+    chunks.append(np.asarray(probs)[np.asarray(mask) > 0])
   return np.concatenate(chunks)
 
 

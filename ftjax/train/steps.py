@@ -57,14 +57,15 @@ def eval_step(state: TrainState, batch: dict, *, model: nn.Module) -> dict:
   }
 
 
-def predict_step(state: TrainState, batch: dict, *, model: nn.Module) -> jax.Array:
-  """Softmax probabilities [batch, classes] in eval mode."""
+def predict_step(state: TrainState, batch: dict, *, model: nn.Module) -> tuple[jax.Array, jax.Array]:
+  """(softmax probabilities [batch, classes] in eval mode, the batch's mask [batch])."""
   logits = model.apply({"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False)
-  return jax.nn.softmax(logits)
+  return jax.nn.softmax(logits), batch["mask"]
 
 
 class CompiledSteps:
-  """The jitted steps for one mesh: state replicated, batches sharded over 'data'."""
+  """The jitted steps for one mesh: state replicated, batches sharded over 'data'; outputs
+  replicated, so every process can read them."""
 
   def __init__(self, mesh, *, model, method, tx, steps_per_epoch: int, donate: bool = True):
     rep = parallel.replicated(mesh)
@@ -72,4 +73,4 @@ class CompiledSteps:
         functools.partial(train_step, model=model, method=method, tx=tx, steps_per_epoch=steps_per_epoch),
         out_shardings=(rep, rep), donate_argnums=(0,) if donate else ())
     self.eval: Callable = jax.jit(functools.partial(eval_step, model=model), out_shardings=rep)
-    self.predict: Callable = jax.jit(functools.partial(predict_step, model=model))
+    self.predict: Callable = jax.jit(functools.partial(predict_step, model=model), out_shardings=rep)

@@ -1,0 +1,58 @@
+"""Checkpoints that cannot be trusted: an interrupted save, a damaged step, another config's state."""
+
+import os
+import shutil
+
+import chex
+import pytest
+
+from ftjax import checkpointing
+from ftjax.train import loop
+from tests.test_finetune import finished_run, tiny_config  # noqa: F401 (fixture)
+
+
+def _copy_without_results(workdir, target):
+  shutil.copytree(workdir, target)
+  os.remove(os.path.join(target, "results.json"))
+  return str(target)
+
+
+def test_an_interrupted_save_leaves_the_previous_checkpoint_readable(finished_run, tmp_path):
+  workdir, _ = finished_run
+  copy = _copy_without_results(workdir, tmp_path / "w")
+  partial = os.path.join(copy, "checkpoints", "50.orbax-checkpoint-tmp-1234", "state")
+  os.makedirs(partial)
+  with open(os.path.join(partial, "_METADATA"), "w") as f:
+    f.write("{ half-written")
+  manager = checkpointing.checkpoint_manager(os.path.join(copy, "checkpoints"))
+  assert manager.latest_step() == 44
+  manager.close()
+  again = loop.train_and_evaluate(tiny_config(), copy)
+  assert again["resumed_from_step"] == 44
+
+
+def test_a_damaged_checkpoint_is_reported_not_a_traceback(finished_run, tmp_path):
+  workdir, _ = finished_run
+  copy = _copy_without_results(workdir, tmp_path / "w")
+  state_dir = os.path.join(copy, "checkpoints", "44", "state")
+  for root, _, files in os.walk(state_dir):
+    for name in files:
+      with open(os.path.join(root, name), "wb") as f:
+        f.write(b"\0garbage")
+  before = sorted(os.listdir(copy))
+  with pytest.raises(checkpointing.UnreadableCheckpointError) as error:
+    loop.train_and_evaluate(tiny_config(), copy)
+  assert "checkpoints/44 is damaged or was not written by this config" in str(error.value)
+  assert "\n" not in str(error.value)
+  assert sorted(os.listdir(copy)) == before and os.path.isdir(state_dir)
+
+
+def test_another_configs_checkpoint_is_refused_even_when_changes_are_allowed(finished_run, tmp_path):
+  workdir, _ = finished_run
+  copy = _copy_without_results(workdir, tmp_path / "w")
+  with pytest.raises(checkpointing.UnreadableCheckpointError, match="checkpoints/44 is damaged or was not written"):
+    loop.train_and_evaluate(tiny_config(width=8), copy, allow_config_change=True)
+  variables, step = checkpointing.restore_model(os.path.join(copy, "checkpoints"))
+  original, _ = checkpointing.restore_model(os.path.join(workdir, "checkpoints"))
+  assert step == 44
+  chex.assert_trees_all_equal(variables, original)
