@@ -85,6 +85,20 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.consistent.estimator = "dual_t"     # 'dual_t' (SPEC §3.4) or 'anchor' (T_club alone)
   config.consistent.anchor_percentile = 97.0
 
+  # Feature regularisation (SPEC §5; ftjax.methods.feature_regularization): 'delta' and 'bss'.
+  config.delta = ml_collections.ConfigDict()
+  config.delta.alpha = 0.01               # α: weight of the channel-weighted feature-map distance (DELTA code default)
+  config.delta.beta = 0.01                # β: weight of ||W_head||² (DELTA code default)
+  config.delta.num_batches = 2            # batches of batch_size the channel weights are measured on
+  config.delta.normalization = "paper"    # 'paper' or 'authors' (standardised softmax/5, C/(H·W) scaling)
+  config.bss = ml_collections.ConfigDict()
+  config.bss.eta = 0.001                  # η (Chen et al. 2019)
+  config.bss.k = 1                        # how many of the smallest singular values are shrunk
+
+  # Label smoothing (SPEC §5; ftjax.methods.label_smoothing).
+  config.label_smoothing = ml_collections.ConfigDict()
+  config.label_smoothing.eps = 0.1        # ε: target (1 − ε)·onehot + ε/C (Szegedy et al. 2016)
+
   # Bookkeeping.
   config.seed = 0
   config.checkpoint_every = 200  # steps; a checkpoint is also written at the end

@@ -4,7 +4,8 @@ from typing import Callable
 
 import numpy as np
 
-from ftjax.methods import distance_regularization, noisy_labels, transition_estimation
+from ftjax.methods import (distance_regularization, feature_regularization, label_smoothing, noisy_labels,
+                           transition_estimation)
 from ftjax.methods.base import Method, MethodContext, cross_entropy_loss
 
 
@@ -33,13 +34,17 @@ METHODS: dict[str, Callable[[MethodContext], Method]] = {
     "constraint": distance_regularization.constraint,
     "regsl": noisy_labels.regsl,
     "consistent": consistent_loss,
+    "delta": feature_regularization.delta,
+    "bss": feature_regularization.bss,
+    "label_smoothing": label_smoothing.label_smoothing,
 }
 
 
 # Checks a method needs beyond the config's fields, on the model's param shapes (before compiling).
 METHOD_CHECKS: dict[str, Callable] = {
-    name: distance_regularization.check_layer_groups
-    for name in ("l2", "l2sp", "penalty", "constraint", "regsl", "consistent")
+    **{name: distance_regularization.check_layer_groups
+       for name in ("l2", "l2sp", "penalty", "constraint", "regsl", "consistent", "delta")},
+    "bss": feature_regularization.check_bss,
 }
 
 

@@ -9,7 +9,7 @@ from ftjax.config_validation import (BOOLEAN, STRING, ConfigError, as_config_err
                                      name_value_pairs, number, numbers, one_of)
 from ftjax.distance import anchors, projection, radii
 from ftjax.models import pretrained, registry as model_registry, resnet
-from ftjax.methods import registry as method_registry
+from ftjax.methods import feature_regularization, registry as method_registry
 
 
 def _dataset_name(value) -> bool:
@@ -56,6 +56,13 @@ FIELD_CHECKS = {
     "consistent.transition": STRING,
     "consistent.estimator": one_of(("dual_t", "anchor")),
     "consistent.anchor_percentile": number(0.0, 100.0, low_open=True),
+    "delta.alpha": number(0.0),
+    "delta.beta": number(0.0),
+    "delta.num_batches": integer(1),
+    "delta.normalization": one_of(feature_regularization.NORMALIZATIONS),
+    "bss.eta": number(0.0),
+    "bss.k": integer(1),
+    "label_smoothing.eps": number(0.0, 1.0),
     "reg.norm": one_of(projection.PROJECTION_NORMS),
     "reg.radius": number(0.0),
     "reg.gamma": number(1.0),
