@@ -1,0 +1,104 @@
+"""experiments.measure on a tiny finished fine-tuning run: measures.json, plots, and refusals."""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from experiments import measure
+from ftjax.config_validation import ConfigError
+from ftjax.train import loop
+from tests.test_finetune import REPO, tiny_config
+
+SETTINGS = measure.MeasureSettings(num_probes=4, max_batches=2, batch_size=64, eigen_iterations=3, lanczos_steps=3,
+                                   noise_draws=2)
+LAYER_KEYS = {"trace", "trace_stderr", "top_eigenvalue", "top_eigenvalue_iterations", "distance_frobenius",
+              "hessian_quantity", "noise_sigma", "noise_stability", "noise_stability_stderr"}
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+  """(workdir, its measures) of a tiny finished run."""
+  workdir = str(tmp_path_factory.mktemp("run"))
+  loop.train_and_evaluate(tiny_config(num_epochs=1), workdir)
+  (measures,) = measure.measure_workdirs([workdir], SETTINGS)
+  return workdir, measures
+
+
+def test_measures_json_holds_every_quantity(measured):
+  workdir, returned = measured
+  with open(os.path.join(workdir, "measures.json")) as f:
+    measures = json.load(f)
+  assert measures == json.loads(json.dumps(returned))
+  for key in ("bound", "bound_authors_full_hvp", "generalization_gap", "train_loss", "test_loss", "max_train_loss",
+              "num_probes", "wall_seconds", "pac_bayes", "network", "noise_stability_all_layers", "checkpoint_step"):
+    assert key in measures, key
+  assert measures["num_probes"] == 4 and measures["num_examples_measured"] == 128
+  with open(os.path.join(workdir, "results.json")) as f:
+    results = json.load(f)
+  assert set(measures["layers"]) == set(results["layer_distances"]) == {
+      "conv1/kernel", "conv2/kernel", "dense/kernel", "head/kernel"}
+  assert measures["checkpoint_step"] == results["steps"]
+  for name, layer in measures["layers"].items():
+    assert set(layer) == LAYER_KEYS
+    assert set(layer["hessian_quantity"]) == {"paper_positive_part", "authors_full_hvp"}
+    assert all(math.isfinite(v) for v in (layer["trace"], layer["top_eigenvalue"], layer["noise_stability"]))
+    assert layer["distance_frobenius"] == pytest.approx(results["layer_distances"][name]["frobenius"], rel=1e-6)
+    assert layer["hessian_quantity"]["paper_positive_part"] >= 0
+  # The same checkpoint as results.json: its losses, up to the order of summation.
+  assert measures["train_loss"] == pytest.approx(results["train_loss"], rel=1e-4)
+  assert measures["test_loss"] == pytest.approx(results["test_loss"], rel=1e-4)
+  assert measures["max_train_loss"] == pytest.approx(results["max_train_loss"], rel=1e-4)
+  assert measures["generalization_gap"] == pytest.approx(measures["test_loss"] - measures["train_loss"])
+
+
+def test_bounds_follow_from_the_per_layer_quantities(measured):
+  _, measures = measured
+  layers, n, c = measures["layers"], measures["num_train"], measures["max_train_loss"]
+  for key, variant in (("bound", "paper_positive_part"), ("bound_authors_full_hvp", "authors_full_hvp")):
+    expected = sum(math.sqrt(c * max(layer["hessian_quantity"][variant], 0.0) / n) for layer in layers.values())
+    assert measures[key] == pytest.approx(expected, rel=1e-9)
+  pac = measures["pac_bayes"]
+  kl = sum(layer["distance_frobenius"] ** 2 / (2 * layer["noise_sigma"] ** 2) for layer in layers.values())
+  assert pac["kl"] == pytest.approx(kl, rel=1e-9)
+  assert pac["expected_perturbed_train_loss"] == pytest.approx(
+      measures["train_loss"] + measures["noise_stability_all_layers"]["estimate"])
+  assert pac["bound"] == pytest.approx(
+      pac["expected_perturbed_train_loss"] + math.sqrt((kl + math.log(2 * math.sqrt(n) / pac["delta"])) / (2 * n)))
+
+
+def test_plots_are_written(measured, tmp_path):
+  workdir, measures = measured
+  for name in ("layer_traces.png", "layer_distances.png"):
+    assert os.path.getsize(os.path.join(workdir, name)) > 0
+  assert not os.path.exists(os.path.join(workdir, "bound_vs_gap.png"))  # only with several runs
+  other = {**measures, "workdir": "other", "bound": 2 * measures["bound"]}
+  assert measure.plot_bound_vs_gap([measures, other], str(tmp_path)) == str(tmp_path / "bound_vs_gap.png")
+  assert os.path.getsize(tmp_path / "bound_vs_gap.png") > 0
+
+
+def test_a_run_without_results_is_refused_before_anything_is_written(measured, tmp_path):
+  workdir = str(tmp_path / "unfinished")
+  shutil.copytree(measured[0], workdir)
+  for name in ("results.json", "measures.json", "layer_traces.png", "layer_distances.png"):
+    os.remove(os.path.join(workdir, name))
+  before = sorted(os.listdir(workdir))
+  with pytest.raises(ConfigError, match="unfinished"):
+    measure.measure_workdirs([measured[0], workdir], SETTINGS)
+  assert sorted(os.listdir(workdir)) == before
+
+
+def test_command_line_refuses_a_workdir_without_a_run(tmp_path):
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  proc = subprocess.run([sys.executable, "-m", "experiments.measure", f"--workdir={empty}"], cwd=REPO,
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and str(empty) in errors[0], proc.stderr
+  assert "Traceback" not in proc.stderr
+  assert os.listdir(empty) == []
