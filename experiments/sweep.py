@@ -4,13 +4,18 @@
 Each run gets its own workdir `DIR/<variant>/<dataset>/<noise>/seed<k>`; runs that already hold
 a `results.json` are skipped, so an interrupted sweep resumes where it stopped (and a run cut off
 mid-way resumes from its checkpoint). The summary (`DIR/summary.md`, `DIR/summary.csv`: mean ± std
-of test accuracy over seeds) and `DIR/accuracy.png` are written at the end.
+of test accuracy over seeds) and `DIR/accuracy.png` are written at the end. With
+`sweep.measure=True` every finished run is also measured (experiments.measure's quantities, with
+`sweep.measure_settings` overriding its defaults), the summary gains the mean Hessian bound,
+measured gap and tr(H) per cell, and `DIR/bound_vs_gap.png` plots every run's bound against its gap.
 """
+
+import functools
 
 from absl import flags
 
 from experiments import launch
-from ftjax import sweeps
+from ftjax import measures, sweeps
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory holding one sub-directory per run and the summary.", required=True)
@@ -20,7 +25,9 @@ launch.define_config_flag("experiments/configs/sweep_noisy_digits.py")
 def main(argv):
   del argv
   launch.setup()
-  sweeps.run_sweep(FLAGS.config, FLAGS.workdir)
+  settings = sweeps.measure_settings(FLAGS.config.sweep)
+  measure_run = functools.partial(measures.measure_run, settings=settings) if settings else None
+  sweeps.run_sweep(FLAGS.config, FLAGS.workdir, measure_run)
 
 
 if __name__ == "__main__":

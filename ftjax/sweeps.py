@@ -3,7 +3,9 @@
 A sweep config is a fine-tuning config (the base of every run) with a `sweep` section:
 `variants`: {name: ('field=value', ...)} overrides (e.g. 'method=regsl', 'reg.radius=2.0');
 `datasets`: dataset names; `noise`: settings 'none', 'symmetric:0.4', 'pairflip:0.2';
-`seeds`: run seeds.
+`seeds`: run seeds; `measure`: whether experiments.sweep measures the finished runs' Hessian
+quantities (SPEC §4), with `measure_settings` overriding experiments.measure's defaults and
+`measure_seeds` the seeds whose runs are measured (() = all).
 """
 
 import ast
@@ -13,12 +15,13 @@ import json
 import logging
 import os
 import time
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import ml_collections
 import numpy as np
 
+from ftjax import measures, plots
 from ftjax.config_validation import ConfigError
 from ftjax.train import loop
 from ftjax.train.config_checks import validate_config
@@ -88,45 +91,99 @@ def grid(config: ml_collections.ConfigDict) -> list[Run]:
   return runs
 
 
-def read_results(workdir: str) -> dict | None:
-  path = os.path.join(workdir, "results.json")
-  if not os.path.exists(path):
+def measure_settings(sweep) -> measures.MeasureSettings | None:
+  """The checked measure settings of a sweep config, or None when it does not measure."""
+  if not sweep.get("measure", False):
+    return None
+  overrides = sweep.get("measure_settings", ml_collections.ConfigDict()).to_dict()
+  unknown = sorted(set(overrides) - set(measures.MeasureSettings._fields))
+  if unknown:
+    raise ConfigError(f"config.sweep.measure_settings.{unknown[0]} is unknown; valid: "
+                      f"{', '.join(measures.MeasureSettings._fields)}")
+  settings = measures.DEFAULTS._replace(**overrides)
+  measures.check_settings(settings)
+  return settings
+
+
+def read_json(workdir: str, name: str) -> dict | None:
+  path = os.path.join(workdir, name)
+  if not os.path.isfile(path):
     return None
   with open(path) as f:
     return json.load(f)
 
 
+def read_results(workdir: str) -> dict | None:
+  return read_json(workdir, "results.json")
+
+
 def summarise(runs: list[Run], root: str) -> list[dict]:
-  """One row per (variant, dataset, noise): mean and std of test accuracy over the finished seeds."""
-  cells: dict[tuple, list[dict]] = {}
+  """One row per (variant, dataset, noise): mean and std of test accuracy over the finished seeds,
+  and, over the seeds that were measured, the means of the Hessian bound, measured gap and network
+  Hessian trace (SPEC §4)."""
+  cells: dict[tuple, list[tuple[dict, dict | None]]] = {}
   for run in runs:
-    results = read_results(os.path.join(root, run.name))
+    workdir = os.path.join(root, run.name)
+    results = read_results(workdir)
     if results is not None:
-      cells.setdefault((run.variant, run.dataset, run.noise), []).append(results)
+      cells.setdefault((run.variant, run.dataset, run.noise), []).append((results, read_json(workdir, "measures.json")))
   rows = []
-  for (variant, dataset, noise), results in cells.items():
-    accuracy = np.array([r["test_accuracy"] for r in results])
-    labels = [r["label_noise"]["fraction_correct"] for r in results]
-    rows.append({"variant": variant, "dataset": dataset, "noise": noise, "seeds": len(results),
-                 "test_accuracy_mean": float(accuracy.mean()), "test_accuracy_std": float(accuracy.std()),
-                 "labels_correct_end": float(np.mean(labels)),
-                 "wall_seconds": float(sum(r["wall_seconds"] for r in results))})
+  for (variant, dataset, noise), finished in cells.items():
+    accuracy = np.array([r["test_accuracy"] for r, _ in finished])
+    labels = {when: float(np.mean([r["label_noise"][key] for r, _ in finished]))
+              for when, key in (("start", "fraction_correct_start"), ("end", "fraction_correct"))}
+    row = {"variant": variant, "dataset": dataset, "noise": noise, "seeds": len(finished),
+           "test_accuracy_mean": float(accuracy.mean()), "test_accuracy_std": float(accuracy.std()),
+           "labels_correct_start": labels["start"], "labels_correct_end": labels["end"],
+           "wall_seconds": float(sum(r["wall_seconds"] for r, _ in finished))}
+    measured = [m for _, m in finished if m is not None]
+    if measured:
+      row.update({"measured_seeds": len(measured),
+                  "bound_mean": float(np.mean([m["bound"] for m in measured])),
+                  "generalization_gap_mean": float(np.mean([m["generalization_gap"] for m in measured])),
+                  "network_trace_mean": float(np.mean([m["network"]["trace"] for m in measured]))})
+    rows.append(row)
   return rows
 
 
+MEASURE_COLUMNS = ("measured_seeds", "bound_mean", "generalization_gap_mean", "network_trace_mean")
+
+
 def write_summary(rows: list[dict], root: str) -> None:
-  """`root/summary.csv` and `root/summary.md` (test accuracy in %, mean ± std over seeds)."""
+  """`root/summary.csv` and `root/summary.md` (test accuracy in %, mean ± std over seeds; the
+  Hessian columns where measured, blank elsewhere)."""
+  measured = any("bound_mean" in r for r in rows)
+  fieldnames = list(rows[0]) + [c for c in MEASURE_COLUMNS if measured and c not in rows[0]]
   with open(os.path.join(root, "summary.csv"), "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    writer = csv.DictWriter(f, fieldnames=fieldnames, restval="")
     writer.writeheader()
     writer.writerows(rows)
-  lines = ["| variant | dataset | noise | seeds | test accuracy (%) | labels correct at end | wall time (s) |",
-           "| --- | --- | --- | --- | --- | --- | --- |"]
-  lines += [f"| {r['variant']} | {r['dataset']} | {r['noise']} | {r['seeds']} | "
+  header = ("| variant | dataset | noise | seeds | test accuracy (%) | labels correct at start | labels correct at end "
+            "| wall time (s) |")
+  if measured:
+    header += " seeds measured | Hessian bound | gap (test − train loss) | tr(H) |"
+  lines = [header, "|" + " --- |" * header.count(" |")]
+  for r in rows:
+    line = (f"| {r['variant']} | {r['dataset']} | {r['noise']} | {r['seeds']} | "
             f"{100 * r['test_accuracy_mean']:.2f} ± {100 * r['test_accuracy_std']:.2f} | "
-            f"{r['labels_correct_end']:.3f} | {r['wall_seconds']:.0f} |" for r in rows]
+            f"{r['labels_correct_start']:.3f} | {r['labels_correct_end']:.3f} | {r['wall_seconds']:.0f} |")
+    if measured:
+      line += "".join(f" {r[c]:.4g} |" if c in r else " |" for c in MEASURE_COLUMNS)
+    lines.append(line)
   with open(os.path.join(root, "summary.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
+
+
+def plot_bound_vs_gap(runs: list[Run], root: str) -> str | None:
+  """`root/bound_vs_gap.png`: every measured run's Hessian bound against its measured gap,
+  coloured by variant; None when no run has measures."""
+  points = []
+  for run in runs:
+    measures = read_json(os.path.join(root, run.name), "measures.json")
+    if measures is not None:
+      label = f"{run.dataset} {run.noise} s{run.seed}"
+      points.append(plots.BoundPoint(label, run.variant, measures["generalization_gap"], measures["bound"]))
+  return plots.plot_bound_vs_gap(points, os.path.join(root, "bound_vs_gap.png")) if points else None
 
 
 def plot_accuracy(rows: list[dict], root: str) -> None:
@@ -154,22 +211,35 @@ def plot_accuracy(rows: list[dict], root: str) -> None:
   plt.close(fig)
 
 
-def run_sweep(config: ml_collections.ConfigDict, root: str) -> list[dict]:
-  """Trains every unfinished run of the grid in turn, then writes the summary and plot."""
+def run_sweep(config: ml_collections.ConfigDict, root: str,
+              measure_run: Callable[[str], dict] | None = None) -> list[dict]:
+  """Trains every unfinished run of the grid in turn (and, given `measure_run`, measures every
+  finished run that has no measures.json yet), rewriting the summary and plots after each run."""
   runs = grid(config)
+  measured_seeds = tuple(config.sweep.get("measure_seeds", ())) or tuple(config.sweep.seeds)
   os.makedirs(root, exist_ok=True)
   start = time.time()
+  rows = []
   for i, run in enumerate(runs):
     workdir = os.path.join(root, run.name)
     if read_results(workdir) is not None:
       log.info("[%d/%d] %s: finished earlier, skipped", i + 1, len(runs), run.name)
-      continue
-    log.info("[%d/%d] %s", i + 1, len(runs), run.name)
-    loop.train_and_evaluate(run.config, workdir)
+    else:
+      log.info("[%d/%d] %s", i + 1, len(runs), run.name)
+      loop.train_and_evaluate(run.config, workdir)
+    if measure_run is not None and run.seed in measured_seeds and read_json(workdir, "measures.json") is None:
+      measure_run(workdir)
+    rows = write_outputs(runs, root)
+  log.info("sweep of %d runs done in %.0f s; summary in %s", len(runs), time.time() - start,
+           os.path.join(root, "summary.md"))
+  return rows
+
+
+def write_outputs(runs: list[Run], root: str) -> list[dict]:
+  """The summary rows of the finished runs, written with the plots (on process 0)."""
   rows = summarise(runs, root)
   if jax.process_index() == 0 and rows:
     write_summary(rows, root)
     plot_accuracy(rows, root)
-  log.info("sweep of %d runs done in %.0f s; summary in %s", len(runs), time.time() - start,
-           os.path.join(root, "summary.md"))
+    plot_bound_vs_gap(runs, root)
   return rows

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from experiments import measure
+from ftjax import measures as measure
 from ftjax.config_validation import ConfigError
 from ftjax.train import loop
 from tests.test_finetune import REPO, tiny_config

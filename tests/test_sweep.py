@@ -1,12 +1,14 @@
 """A minimal sweep end to end: two methods, one seed, a few steps; its summary and its resumption."""
 
 import csv
+import functools
+import json
 import os
 
 import ml_collections
 import pytest
 
-from ftjax import sweeps
+from ftjax import measures, sweeps
 from ftjax.config_validation import ConfigError
 from tests.test_finetune import tiny_config
 
@@ -28,6 +30,11 @@ def test_sweep_runs_every_cell_and_summarises(tmp_path):
   for row in rows:
     assert (row["dataset"], row["noise"], row["seeds"]) == ("digits", "symmetric:0.4", 1)
     assert row["test_accuracy_std"] == 0.0 and 0.0 <= row["test_accuracy_mean"] <= 1.0
+    with open(os.path.join(root, row["variant"], "digits", "symmetric_0.4", "seed0", "results.json")) as f:
+      results = json.load(f)
+    assert row["test_accuracy_mean"] == results["test_accuracy"]
+    assert (row["labels_correct_start"], row["labels_correct_end"]) == (
+        results["label_noise"]["fraction_correct_start"], results["label_noise"]["fraction_correct"])
   with open(os.path.join(root, "summary.csv")) as f:
     table = list(csv.DictReader(f))
   assert len(table) == 2 and {"variant", "noise", "test_accuracy_mean", "test_accuracy_std"} <= set(table[0])
@@ -39,6 +46,42 @@ def test_sweep_runs_every_cell_and_summarises(tmp_path):
   stamp = os.path.getmtime(os.path.join(run_dir, "results.json"))
   assert sweeps.run_sweep(sweep_config(), root) == rows  # finished runs are skipped, not retrained
   assert os.path.getmtime(os.path.join(run_dir, "results.json")) == stamp
+
+
+def test_a_measured_sweep_reports_the_mean_bound_of_the_measured_seeds_and_plots_them(tmp_path):
+  root = str(tmp_path)
+  config = sweep_config()
+  config.sweep.variants = {"constraint": config.sweep.variants["constraint"]}
+  config.sweep.seeds = (0, 1)
+  config.sweep.measure = True
+  config.sweep.measure_seeds = (1,)
+  config.sweep.measure_settings = {"num_probes": 2, "max_batches": 1, "batch_size": 64, "eigen_iterations": 2,
+                                   "lanczos_steps": 2, "noise_draws": 2}
+  settings = sweeps.measure_settings(config.sweep)
+  assert (settings.num_probes, settings.noise_scale) == (2, measures.DEFAULTS.noise_scale)
+  (row,) = sweeps.run_sweep(config, root, functools.partial(measures.measure_run, settings=settings))
+  cell = os.path.join(root, "constraint", "digits", "symmetric_0.4")
+  assert not os.path.exists(os.path.join(cell, "seed0", "measures.json"))
+  with open(os.path.join(cell, "seed1", "measures.json")) as f:
+    measured = json.load(f)
+  assert (row["seeds"], row["measured_seeds"]) == (2, 1)
+  assert row["bound_mean"] == measured["bound"] > 0
+  assert row["generalization_gap_mean"] == measured["generalization_gap"]
+  assert row["network_trace_mean"] == measured["network"]["trace"]
+  with open(os.path.join(root, "summary.md")) as f:
+    lines = f.read().splitlines()
+  assert "Hessian bound" in lines[0] and lines[1].count("---") == lines[0].count(" |")
+  assert os.path.getsize(os.path.join(root, "bound_vs_gap.png")) > 0
+
+
+def test_unknown_measure_settings_are_refused():
+  config = sweep_config()
+  config.sweep.measure = True
+  config.sweep.measure_settings = {"num_probez": 3}
+  with pytest.raises(ConfigError, match="config.sweep.measure_settings.num_probez is unknown; valid: num_probes"):
+    sweeps.measure_settings(config.sweep)
+  config.sweep.measure = False
+  assert sweeps.measure_settings(config.sweep) is None
 
 
 @pytest.mark.parametrize("field, value, message", [

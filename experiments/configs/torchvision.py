@@ -10,19 +10,17 @@ The variant argument picks the depth: `--config experiments/configs/torchvision.
 from experiments.configs import default
 
 
+def architecture(model: str = "resnet50") -> dict:
+  """The config fields a torchvision ImageNet ResNet needs (model, stem, input size, normalisation)."""
+  return dict(model=model, width=64, stem="imagenet", image_size=224, channels=3, mean=(0.485, 0.456, 0.406),
+              std=(0.229, 0.224, 0.225), crop_padding=16, flip=True)
+
+
 def get_config(arg: str | None = None):
   config = default.get_config()
-  config.model = arg or "resnet50"
-  config.width = 64
-  config.stem = "imagenet"
+  config.update(architecture(arg or "resnet50"))
   config.pretrained = "none"     # set to the torchvision state dict (.safetensors / .pth)
   config.dataset = "image_folder"
-  config.image_size = 224
-  config.channels = 3
-  config.mean = (0.485, 0.456, 0.406)
-  config.std = (0.229, 0.224, 0.225)
-  config.crop_padding = 16
-  config.flip = True
   config.num_epochs = 30
   config.batch_size = 64
   config.learning_rate = 0.01
