@@ -3,7 +3,8 @@ consistent loss [JLZ22], 40% symmetric noise, 3 seeds.
 
   python -m experiments.sweep --workdir workdirs/noisy_digits --config experiments/configs/sweep_noisy_digits.py
 
-`:ablation` runs regsl with each of its three parts switched off in turn. `:full` is claim (b):
+`:ablation` runs regsl with each of its three parts switched off in turn. `:settings` runs plain,
+regsl and consistent over all six noise settings below. `:full` is claim (b):
 20/40/60% symmetric and pair-flip noise, regsl and consistent against plain fine-tuning, the
 distance baselines (L2-SP, MARS-SP) and the feature/label baselines (label smoothing, DELTA, BSS);
 it shares run directories with the default grid, so pointing it at the same workdir reuses those
@@ -29,11 +30,12 @@ def get_config(arg: str | None = None):
         "regsl_no_correction": ("method=regsl", "regsl.correction=False"),
         "regsl_no_reweighting": ("method=regsl", "regsl.reweighting=False"),
     }
-  elif arg == "full":
-    variants = {**PLAIN, **{k: DISTANCE[k] for k in ("l2sp", "mars_sp")}, **BASELINES, **NOISY}
+  elif arg in ("settings", "full"):
+    if arg == "full":
+      variants = {**PLAIN, **{k: DISTANCE[k] for k in ("l2sp", "mars_sp")}, **BASELINES, **NOISY}
     noise = tuple(f"{kind}:{rate}" for kind in ("symmetric", "pairflip") for rate in (0.2, 0.4, 0.6))
   elif arg is not None:
-    raise ValueError(f"sweep_noisy_digits config argument {arg!r}; valid: none, 'ablation', 'full'")
+    raise ValueError(f"sweep_noisy_digits config argument {arg!r}; valid: none, 'ablation', 'settings', 'full'")
   config.sweep.variants = variants
   config.sweep.datasets = ("digits",)
   config.sweep.noise = noise
