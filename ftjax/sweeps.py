@@ -179,10 +179,10 @@ def plot_bound_vs_gap(runs: list[Run], root: str) -> str | None:
   coloured by variant; None when no run has measures."""
   points = []
   for run in runs:
-    measures = read_json(os.path.join(root, run.name), "measures.json")
-    if measures is not None:
+    measured = read_json(os.path.join(root, run.name), "measures.json")
+    if measured is not None:
       label = f"{run.dataset} {run.noise} s{run.seed}"
-      points.append(plots.BoundPoint(label, run.variant, measures["generalization_gap"], measures["bound"]))
+      points.append(plots.BoundPoint(label, run.variant, measured["generalization_gap"], measured["bound"]))
   return plots.plot_bound_vs_gap(points, os.path.join(root, "bound_vs_gap.png")) if points else None
 
 

@@ -6,9 +6,9 @@ import jax
 import numpy as np
 import pytest
 
-from ftjax import checkpointing, parallel
+from ftjax import checkpointing
 from ftjax.config_validation import ConfigError
-from ftjax.distance import batchnorm, projection
+from ftjax.distance import projection
 from ftjax.metrics_writer import read_metrics
 from ftjax.methods.base import Method, cross_entropy_loss
 from ftjax.train import loop

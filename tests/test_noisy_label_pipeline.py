@@ -5,12 +5,10 @@ import json
 import os
 import shutil
 
-import chex
 import jax
 import numpy as np
 import pytest
 
-from ftjax import checkpointing, parallel
 from ftjax.methods.label_correction import LabelCorrectionState
 from ftjax.metrics_writer import read_metrics
 from ftjax.train import experiment, loop
