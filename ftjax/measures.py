@@ -47,19 +47,20 @@ class MeasureSettings(NamedTuple):
 DEFAULTS = MeasureSettings()
 
 
-def check_settings(settings: MeasureSettings) -> None:
-  """One-line error for a setting that cannot work."""
+def check_settings(settings: MeasureSettings, prefix: str = "--") -> None:
+  """One-line error for a setting that cannot work, naming it as `prefix` + field (the flag, or
+  the config field a sweep sets it by)."""
   if settings.trace_method not in ("hutchinson", "hutchpp"):
-    raise ConfigError(f"--trace_method={settings.trace_method!r}; valid: 'hutchinson', 'hutchpp'")
+    raise ConfigError(f"{prefix}trace_method={settings.trace_method!r}; valid: 'hutchinson', 'hutchpp'")
   minimums = dict(num_probes=6 if settings.trace_method == "hutchpp" else 2, max_batches=1, batch_size=1,
                   eigen_iterations=1, lanczos_steps=1, noise_draws=2)
   for field, low in minimums.items():
     if getattr(settings, field) < low:
-      method = f" with --trace_method={settings.trace_method}" if field == "num_probes" else ""
-      raise ConfigError(f"--{field}={getattr(settings, field)}{method}; valid: an integer >= {low}")
+      method = f" with {prefix}trace_method={settings.trace_method}" if field == "num_probes" else ""
+      raise ConfigError(f"{prefix}{field}={getattr(settings, field)}{method}; valid: an integer >= {low}")
   if not (settings.noise_scale > 0 and 0 < settings.delta < 1 and settings.eigen_tol > 0):
-    raise ConfigError(f"--noise_scale={settings.noise_scale}, --delta={settings.delta}, "
-                      f"--eigen_tol={settings.eigen_tol}; valid: noise_scale > 0, 0 < delta < 1, eigen_tol > 0")
+    raise ConfigError(f"{prefix}noise_scale={settings.noise_scale}, {prefix}delta={settings.delta}, "
+                      f"{prefix}eigen_tol={settings.eigen_tol}; valid: noise_scale > 0, 0 < delta < 1, eigen_tol > 0")
 
 
 def check_finished(workdir: str) -> None:

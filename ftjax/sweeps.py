@@ -101,7 +101,7 @@ def measure_settings(sweep) -> measures.MeasureSettings | None:
     raise ConfigError(f"config.sweep.measure_settings.{unknown[0]} is unknown; valid: "
                       f"{', '.join(measures.MeasureSettings._fields)}")
   settings = measures.DEFAULTS._replace(**overrides)
-  measures.check_settings(settings)
+  measures.check_settings(settings, prefix="config.sweep.measure_settings.")
   return settings
 
 

@@ -80,6 +80,10 @@ def test_unknown_measure_settings_are_refused():
   config.sweep.measure_settings = {"num_probez": 3}
   with pytest.raises(ConfigError, match="config.sweep.measure_settings.num_probez is unknown; valid: num_probes"):
     sweeps.measure_settings(config.sweep)
+  config.sweep.measure_settings = {"num_probes": 1}
+  with pytest.raises(ConfigError, match=r"^config.sweep.measure_settings.num_probes=1 with "
+                                        r"config.sweep.measure_settings.trace_method=hutchinson; valid: an integer >= 2$"):
+    sweeps.measure_settings(config.sweep)
   config.sweep.measure = False
   assert sweeps.measure_settings(config.sweep) is None
 
