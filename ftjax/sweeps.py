@@ -2,10 +2,11 @@
 
 A sweep config is a fine-tuning config (the base of every run) with a `sweep` section:
 `variants`: {name: ('field=value', ...)} overrides (e.g. 'method=regsl', 'reg.radius=2.0');
-`datasets`: dataset names; `noise`: settings 'none', 'symmetric:0.4', 'pairflip:0.2';
-`seeds`: run seeds; `measure`: whether experiments.sweep measures the finished runs' Hessian
-quantities (SPEC §4), with `measure_settings` overriding experiments.measure's defaults and
-`measure_seeds` the seeds whose runs are measured (() = all).
+`order` (optional): variant names in the order the tables list them; `datasets`: dataset names;
+`noise`: settings 'none', 'symmetric:0.4', 'pairflip:0.2'; `seeds`: run seeds; `measure`: whether
+experiments.sweep measures the finished runs' Hessian quantities (SPEC §4), with
+`measure_settings` overriding experiments.measure's defaults and `measure_seeds` the seeds whose
+runs are measured (() = all).
 """
 
 import ast
@@ -25,6 +26,7 @@ from ftjax import measures, plots
 from ftjax.config_validation import ConfigError
 from ftjax.train import loop
 from ftjax.train.config_checks import validate_config
+from ftjax.train.experiment import resolve_architecture
 
 log = logging.getLogger(__name__)
 NOISE_TYPES = ("none", "symmetric", "pairflip")
@@ -77,15 +79,40 @@ def noise_overrides(setting: str) -> list[str]:
   return [f"noise.type={kind}"] + ([f"noise.rate={float(rate)}"] if rate else [])
 
 
+def ordered_variants(sweep) -> list[tuple[str, tuple]]:
+  """(name, overrides) of every variant: those `sweep.order` names first, in its order, then the
+  rest by name (a ConfigDict keeps its keys sorted)."""
+  order = tuple(sweep.get("order", ()))
+  unknown = [name for name in order if name not in sweep.variants]
+  if unknown:
+    raise ConfigError(f"config.sweep.order names {unknown[0]!r}, which is no variant; valid: names among "
+                      f"config.sweep.variants ({', '.join(sweep.variants)})")
+  names = list(dict.fromkeys([*order, *sweep.variants]))
+  return [(name, tuple(sweep.variants[name])) for name in names]
+
+
+def check_measure_seeds(sweep) -> None:
+  """One-line error unless every seed of `sweep.measure_seeds` is one the sweep runs."""
+  outside = [seed for seed in sweep.get("measure_seeds", ()) if seed not in sweep.seeds]
+  if outside:
+    raise ConfigError(f"config.sweep.measure_seeds={tuple(sweep.measure_seeds)} holds seed {outside[0]}, which "
+                      f"the sweep does not run; valid: seeds among config.sweep.seeds={tuple(sweep.seeds)}, "
+                      "or () for all")
+
+
 def grid(config: ml_collections.ConfigDict) -> list[Run]:
-  """Every run of the sweep, each config validated before any of them trains."""
+  """Every run of the sweep (variants in `ordered_variants` order), each config validated (and
+  `model='auto'` resolved) before any of them trains."""
   sweep = config.sweep
+  check_measure_seeds(sweep)
   base = ml_collections.ConfigDict({k: v for k, v in config.to_dict().items() if k != "sweep"})
   runs = []
   for (variant, overrides), dataset, noise, seed in itertools.product(
-      sweep.variants.items(), sweep.datasets, sweep.noise, sweep.seeds):
+      ordered_variants(sweep), sweep.datasets, sweep.noise, sweep.seeds):
     run_config = apply_overrides(base, [f"dataset={dataset}", *noise_overrides(noise), f"seed={seed}",
                                         f"noise.seed={seed}", *overrides])
+    validate_config(run_config)
+    run_config = resolve_architecture(run_config)
     validate_config(run_config)
     runs.append(Run(variant, dataset, noise, seed, run_config))
   return runs
@@ -174,6 +201,28 @@ def write_summary(rows: list[dict], root: str) -> None:
     f.write("\n".join(lines) + "\n")
 
 
+def write_comparison(rows: list[dict], root: str) -> None:
+  """`root/comparison.md`: for each dataset, test accuracy (%, mean ± std over seeds) of every
+  variant (rows) at every noise setting (columns), the best mean of each column in bold."""
+  sections = []
+  for dataset in dict.fromkeys(r["dataset"] for r in rows):
+    cells = {(r["variant"], r["noise"]): r for r in rows if r["dataset"] == dataset}
+    settings = list(dict.fromkeys(noise for _, noise in cells))
+    variants = list(dict.fromkeys(variant for variant, _ in cells))
+    best = {noise: max(r["test_accuracy_mean"] for (_, n), r in cells.items() if n == noise) for noise in settings}
+    lines = [f"| {dataset} | " + " | ".join(settings) + " |", "| --- |" + " --- |" * len(settings)]
+    for variant in variants:
+      texts = []
+      for noise in settings:
+        r = cells.get((variant, noise))
+        text = f"{100 * r['test_accuracy_mean']:.2f} ± {100 * r['test_accuracy_std']:.2f}" if r else ""
+        texts.append(f"**{text}**" if r and r["test_accuracy_mean"] == best[noise] else text)
+      lines.append(f"| {variant} | " + " | ".join(texts) + " |")
+    sections.append("\n".join(lines))
+  with open(os.path.join(root, "comparison.md"), "w") as f:
+    f.write("\n\n".join(sections) + "\n")
+
+
 def plot_bound_vs_gap(runs: list[Run], root: str) -> str | None:
   """`root/bound_vs_gap.png`: every measured run's Hessian bound against its measured gap,
   coloured by variant; None when no run has measures."""
@@ -243,6 +292,7 @@ def write_outputs(runs: list[Run], root: str) -> list[dict]:
   rows = summarise(runs, root)
   if jax.process_index() == 0 and rows:
     write_summary(rows, root)
+    write_comparison(rows, root)
     plot_accuracy(rows, root)
     plot_bound_vs_gap(runs, root)
   return rows

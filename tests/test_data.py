@@ -11,12 +11,12 @@ import struct
 import chex
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 from PIL import Image
 from sklearn.datasets import load_digits
 
 from ftjax import data
 from ftjax.data import preprocessing, sources
+from tests import tiny_tfds
 
 
 def one_line_error(excinfo, *fragments):
@@ -177,29 +177,9 @@ def test_image_folder_uses_train_and_test_subfolders(tmp_path):
   np.testing.assert_array_equal(noisy.take(np.array([4])).labels, [0])
 
 
-class FtjaxTinyImages(tfds.core.GeneratorBasedBuilder):
-  """Train example i: a (5 + i) x 6 RGB image filled with 10 * i, label i % 3; test: 4 examples."""
-  VERSION = tfds.core.Version("1.0.0")
-
-  def _info(self):
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-        "picture": tfds.features.Image(shape=(None, None, 3)),
-        "label": tfds.features.ClassLabel(names=["x", "y", "z"])}))
-
-  def _split_generators(self, dl_manager):
-    return {"train": self._generate_examples(10), "test": self._generate_examples(4)}
-
-  def _generate_examples(self, num_examples):
-    for i in range(num_examples):
-      yield i, {"picture": Image.new("RGB", (6, 5 + i), (10 * i,) * 3), "label": i % 3}
-
-
 @pytest.fixture(scope="module")
 def tfds_dir(tmp_path_factory):
-  """A data_dir holding ftjax_tiny_images prepared as array_record (no TensorFlow needed)."""
-  data_dir = str(tmp_path_factory.mktemp("tfds"))
-  FtjaxTinyImages(data_dir=data_dir).download_and_prepare(file_format="array_record")
-  return data_dir
+  return tiny_tfds.prepare(str(tmp_path_factory.mktemp("tfds")))
 
 
 def test_tfds_array_record_random_access(tfds_dir):

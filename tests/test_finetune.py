@@ -16,7 +16,7 @@ from ftjax import checkpointing
 from ftjax.config_validation import ConfigError
 from ftjax.metrics_writer import read_metrics
 from ftjax.models import create_model, pretrained
-from ftjax.train import loop
+from ftjax.train import experiment, loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -85,6 +85,26 @@ def test_a_finished_workdir_is_a_pretrained_source(finished_run):
   assert source.info["model"] == "small_cnn" and source.info["step"] == 44
 
 
+def test_model_auto_takes_the_sources_architecture(finished_run, tmp_path):
+  source_dir, _ = finished_run
+  config = tiny_config(model="auto", width=16, image_size=28, mean=(0.1,), num_epochs=1, pretrained=source_dir)
+  workdir = str(tmp_path / "auto")
+  results = loop.train_and_evaluate(config, workdir)
+  with open(os.path.join(source_dir, "config.json")) as f:
+    source_config = json.load(f)
+  with open(os.path.join(workdir, "config.json")) as f:
+    recorded = json.load(f)
+  for field in pretrained.ARCHITECTURE_FIELDS:
+    assert recorded[field] == results["config"][field] == source_config[field], field
+  assert (recorded["model"], recorded["width"], recorded["image_size"], recorded["mean"]) == ("small_cnn", 4, 8, [0.5])
+  # Started from the source: the first step's distance is measured from the source's weights.
+  exp = experiment.build_experiment(config)
+  source, _ = checkpointing.restore_model(os.path.join(source_dir, "checkpoints"))
+  chex.assert_trees_all_equal(exp.initial_state.params["conv1"], source["params"]["conv1"])
+  # The recorded (resolved) config resumes the workdir without a config-change error.
+  assert loop.train_and_evaluate(config, workdir)["resumed_from_step"] == results["steps"]
+
+
 def _misfit_source(tmp_path) -> str:
   path = str(tmp_path / "wide.msgpack")
   model = create_model("small_cnn", 10, width=8)
@@ -101,6 +121,9 @@ def _misfit_source(tmp_path) -> str:
     (dict(pretrained="MISFIT"), "'params/bn1/bias' has shape (8,) but the model expects (4,)"),
     (dict(learning_rate=-1.0), "config.learning_rate=-1.0 is invalid"),
     (dict(std=(0.0,)), "config.std=(0.0,) is invalid"),
+    (dict(model="auto"), "config.model='auto' takes the architecture from the pretrained source, but "
+                         "config.pretrained='none'"),
+    (dict(model="auto", pretrained="MISFIT"), "records no architecture"),
 ])
 def test_bad_input_stops_before_training_and_keeps_the_workdir(tmp_path, overrides, message):
   if overrides.get("pretrained") == "MISFIT":

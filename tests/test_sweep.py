@@ -2,14 +2,19 @@
 
 import csv
 import functools
+import importlib
 import json
 import os
 
 import ml_collections
+import numpy as np
 import pytest
+import safetensors.numpy
+import torch
 
 from ftjax import measures, sweeps
 from ftjax.config_validation import ConfigError
+from tests import tiny_tfds
 from tests.test_finetune import tiny_config
 
 
@@ -20,13 +25,14 @@ def sweep_config():
   config.sweep.datasets = ("digits",)
   config.sweep.noise = ("symmetric:0.4",)
   config.sweep.seeds = (0,)
+  config.sweep.order = ("plain",)  # then the rest by name
   return config
 
 
 def test_sweep_runs_every_cell_and_summarises(tmp_path):
   root = str(tmp_path)
   rows = sweeps.run_sweep(sweep_config(), root)
-  assert sorted(r["variant"] for r in rows) == ["constraint", "plain"]
+  assert [r["variant"] for r in rows] == ["plain", "constraint"]
   for row in rows:
     assert (row["dataset"], row["noise"], row["seeds"]) == ("digits", "symmetric:0.4", 1)
     assert row["test_accuracy_std"] == 0.0 and 0.0 <= row["test_accuracy_mean"] <= 1.0
@@ -41,6 +47,13 @@ def test_sweep_runs_every_cell_and_summarises(tmp_path):
   with open(os.path.join(root, "summary.md")) as f:
     lines = f.read().splitlines()
   assert len(lines) == 4 and lines[0].startswith("| variant |")
+  with open(os.path.join(root, "comparison.md")) as f:
+    comparison = f.read().splitlines()
+  assert comparison[0] == "| digits | symmetric:0.4 |" and comparison[1] == "| --- | --- |"
+  best = max(rows, key=lambda r: r["test_accuracy_mean"])
+  for line, row in zip(comparison[2:], rows, strict=True):
+    text = f"{100 * row['test_accuracy_mean']:.2f} ± 0.00"
+    assert line == f"| {row['variant']} | " + (f"**{text}**" if row is best else text) + " |"
   assert os.path.getsize(os.path.join(root, "accuracy.png")) > 0
   run_dir = os.path.join(root, "constraint", "digits", "symmetric_0.4", "seed0")
   stamp = os.path.getmtime(os.path.join(run_dir, "results.json"))
@@ -52,6 +65,7 @@ def test_a_measured_sweep_reports_the_mean_bound_of_the_measured_seeds_and_plots
   root = str(tmp_path)
   config = sweep_config()
   config.sweep.variants = {"constraint": config.sweep.variants["constraint"]}
+  config.sweep.order = ()
   config.sweep.seeds = (0, 1)
   config.sweep.measure = True
   config.sweep.measure_seeds = (1,)
@@ -88,13 +102,45 @@ def test_unknown_measure_settings_are_refused():
   assert sweeps.measure_settings(config.sweep) is None
 
 
+@pytest.fixture(scope="module")
+def tfds_dir(tmp_path_factory):
+  return tiny_tfds.prepare(str(tmp_path_factory.mktemp("tfds")))
+
+
+@pytest.mark.parametrize("name", ["sweep_distance", "sweep_noisy_digits"])
+def test_claim_configs_take_a_torchvision_resnet50_and_a_tfds_dataset_with_one_field_each(tmp_path, tfds_dir, name):
+  # A ResNet-50 state dict's keys (the values do not matter: model='auto' reads only the keys).
+  from tests.test_torchvision_import import LAYERS, resnet
+  with torch.device("meta"):
+    keys = list(resnet(*LAYERS["resnet50"]).state_dict())
+  path = str(tmp_path / "resnet50.safetensors")
+  safetensors.numpy.save_file({key: np.zeros(1, np.float32) for key in keys}, path)
+  module = importlib.import_module(f"experiments.configs.{name}")
+  config = module.get_config()
+  shipped = {run.config.model for run in sweeps.grid(config)}
+  config.pretrained = path
+  config.sweep.datasets = ("tfds:ftjax_tiny_images",)
+  config.data_dir = tfds_dir  # only because the test's data is not in tfds' default directory
+  runs = sweeps.grid(config)
+  assert shipped == {"resnet18"} and runs
+  for run in runs:
+    assert run.dataset == run.config.dataset == "tfds:ftjax_tiny_images"
+    assert (run.config.model, run.config.width, run.config.stem, run.config.image_size, run.config.channels,
+            run.config.mean) == ("resnet50", 64, "imagenet", 224, 3, (0.485, 0.456, 0.406))
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("noise", ("gaussian:0.2",), "sweep noise setting 'gaussian:0.2' is invalid"),
     ("variants", {"x": ("reg.no_such=1",)}, "sweep override 'reg.no_such=1' names no config field"),
     ("variants", {"x": ("method=nope",)}, "config.method='nope' is invalid"),
+    ("order", ("plain", "nope"), "config.sweep.order names 'nope', which is no variant; valid: names among "
+                                 "config.sweep.variants (constraint, plain)"),
+    ("measure_seeds", (0, 3), "config.sweep.measure_seeds=(0, 3) holds seed 3, which the sweep does not run"),
 ])
 def test_a_bad_grid_is_refused_before_any_run(tmp_path, field, value, message):
   config = sweep_config()
+  if field == "variants":
+    config.sweep.order = ()
   config.sweep[field] = value
   with pytest.raises(ConfigError) as error:
     sweeps.run_sweep(config, str(tmp_path))

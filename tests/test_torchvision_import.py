@@ -124,6 +124,10 @@ def test_logits_match_torch(name, tmp_path):
 
   inferred, variables = torchvision_import.load_torchvision_resnet(tmp_path / "w.safetensors")
   assert inferred == name
+  for path in ["w.safetensors", "w.pth"]:
+    assert torchvision_import.architecture_of(tmp_path / path) == {
+        "model": name, "width": 64, "stem": "imagenet", "image_size": 224, "channels": 3,
+        "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
   for other in ["w.pth", "ckpt.pt"]:
     chex.assert_trees_all_equal(torchvision_import.load_torchvision_resnet(tmp_path / other), (name, variables))
 

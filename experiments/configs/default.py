@@ -32,7 +32,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.noise.matrix = ()              # for 'matrix': C rows of the row-stochastic F[true, noisy]
 
   # Model (ftjax.models) and its source weights (ftjax.models.pretrained).
-  config.model = "resnet18"
+  config.model = "resnet18"    # or 'auto': model, width, stem, image_size, channels, mean, std from `pretrained`
   config.width = 16              # channels of the first stage (torchvision ResNets: 64)
   config.stem = "small"          # 'imagenet' (7x7/2 + max-pool) or 'small' (3x3/1)
   config.pretrained = "fashion_mnist_resnet18"

@@ -4,27 +4,29 @@
   python -m experiments.sweep --workdir workdirs/distance --config experiments/configs/sweep_distance.py
 
 Targets: 10 labelled examples per class of Fashion-MNIST (the source's domain) and of the digits;
-3 seeds. With a GPU and real data, `:resnet50` switches to a torchvision ImageNet ResNet-50, and
-then one field each picks the weights and the dataset:
-`--config.pretrained=/path/resnet50.safetensors --config.sweep.datasets="('tfds:caltech101',)"`.
+3 seeds. With a GPU and real data, one field each picks the weights and the dataset:
+`--config.pretrained=/path/resnet50.safetensors --config.sweep.datasets="('tfds:caltech101',)"`
+(`model='auto'` takes the ResNet-50 architecture and ImageNet input format from the weights;
+`--config.crop_padding=16 --config.flip=True` suit 224-pixel images).
 """
 
 import ml_collections
 
-from experiments.configs import default, torchvision
+from experiments.configs import default
 from experiments.configs.sweep_variants import DISTANCE, PLAIN
 
 
 def get_config(arg: str | None = None):
+  if arg is not None:
+    raise ValueError(f"sweep_distance config argument {arg!r}; valid: none (set config.pretrained instead)")
   config = default.get_config()
-  if arg:
-    config.update(torchvision.architecture(arg))
-    config.pretrained = "none"  # set to the torchvision state dict
+  config.model = "auto"  # the source's architecture and input format: a new `pretrained` is one field
   config.examples_per_class = 10
   config.num_epochs = 50
   config.log_every = 1000
   config.sweep = ml_collections.ConfigDict()
   config.sweep.variants = {**PLAIN, **DISTANCE}
+  config.sweep.order = (*PLAIN, *DISTANCE)  # tables list the variants in this order
   config.sweep.datasets = ("fashion_mnist", "digits")
   config.sweep.noise = ("none",)
   config.sweep.seeds = (0, 1, 2)

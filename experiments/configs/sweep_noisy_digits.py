@@ -8,7 +8,8 @@ regsl and consistent over all six noise settings below. `:full` is claim (b):
 20/40/60% symmetric and pair-flip noise, regsl and consistent against plain fine-tuning, the
 distance baselines (L2-SP, MARS-SP) and the feature/label baselines (label smoothing, DELTA, BSS);
 it shares run directories with the default grid, so pointing it at the same workdir reuses those
-runs. For a real dataset change `sweep.datasets` (e.g. "('tfds:caltech101',)").
+runs. For a real dataset change `sweep.datasets` (e.g. "('tfds:caltech101',)"); for other weights
+`pretrained` (e.g. a torchvision ResNet-50 .safetensors: `model='auto'` takes its architecture).
 """
 
 import ml_collections
@@ -19,6 +20,7 @@ from experiments.configs.sweep_variants import BASELINES, DISTANCE, NOISY, PLAIN
 
 def get_config(arg: str | None = None):
   config = default.get_config()
+  config.model = "auto"  # the source's architecture and input format: a new `pretrained` is one field
   config.log_every = 1000
   config.sweep = ml_collections.ConfigDict()
   variants = {**PLAIN, **NOISY}
@@ -37,6 +39,7 @@ def get_config(arg: str | None = None):
   elif arg is not None:
     raise ValueError(f"sweep_noisy_digits config argument {arg!r}; valid: none, 'ablation', 'settings', 'full'")
   config.sweep.variants = variants
+  config.sweep.order = tuple(variants)  # tables list the variants in this order
   config.sweep.datasets = ("digits",)
   config.sweep.noise = noise
   config.sweep.seeds = (0, 1, 2)

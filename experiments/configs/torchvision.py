@@ -8,12 +8,13 @@ The variant argument picks the depth: `--config experiments/configs/torchvision.
 """
 
 from experiments.configs import default
+from ftjax.models import torchvision_import
 
 
 def architecture(model: str = "resnet50") -> dict:
-  """The config fields a torchvision ImageNet ResNet needs (model, stem, input size, normalisation)."""
-  return dict(model=model, width=64, stem="imagenet", image_size=224, channels=3, mean=(0.485, 0.456, 0.406),
-              std=(0.229, 0.224, 0.225), crop_padding=16, flip=True)
+  """The config fields a torchvision ImageNet ResNet needs (model, stem, input size, normalisation)
+  and the augmentation that suits 224-pixel images."""
+  return dict(model=model, **torchvision_import.IMAGENET_ARCHITECTURE, crop_padding=16, flip=True)
 
 
 def get_config(arg: str | None = None):

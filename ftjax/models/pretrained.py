@@ -20,6 +20,8 @@ from ftjax import tree_paths
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "pretrained_weights")
 TORCH_SUFFIXES = (".safetensors", ".pth", ".pt")
+# The config fields that `model='auto'` takes from the source: its architecture and input format.
+ARCHITECTURE_FIELDS = ("model", "width", "stem", "image_size", "channels", "mean", "std")
 
 
 class SourceModel(NamedTuple):
@@ -63,9 +65,7 @@ def save_variables(path: str, variables: dict, info: dict) -> None:
 def _read_msgpack(path: str) -> SourceModel:
   with open(path, "rb") as f:
     variables = flax.serialization.msgpack_restore(f.read())
-  info_path = path[:-len(".msgpack")] + ".json"
-  info = json.load(open(info_path)) if os.path.exists(info_path) else {}
-  return SourceModel(variables, info)
+  return SourceModel(variables, _read_info(path[:-len(".msgpack")] + ".json"))
 
 
 def load_source(spec: str) -> SourceModel | None:
@@ -80,13 +80,41 @@ def load_source(spec: str) -> SourceModel | None:
   if spec.endswith(TORCH_SUFFIXES):
     from ftjax.models import torchvision_import
     model_name, variables = torchvision_import.load_torchvision_resnet(spec)
-    return SourceModel(variables, {"model": model_name, "width": 64, "stem": "imagenet", "format": "torchvision"})
+    return SourceModel(variables, {**torchvision_import.IMAGENET_ARCHITECTURE, "model": model_name,
+                                   "format": "torchvision"})
   from ftjax import checkpointing
   directory = os.path.join(spec, "checkpoints") if os.path.isdir(os.path.join(spec, "checkpoints")) else spec
   variables, step = checkpointing.restore_model(directory)
-  info_path = os.path.join(spec, "config.json")
-  info = json.load(open(info_path)) if os.path.exists(info_path) else {}
-  return SourceModel(variables, {**info, "step": step})
+  return SourceModel(variables, {**_read_info(os.path.join(spec, "config.json")), "step": step})
+
+
+def _read_info(path: str) -> dict:
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
+
+
+def source_architecture(spec: str) -> dict:
+  """The `ARCHITECTURE_FIELDS` the source named by `spec` records (reads no weights, except a
+  .pth file's); a one-line error if it records no model."""
+  check_spec(spec)
+  if spec == "none":
+    raise ValueError("config.model='auto' takes the architecture from the pretrained source, but "
+                     "config.pretrained='none'; valid: a model name, or a source other than 'none'")
+  if spec.endswith(TORCH_SUFFIXES):
+    from ftjax.models import torchvision_import
+    return torchvision_import.architecture_of(spec)
+  if spec in shipped_models():
+    info = _read_info(os.path.join(WEIGHTS_DIR, spec + ".json"))
+  elif spec.endswith(".msgpack"):
+    info = _read_info(spec[:-len(".msgpack")] + ".json")
+  else:
+    info = _read_info(os.path.join(spec, "config.json"))
+  if "model" not in info:
+    raise ValueError(f"config.pretrained={spec!r} records no architecture (no 'model' in its .json or "
+                     "config.json), so config.model='auto' cannot be resolved; valid: a model name (with width, stem)")
+  return {field: info[field] for field in ARCHITECTURE_FIELDS if field in info}
 
 
 def check_fits(source_variables: dict, model_shapes: dict, head_prefix: str = "head") -> None:

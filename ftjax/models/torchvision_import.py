@@ -14,9 +14,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from ftjax import tree_paths
+from ftjax.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from ftjax.models.registry import MODELS, create_model
 
 SUFFIXES = (".safetensors", ".pth", ".pt")
+# The input torchvision's ImageNet weights expect, and the ftjax ResNet fields that hold them.
+IMAGENET_ARCHITECTURE = dict(width=64, stem="imagenet", image_size=224, channels=3, mean=IMAGENET_MEAN,
+                             std=IMAGENET_STD)
 _ARCHITECTURES = {(tuple(f.keywords["stage_sizes"]), f.keywords["bottleneck"]): name
                   for name, f in MODELS.items() if name.startswith("resnet")}
 _MODULES = {"stem/conv": "conv1", "stem/bn": "bn1", "head": "fc",
@@ -108,6 +112,21 @@ def load_torchvision_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray
                     checkpoint)
   return {key.removeprefix("module."): (value.float() if value.is_floating_point() else value).numpy()
           for key, value in state_dict.items()}
+
+
+def state_dict_keys(path: str | os.PathLike) -> list[str]:
+  """The keys of the state dict at `path` (a .safetensors file's are read from its header alone)."""
+  if os.fspath(path).endswith(".safetensors"):
+    from safetensors import safe_open
+    with safe_open(os.fspath(path), framework="numpy") as f:
+      return list(f.keys())
+  return list(load_torchvision_state_dict(path))
+
+
+def architecture_of(path: str | os.PathLike) -> dict:
+  """The config fields (model, width, stem, image_size, channels, mean, std) of the torchvision
+  ResNet saved at `path`, with torchvision's ImageNet input format."""
+  return {"model": infer_resnet_depth(dict.fromkeys(state_dict_keys(path))), **IMAGENET_ARCHITECTURE}
 
 
 def load_torchvision_resnet(path: str | os.PathLike) -> tuple[str, dict]:

@@ -25,7 +25,7 @@ FIELD_CHECKS = {
     "channels": one_of((1, 3)),
     "crop_padding": integer(0),
     "flip": BOOLEAN,
-    "model": one_of(model_registry.MODELS),
+    "model": one_of((*model_registry.MODELS, "auto")),
     "width": integer(1),
     "stem": one_of(resnet.STEMS),
     "pretrained": STRING,

@@ -45,6 +45,18 @@ class Experiment(NamedTuple):
   anchor_params: dict
 
 
+def resolve_architecture(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config` itself, or for `model='auto'` a copy whose architecture and input format (model,
+  width, stem, image_size, channels, mean, std) are the pretrained source's."""
+  if config.model != "auto":
+    return config
+  with as_config_error():
+    fields = pretrained.source_architecture(config.pretrained)
+  resolved = ml_collections.ConfigDict(config.to_dict())
+  resolved.update({k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+  return resolved
+
+
 def resolve_num_classes(config: ml_collections.ConfigDict, splits: data.Splits) -> int:
   """The dataset's class count; a one-line error if `config.num_classes` is set to another."""
   found = splits.train.num_classes
@@ -120,7 +132,10 @@ def load_splits(config: ml_collections.ConfigDict) -> tuple[data.Splits, LabelNo
 
 def build_experiment(config: ml_collections.ConfigDict, workdir: str | None = None) -> Experiment:
   """Validates `config`, loads data and weights, and builds the model, method and optimiser.
-  `workdir` is where a method may keep what it prepares (e.g. an estimated transition matrix)."""
+  `workdir` is where a method may keep what it prepares (e.g. an estimated transition matrix);
+  `model='auto'` is resolved first, and the experiment's config is the resolved one."""
+  validate_config(config)
+  config = resolve_architecture(config)
   validate_config(config)
   mesh = parallel.data_mesh()
   parallel.check_global_batch_size(config.batch_size, mesh)

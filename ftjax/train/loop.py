@@ -81,7 +81,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, allow
   start_time = time.time()
   exp = build_experiment(config, workdir)
   os.makedirs(workdir, exist_ok=True)
-  record_config(workdir, config, allow_config_change)
+  record_config(workdir, exp.config, allow_config_change)
   mesh = exp.mesh
   manager = checkpointing.checkpoint_manager(os.path.join(workdir, "checkpoints"))
   state = parallel.replicate(exp.initial_state, mesh)
