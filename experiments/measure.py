@@ -11,6 +11,7 @@ run's Hessian bound against its measured generalisation gap) goes to --out or th
 from absl import flags
 
 from experiments import launch
+from experiments.configs import default
 from ftjax import measures
 from ftjax.measures import DEFAULTS, MeasureSettings
 
@@ -35,7 +36,7 @@ def main(argv):
   del argv
   launch.setup()
   settings = MeasureSettings(**{field: FLAGS[field].value for field in MeasureSettings._fields})
-  measures.measure_workdirs(FLAGS.workdir, settings, FLAGS.out)
+  measures.measure_workdirs(FLAGS.workdir, settings, FLAGS.out, defaults=default.get_config())
 
 
 if __name__ == "__main__":

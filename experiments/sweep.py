@@ -15,6 +15,7 @@ import functools
 from absl import flags
 
 from experiments import launch
+from experiments.configs import default
 from ftjax import measures, sweeps
 
 FLAGS = flags.FLAGS
@@ -26,7 +27,8 @@ def main(argv):
   del argv
   launch.setup()
   settings = sweeps.measure_settings(FLAGS.config.sweep)
-  measure_run = functools.partial(measures.measure_run, settings=settings) if settings else None
+  measure_run = (functools.partial(measures.measure_run, settings=settings, defaults=default.get_config())
+                 if settings else None)
   sweeps.run_sweep(FLAGS.config, FLAGS.workdir, measure_run)
 
 

@@ -79,14 +79,26 @@ def masked_cross_entropy(model, params, batch_stats, batch) -> jax.Array:
   return jnp.sum(losses * batch["mask"]) / jnp.sum(batch["mask"])
 
 
-def load_finished_run(workdir: str, batch_size: int) -> tuple[Experiment, TrainState, dict]:
-  """(experiment rebuilt from config.json, the latest checkpointed state, results.json), checked to
-  describe the same step."""
+def recorded_config(workdir: str, defaults: ml_collections.ConfigDict | None = None) -> ml_collections.ConfigDict:
+  """The config the run in `workdir` recorded (config.json); fields it lacks (added to ftjax after
+  the run was made) take their value in `defaults`."""
+  with open(os.path.join(workdir, "config.json")) as f:
+    recorded = json.load(f)
+  if defaults is None:
+    return ml_collections.ConfigDict(recorded)
+  config = ml_collections.ConfigDict(defaults.to_dict())
+  config.update(recorded)
+  return config
+
+
+def load_finished_run(workdir: str, batch_size: int, defaults: ml_collections.ConfigDict | None = None
+                      ) -> tuple[Experiment, TrainState, dict]:
+  """(experiment rebuilt from config.json, completed by `defaults`; the latest checkpointed state;
+  results.json), checked to describe the same step."""
   check_finished(workdir)
   with open(os.path.join(workdir, "results.json")) as f:
     results = json.load(f)
-  with open(os.path.join(workdir, "config.json")) as f:
-    exp = build_experiment(ml_collections.ConfigDict(json.load(f)), workdir)
+  exp = build_experiment(recorded_config(workdir, defaults), workdir)
   try:
     parallel.check_global_batch_size(batch_size, exp.mesh)
   except ValueError as e:
@@ -129,10 +141,11 @@ def layer_measures(losses: list, params, anchor, settings: MeasureSettings, key:
   return out
 
 
-def measure_run(workdir: str, settings: MeasureSettings) -> dict:
-  """Computes every measure of the run in `workdir` and writes measures.json and the plots."""
+def measure_run(workdir: str, settings: MeasureSettings, defaults: ml_collections.ConfigDict | None = None) -> dict:
+  """Computes every measure of the run in `workdir` and writes measures.json and the plots
+  (`defaults` completes a config.json written before some fields existed)."""
   start = time.time()
-  exp, state, results = load_finished_run(workdir, settings.batch_size)
+  exp, state, results = load_finished_run(workdir, settings.batch_size, defaults)
   log.info("%s: step %d, evaluating", workdir, results["steps"])
   steps = CompiledSteps(exp.mesh, model=exp.model, method=exp.method, tx=exp.tx,
                         steps_per_epoch=exp.steps_per_epoch, donate=False)
@@ -245,13 +258,14 @@ def plot_bound_vs_gap(all_measures: list[dict], out: str) -> str:
   return plots.plot_bound_vs_gap(points, os.path.join(out, "bound_vs_gap.png"))
 
 
-def measure_workdirs(workdirs: list[str], settings: MeasureSettings, out: str | None = None) -> list[dict]:
+def measure_workdirs(workdirs: list[str], settings: MeasureSettings, out: str | None = None,
+                     defaults: ml_collections.ConfigDict | None = None) -> list[dict]:
   """`measure_run` on each workdir (all checked first), then the bound-against-gap plot when there
   are several."""
   check_settings(settings)
   for workdir in workdirs:
     check_finished(workdir)
-  all_measures = [measure_run(workdir, settings) for workdir in workdirs]
+  all_measures = [measure_run(workdir, settings, defaults) for workdir in workdirs]
   if len(all_measures) > 1 and jax.process_index() == 0:
     out = out or workdirs[0]
     os.makedirs(out, exist_ok=True)

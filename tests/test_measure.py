@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from experiments.configs import default
 from ftjax import measures as measure
 from ftjax.config_validation import ConfigError
 from ftjax.train import loop
@@ -90,6 +91,23 @@ def test_a_run_without_results_is_refused_before_anything_is_written(measured, t
   with pytest.raises(ConfigError, match="unfinished"):
     measure.measure_workdirs([measured[0], workdir], SETTINGS)
   assert sorted(os.listdir(workdir)) == before
+
+
+def test_a_run_recorded_before_a_field_existed_takes_its_default(measured, tmp_path):
+  workdir = str(tmp_path / "older")
+  shutil.copytree(measured[0], workdir)
+  with open(os.path.join(workdir, "config.json")) as f:
+    recorded = json.load(f)
+  del recorded["consistent"]["estimator"]
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    json.dump(recorded, f)
+  with pytest.raises(ConfigError, match="config.consistent.estimator is missing"):
+    measure.load_finished_run(workdir, SETTINGS.batch_size)
+  config = measure.recorded_config(workdir, tiny_config(model="resnet34"))
+  assert config.consistent.estimator == default.get_config().consistent.estimator
+  assert config.model == "small_cnn" and config.mean == (0.5,)  # recorded fields win over the defaults
+  exp, state, results = measure.load_finished_run(workdir, SETTINGS.batch_size, default.get_config())
+  assert exp.config.consistent.estimator == "dual_t" and int(state.step) == results["steps"]
 
 
 def test_command_line_refuses_a_workdir_without_a_run(tmp_path):

@@ -13,7 +13,7 @@ Targets: 10 labelled examples per class of Fashion-MNIST (the source's domain) a
 import ml_collections
 
 from experiments.configs import default
-from experiments.configs.sweep_variants import DISTANCE, PLAIN
+from experiments.configs.sweep_variants import DISTANCE, PLAIN, SWEEP_MEASURE_SETTINGS
 
 
 def get_config(arg: str | None = None):
@@ -32,6 +32,5 @@ def get_config(arg: str | None = None):
   config.sweep.seeds = (0, 1, 2)
   config.sweep.measure = True
   config.sweep.measure_seeds = (0,)  # claim (c) compares methods; one seed each keeps it to minutes
-  config.sweep.measure_settings = dict(num_probes=10, max_batches=1, batch_size=128, eigen_iterations=5,
-                                       lanczos_steps=5, noise_draws=2)
+  config.sweep.measure_settings = SWEEP_MEASURE_SETTINGS
   return config

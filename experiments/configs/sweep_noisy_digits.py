@@ -15,7 +15,7 @@ runs. For a real dataset change `sweep.datasets` (e.g. "('tfds:caltech101',)"); 
 import ml_collections
 
 from experiments.configs import default
-from experiments.configs.sweep_variants import BASELINES, DISTANCE, NOISY, PLAIN
+from experiments.configs.sweep_variants import BASELINES, DISTANCE, NOISY, PLAIN, SWEEP_MEASURE_SETTINGS
 
 
 def get_config(arg: str | None = None):
@@ -43,4 +43,8 @@ def get_config(arg: str | None = None):
   config.sweep.datasets = ("digits",)
   config.sweep.noise = noise
   config.sweep.seeds = (0, 1, 2)
+  # Claim (c) under noise: `--config.sweep.measure=True` measures seed 0 of every cell (SPEC §4).
+  config.sweep.measure = False
+  config.sweep.measure_seeds = (0,)
+  config.sweep.measure_settings = SWEEP_MEASURE_SETTINGS
   return config

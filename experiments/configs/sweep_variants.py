@@ -7,6 +7,11 @@ Fashion-MNIST, 0.3 to 2.3 on digits; the head 4.5 to 6.3).
 
 PLAIN = {"plain": ("method=none",)}
 
+# experiments.measure settings for measuring whole sweeps (SPEC §4): one 128-example batch and 10
+# probes per run keep a measurement near a minute on 2 CPU cores.
+SWEEP_MEASURE_SETTINGS = dict(num_probes=10, max_batches=1, batch_size=128, eigen_iterations=5, lanczos_steps=5,
+                              noise_draws=2)
+
 DISTANCE = {
     # L2-SP [Li et al. 2018]: λ Σ ||W_i - W_i^(s)||² + λ_head ||W_head||².
     "l2sp": ("method=l2sp", "reg.weight=0.01", "reg.head_weight=0.01"),
