@@ -104,3 +104,14 @@ def fraction_correct(labels, clean) -> float:
   if labels.shape != clean.shape:
     raise ValueError(f"labels have shape {labels.shape} but clean labels {clean.shape}; valid: equal shapes")
   return float(np.mean(labels == clean))
+
+
+def expected_noisy_cross_entropy(probabilities, labels, transition) -> float:
+  """Mean over examples of E_{ỹ ~ F[y]}[-log p_ỹ(x)]: the cross-entropy of `probabilities` [n, C]
+  against labels drawn from the noisy distribution F [C, C] of the clean `labels` (SPEC §3.1)."""
+  probabilities = np.asarray(probabilities, np.float64)
+  transition = check_transition(transition, probabilities.shape[1])
+  labels = np.asarray(labels)
+  _check_labels(labels, probabilities.shape[1], "labels")
+  log_probabilities = np.log(np.maximum(probabilities, np.finfo(np.float32).tiny))
+  return float(np.mean(-np.sum(transition[labels] * log_probabilities, axis=1)))

@@ -167,7 +167,7 @@ def summarise(runs: list[Run], root: str) -> list[dict]:
     if measured:
       row.update({"measured_seeds": len(measured),
                   "bound_mean": float(np.mean([m["bound"] for m in measured])),
-                  "generalization_gap_mean": float(np.mean([m["generalization_gap"] for m in measured])),
+                  "generalization_gap_mean": float(np.mean([measures.matched_gap(m) for m in measured])),
                   "network_trace_mean": float(np.mean([m["network"]["trace"] for m in measured]))})
     rows.append(row)
   return rows
@@ -231,7 +231,7 @@ def plot_bound_vs_gap(runs: list[Run], root: str) -> str | None:
     measured = read_json(os.path.join(root, run.name), "measures.json")
     if measured is not None:
       label = f"{run.dataset} {run.noise} s{run.seed}"
-      points.append(plots.BoundPoint(label, run.variant, measured["generalization_gap"], measured["bound"]))
+      points.append(plots.BoundPoint(label, run.variant, measures.matched_gap(measured), measured["bound"]))
   return plots.plot_bound_vs_gap(points, os.path.join(root, "bound_vs_gap.png")) if points else None
 
 

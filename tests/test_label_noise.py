@@ -129,3 +129,18 @@ def test_bad_input_is_a_one_line_error_naming_the_value(call, message):
   with pytest.raises(ValueError) as error:
     call()
   assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_expected_noisy_cross_entropy_by_writing_out_the_sum_and_by_sampling():
+  rng = np.random.default_rng(0)
+  probabilities = rng.dirichlet(np.ones(4), size=50)
+  labels = rng.integers(0, 4, size=50)
+  transition = label_noise.pairflip_transition(4, 0.3)
+  expected = np.mean([sum(transition[labels[i], k] * -np.log(probabilities[i, k]) for k in range(4))
+                      for i in range(50)])
+  assert label_noise.expected_noisy_cross_entropy(probabilities, labels, transition) == pytest.approx(expected)
+  clean = np.mean(-np.log(probabilities[np.arange(50), labels]))
+  assert label_noise.expected_noisy_cross_entropy(probabilities, labels, np.eye(4)) == pytest.approx(clean)
+  sampled = [np.mean(-np.log(probabilities[np.arange(50), label_noise.corrupt_labels(labels, transition, seed)]))
+             for seed in range(2000)]
+  assert np.mean(sampled) == pytest.approx(expected, abs=4 * np.std(sampled) / np.sqrt(2000))

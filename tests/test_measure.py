@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from experiments.configs import default
@@ -55,6 +56,22 @@ def test_measures_json_holds_every_quantity(measured):
   assert measures["test_loss"] == pytest.approx(results["test_loss"], rel=1e-4)
   assert measures["max_train_loss"] == pytest.approx(results["max_train_loss"], rel=1e-4)
   assert measures["generalization_gap"] == pytest.approx(measures["test_loss"] - measures["train_loss"])
+
+
+def test_a_noisy_run_measures_the_gap_under_its_label_noise(tmp_path):
+  workdir = str(tmp_path / "noisy")
+  loop.train_and_evaluate(tiny_config(num_epochs=1, noise=dict(type="pairflip", rate=0.3)), workdir)
+  settings = SETTINGS._replace(num_probes=2, eigen_iterations=1, lanczos_steps=1, max_batches=1)
+  (measures,) = measure.measure_workdirs([workdir], settings)
+  exp, state, _ = measure.load_finished_run(workdir, settings.batch_size)
+  probabilities = loop.predict_probabilities(exp, state, exp.splits.test)
+  test_labels, transition = exp.splits.test.labels, exp.label_noise.transition
+  written_out = np.mean([-np.dot(transition[y], np.log(p)) for p, y in zip(probabilities, test_labels)])
+  clean = np.mean([-np.log(p[y]) for p, y in zip(probabilities, test_labels)])
+  assert measures["test_loss"] == pytest.approx(clean, rel=1e-4)
+  assert measures["test_loss_noisy_labels"] == pytest.approx(written_out, rel=1e-4)
+  assert measure.matched_gap(measures) == measures["generalization_gap_noisy_labels"] == pytest.approx(
+      written_out - measures["train_loss"], rel=1e-4)
 
 
 def test_bounds_follow_from_the_per_layer_quantities(measured):
