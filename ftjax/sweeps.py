@@ -203,7 +203,9 @@ def write_summary(rows: list[dict], root: str) -> None:
 
 def write_comparison(rows: list[dict], root: str) -> None:
   """`root/comparison.md`: for each dataset, test accuracy (%, mean ± std over seeds) of every
-  variant (rows) at every noise setting (columns), the best mean of each column in bold."""
+  variant (rows) at every noise setting (columns), the best mean of each column in bold; a cell
+  with fewer finished seeds than the fullest one says how many."""
+  most_seeds = max(r["seeds"] for r in rows)
   sections = []
   for dataset in dict.fromkeys(r["dataset"] for r in rows):
     cells = {(r["variant"], r["noise"]): r for r in rows if r["dataset"] == dataset}
@@ -216,7 +218,8 @@ def write_comparison(rows: list[dict], root: str) -> None:
       for noise in settings:
         r = cells.get((variant, noise))
         text = f"{100 * r['test_accuracy_mean']:.2f} ± {100 * r['test_accuracy_std']:.2f}" if r else ""
-        texts.append(f"**{text}**" if r and r["test_accuracy_mean"] == best[noise] else text)
+        text = f"**{text}**" if r and r["test_accuracy_mean"] == best[noise] else text
+        texts.append(f"{text} ({r['seeds']} of {most_seeds} seeds)" if r and r["seeds"] < most_seeds else text)
       lines.append(f"| {variant} | " + " | ".join(texts) + " |")
     sections.append("\n".join(lines))
   with open(os.path.join(root, "comparison.md"), "w") as f:

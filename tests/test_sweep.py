@@ -103,6 +103,21 @@ def test_unknown_measure_settings_are_refused():
   assert sweeps.measure_settings(config.sweep) is None
 
 
+def test_comparison_table_bolds_each_columns_best_and_names_unfinished_cells(tmp_path):
+  def row(variant, noise, mean, std, seeds):
+    return {"variant": variant, "dataset": "digits", "noise": noise, "seeds": seeds, "test_accuracy_mean": mean,
+            "test_accuracy_std": std}
+  rows = [row("plain", "symmetric:0.2", 0.9, 0.01, 3), row("plain", "pairflip:0.2", 0.8, 0.02, 3),
+          row("regsl", "symmetric:0.2", 0.95, 0.005, 2)]
+  sweeps.write_comparison(rows, str(tmp_path))
+  assert (tmp_path / "comparison.md").read_text().splitlines() == [
+      "| digits | symmetric:0.2 | pairflip:0.2 |",
+      "| --- | --- | --- |",
+      "| plain | 90.00 ± 1.00 | **80.00 ± 2.00** |",
+      "| regsl | **95.00 ± 0.50** (2 of 3 seeds) |  |",
+  ]
+
+
 @pytest.fixture(scope="module")
 def tfds_dir(tmp_path_factory):
   return tiny_tfds.prepare(str(tmp_path_factory.mktemp("tfds")))
