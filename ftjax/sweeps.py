@@ -25,8 +25,7 @@ import numpy as np
 from ftjax import measures, plots
 from ftjax.config_validation import ConfigError
 from ftjax.train import loop
-from ftjax.train.config_checks import validate_config
-from ftjax.train.experiment import resolve_architecture
+from ftjax.train.experiment import checked_config
 
 log = logging.getLogger(__name__)
 NOISE_TYPES = ("none", "symmetric", "pairflip")
@@ -109,11 +108,8 @@ def grid(config: ml_collections.ConfigDict) -> list[Run]:
   runs = []
   for (variant, overrides), dataset, noise, seed in itertools.product(
       ordered_variants(sweep), sweep.datasets, sweep.noise, sweep.seeds):
-    run_config = apply_overrides(base, [f"dataset={dataset}", *noise_overrides(noise), f"seed={seed}",
-                                        f"noise.seed={seed}", *overrides])
-    validate_config(run_config)
-    run_config = resolve_architecture(run_config)
-    validate_config(run_config)
+    run_overrides = [f"dataset={dataset}", *noise_overrides(noise), f"seed={seed}", f"noise.seed={seed}", *overrides]
+    run_config = checked_config(apply_overrides(base, run_overrides))
     runs.append(Run(variant, dataset, noise, seed, run_config))
   return runs
 

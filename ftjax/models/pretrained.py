@@ -65,7 +65,7 @@ def save_variables(path: str, variables: dict, info: dict) -> None:
 def _read_msgpack(path: str) -> SourceModel:
   with open(path, "rb") as f:
     variables = flax.serialization.msgpack_restore(f.read())
-  return SourceModel(variables, _read_info(path[:-len(".msgpack")] + ".json"))
+  return SourceModel(variables, _read_info(_info_path(path)))
 
 
 def load_source(spec: str) -> SourceModel | None:
@@ -85,7 +85,16 @@ def load_source(spec: str) -> SourceModel | None:
   from ftjax import checkpointing
   directory = os.path.join(spec, "checkpoints") if os.path.isdir(os.path.join(spec, "checkpoints")) else spec
   variables, step = checkpointing.restore_model(directory)
-  return SourceModel(variables, {**_read_info(os.path.join(spec, "config.json")), "step": step})
+  return SourceModel(variables, {**_read_info(_info_path(spec)), "step": step})
+
+
+def _info_path(spec: str) -> str:
+  """Where the info of a shipped model, .msgpack file or workdir source lies."""
+  if spec in shipped_models():
+    return os.path.join(WEIGHTS_DIR, spec + ".json")
+  if spec.endswith(".msgpack"):
+    return spec[:-len(".msgpack")] + ".json"
+  return os.path.join(spec, "config.json")
 
 
 def _read_info(path: str) -> dict:
@@ -105,12 +114,7 @@ def source_architecture(spec: str) -> dict:
   if spec.endswith(TORCH_SUFFIXES):
     from ftjax.models import torchvision_import
     return torchvision_import.architecture_of(spec)
-  if spec in shipped_models():
-    info = _read_info(os.path.join(WEIGHTS_DIR, spec + ".json"))
-  elif spec.endswith(".msgpack"):
-    info = _read_info(spec[:-len(".msgpack")] + ".json")
-  else:
-    info = _read_info(os.path.join(spec, "config.json"))
+  info = _read_info(_info_path(spec))
   if "model" not in info:
     raise ValueError(f"config.pretrained={spec!r} records no architecture (no 'model' in its .json or "
                      "config.json), so config.model='auto' cannot be resolved; valid: a model name (with width, stem)")

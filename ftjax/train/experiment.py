@@ -45,15 +45,17 @@ class Experiment(NamedTuple):
   anchor_params: dict
 
 
-def resolve_architecture(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """`config` itself, or for `model='auto'` a copy whose architecture and input format (model,
-  width, stem, image_size, channels, mean, std) are the pretrained source's."""
+def checked_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config`, validated; for `model='auto'` a validated copy whose architecture and input format
+  (model, width, stem, image_size, channels, mean, std) are the pretrained source's."""
+  validate_config(config)
   if config.model != "auto":
     return config
   with as_config_error():
     fields = pretrained.source_architecture(config.pretrained)
   resolved = ml_collections.ConfigDict(config.to_dict())
-  resolved.update({k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+  resolved.update(fields)  # the sources' lists become the fields' tuples
+  validate_config(resolved)
   return resolved
 
 
@@ -134,9 +136,7 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: str | None = No
   """Validates `config`, loads data and weights, and builds the model, method and optimiser.
   `workdir` is where a method may keep what it prepares (e.g. an estimated transition matrix);
   `model='auto'` is resolved first, and the experiment's config is the resolved one."""
-  validate_config(config)
-  config = resolve_architecture(config)
-  validate_config(config)
+  config = checked_config(config)
   mesh = parallel.data_mesh()
   parallel.check_global_batch_size(config.batch_size, mesh)
   splits, noise, num_classes = load_splits(config)
