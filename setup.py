@@ -4,13 +4,21 @@ import pathlib
 
 import setuptools
 
-ROOT = pathlib.Path(__file__).parent
+# What `python -m experiments.finetune` (and measure, sweep, pretrain) needs: requirements.txt, one per line.
+REQUIREMENTS = [line.strip() for line in (pathlib.Path(__file__).parent / "requirements.txt").read_text().splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
 
-
-def requirements(name: str) -> list[str]:
-  lines = (ROOT / name).read_text().splitlines()
-  return [line.strip() for line in lines if line.strip() and not line.startswith(("#", "-r"))]
-
+EXTRAS = {
+    # The test suite: pip install -e '.[test]' then python -m pytest -q (no PyTorch needed).
+    "test": ["pytest", "chex>=0.1.92", "nbformat", "nbclient", "ipykernel"],
+    # The live comparisons against PyTorch (tests/test_torchvision_parity_live.py) and reading .pth/.pt files.
+    # On Linux pip otherwise pulls a CUDA build of torch; install the CPU build first where no GPU is used.
+    "parity": ["torch>=2.0"],
+    # Running examples/quickstart.ipynb in Jupyter.
+    "notebook": ["notebook", "ipykernel", "nbclient"],
+    # Viewing the event files a run writes under DIR/tensorboard (writing them needs only tensorboardX).
+    "tensorboard": ["tensorboard"],
+}
 
 setuptools.setup(
     name="ftjax",
@@ -19,6 +27,6 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["ftjax", "ftjax.*"]),
     package_data={"ftjax": ["pretrained_weights/*.msgpack", "pretrained_weights/*.json"]},
     python_requires=">=3.10",
-    install_requires=requirements("requirements.txt"),
-    extras_require={"test": requirements("requirements-test.txt")},
+    install_requires=REQUIREMENTS,
+    extras_require=EXTRAS,
 )

@@ -1,4 +1,4 @@
-"""Train-step time of the default model with and without each distance transform (SPEC §2).
+"""Train-step time of the default model with and without each distance transform (docs/methods.md §2).
 
 ResNet-18 (width 16, small stem), batch 64 of 28x28x1 images, SGD with momentum, one device. Every
 variant is compiled first; then rounds of `--steps` steps run each variant in turn (interleaved, so

@@ -1,4 +1,4 @@
-"""Time of a gradient, an HVP, and Hessian traces per layer vs for the whole network (SPEC §4.1–4.2).
+"""Time of a gradient, an HVP, and Hessian traces per layer vs for the whole network (docs/methods.md §4.1–4.2).
 
 ResNet-18 (width 16, small stem), batch 64 of 28x28x1 images, one device, eval-mode loss. Every
 variant is compiled first; then `--rounds` rounds run each in turn (interleaved, so drifting machine

@@ -1,4 +1,4 @@
-"""Hessian-based generalisation measures of finished fine-tuning runs (SPEC §4):
+"""Hessian-based generalisation measures of finished fine-tuning runs (docs/methods.md §4):
 `python -m experiments.measure --workdir DIR [--workdir DIR2 ...] [--num_probes N] [--max_batches B]
 [--batch_size S] [--out DIR]`.
 
@@ -11,12 +11,11 @@ run's Hessian bound against its measured generalisation gap) goes to --out or th
 from absl import flags
 
 from experiments import launch
-from experiments.configs import default
-from ftjax import measures
+from ftjax import configs, measures
 from ftjax.measures import DEFAULTS, MeasureSettings
 
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_string("workdir", None, "Workdir of a finished experiments.finetune run (repeatable).",
+flags.DEFINE_multi_string("workdir", None, "Workdir of a finished experiments.finetune run",
                           required=True)
 flags.DEFINE_string("out", None, "Where bound_vs_gap.png goes with several workdirs (default: the first).")
 flags.DEFINE_integer("num_probes", DEFAULTS.num_probes, "HVPs (probes) for the Hessian traces.")
@@ -36,7 +35,7 @@ def main(argv):
   del argv
   launch.setup()
   settings = MeasureSettings(**{field: FLAGS[field].value for field in MeasureSettings._fields})
-  measures.measure_workdirs(FLAGS.workdir, settings, FLAGS.out, defaults=default.get_config())
+  measures.measure_workdirs(FLAGS.workdir, settings, FLAGS.out, defaults=configs.default_config())
 
 
 if __name__ == "__main__":

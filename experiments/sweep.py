@@ -15,8 +15,7 @@ import functools
 from absl import flags
 
 from experiments import launch
-from experiments.configs import default
-from ftjax import measures, sweeps
+from ftjax import configs, measures, sweeps
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory holding one sub-directory per run and the summary.", required=True)
@@ -27,7 +26,7 @@ def main(argv):
   del argv
   launch.setup()
   settings = sweeps.measure_settings(FLAGS.config.sweep)
-  measure_run = (functools.partial(measures.measure_run, settings=settings, defaults=default.get_config())
+  measure_run = (functools.partial(measures.measure_run, settings=settings, defaults=configs.default_config())
                  if settings else None)
   sweeps.run_sweep(FLAGS.config, FLAGS.workdir, measure_run)
 

@@ -7,6 +7,7 @@ Each checkpoint holds two items: 'state' (the whole TrainState: the resume point
 import os
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from ftjax.config_validation import ConfigError
@@ -41,13 +42,30 @@ def abstract_like(tree):
   return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
 
 
+def check_fits(saved_metadata, like) -> None:
+  """Raises ValueError naming the first tensor that the checkpointed tree (orbax's metadata of it)
+  and `like` do not both hold, or hold with different shapes."""
+  saved, wanted = ocp.tree.to_flat_dict(saved_metadata), ocp.tree.to_flat_dict(like)
+  for path in sorted(set(saved) | set(wanted)):
+    name = "/".join(path)
+    if path not in saved or path not in wanted:
+      raise ValueError(f"tensor {name!r} is only in the {'checkpoint' if path in saved else 'state of this config'}")
+    saved_shape, wanted_shape = np.shape(saved[path]), np.shape(wanted[path])
+    if saved_shape != wanted_shape:
+      raise ValueError(f"tensor {name!r} has shape {saved_shape} in the checkpoint, {wanted_shape} in this config")
+
+
 def restore_latest(manager: ocp.CheckpointManager, like: TrainState) -> TrainState | None:
-  """The latest saved state, typed and sharded like `like`; None when there is none."""
+  """The latest saved state, typed and sharded like `like`; None when there is none. The saved
+  tree is checked against `like` from its metadata first: orbax's restore, failing partway, leaves
+  TensorStore reads pending on a closed event loop ('Exception ignored' dumps at exit)."""
   step = manager.latest_step()
   if step is None:
     return None
   try:
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_like(like))))
+    abstract = abstract_like(like)
+    check_fits(manager.item_metadata(step)["state"], abstract)
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
   except Exception as e:  # orbax raises many types for unreadable or mismatched checkpoints
     raise UnreadableCheckpointError(
         f"checkpoint {os.path.join(str(manager.directory), str(step))} is damaged or was not written by this "
@@ -60,14 +78,16 @@ def restore_model(directory: str, sharding=None) -> tuple[dict, int]:
   """({'params', 'batch_stats'}, step) from the latest checkpoint under `directory`, shaped as
   saved (its head may differ from the model that loads it)."""
   manager = checkpoint_manager(directory, create=False)
-  step = manager.latest_step()
-  if step is None:
-    raise FileNotFoundError(f"no ftjax checkpoint under {directory!r}: expected step folders written by "
-                            "experiments.finetune (DIR/checkpoints/<step>/model)")
-  metadata = manager.item_metadata(step)["model"]
-  sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), metadata,
-                          is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
-  restored = manager.restore(step, args=ocp.args.Composite(model=ocp.args.StandardRestore(abstract)))
-  manager.close()
+  try:
+    step = manager.latest_step()
+    if step is None:
+      raise FileNotFoundError(f"no ftjax checkpoint under {directory!r}: expected step folders written by "
+                              "experiments.finetune (DIR/checkpoints/<step>/model)")
+    metadata = manager.item_metadata(step)["model"]
+    sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), metadata,
+                            is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
+    restored = manager.restore(step, args=ocp.args.Composite(model=ocp.args.StandardRestore(abstract)))
+  finally:
+    manager.close()
   return jax.device_get(restored["model"]), step

@@ -11,6 +11,15 @@ class ConfigError(ValueError):
   """A config field holds a value that cannot work."""
 
 
+class ConfigChangeError(ConfigError):
+  """A workdir was started with another config. The message names the Python argument that resumes
+  it anyway (`allow_config_change=True`); `for_command_line()` names the flag instead."""
+  ARGUMENT, FLAG = "allow_config_change=True", "--allow_config_change"
+
+  def for_command_line(self) -> str:
+    return str(self).replace(self.ARGUMENT, self.FLAG)
+
+
 @contextlib.contextmanager
 def as_config_error():
   """Re-raises the one-line errors of loaders (bad path, unknown name, misfit shapes) as `ConfigError`."""
@@ -21,9 +30,11 @@ def as_config_error():
 
 
 class FieldCheck(NamedTuple):
-  """`is_valid(value)` decides; `valid` says in words what would be valid."""
+  """`is_valid(value)` decides; `valid` says in words what would be valid; `problem` what an
+  invalid value is."""
   is_valid: Callable[[Any], bool]
   valid: str
+  problem: str = "is invalid"
 
 
 def one_of(choices) -> FieldCheck:
@@ -87,4 +98,4 @@ def check_fields(config: ml_collections.ConfigDict, checks: dict[str, FieldCheck
         raise ConfigError(f"config.{prefix}{field} is missing; expected {check.valid}")
       node = node[part]
     if not check.is_valid(node):
-      raise ConfigError(f"config.{prefix}{field}={node!r} is invalid; valid: {check.valid}")
+      raise ConfigError(f"config.{prefix}{field}={node!r} {check.problem}; valid: {check.valid}")

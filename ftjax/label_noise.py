@@ -1,4 +1,4 @@
-"""Synthetic label noise (SPEC §3.1): transition matrices F[true, noisy] = P(noisy | true), seeded
+"""Synthetic label noise (docs/methods.md §3.1): transition matrices F[true, noisy] = P(noisy | true), seeded
 corruption of a label array, and how far noisy labels are from clean ones.
 
 Symmetric noise comes in two conventions. 'other': a flipped label is a uniformly random *other*
@@ -108,7 +108,7 @@ def fraction_correct(labels, clean) -> float:
 
 def expected_noisy_cross_entropy(probabilities, labels, transition) -> float:
   """Mean over examples of E_{ỹ ~ F[y]}[-log p_ỹ(x)]: the cross-entropy of `probabilities` [n, C]
-  against labels drawn from the noisy distribution F [C, C] of the clean `labels` (SPEC §3.1)."""
+  against labels drawn from the noisy distribution F [C, C] of the clean `labels` (docs/methods.md §3.1)."""
   probabilities = np.asarray(probabilities, np.float64)
   transition = check_transition(transition, probabilities.shape[1])
   labels = np.asarray(labels)

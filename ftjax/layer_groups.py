@@ -1,4 +1,4 @@
-"""Layer groups (SPEC §1): regular expressions over '/'-joined parameter paths name the group
+"""Layer groups (docs/methods.md §1): regular expressions over '/'-joined parameter paths name the group
 (stem, stage1.., head) of every weight tensor.
 
 Patterns are ordered (pattern, group) pairs, listed from the input to the output; a path's group
@@ -6,7 +6,7 @@ is that of the first pattern that `re.fullmatch`es the whole path.
 """
 
 import re
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from ftjax import tree_paths
 
@@ -42,16 +42,26 @@ def default_group_patterns(model_name: str) -> GroupPatterns:
                    "or explicit (pattern, group) pairs")
 
 
+def compile_patterns(patterns: GroupPatterns) -> list[tuple[re.Pattern, str]]:
+  """`patterns` with each regular expression compiled."""
+  return [(re.compile(pattern), group) for pattern, group in patterns]
+
+
+def group_of(name: str, compiled: Sequence[tuple[re.Pattern, str]]) -> str | None:
+  """The group of the first compiled pattern that fullmatches the path `name`, or None."""
+  return next((group for pattern, group in compiled if pattern.fullmatch(name)), None)
+
+
 def assign_groups(params, patterns: GroupPatterns) -> dict[str, str]:
   """{path: group} for every weight tensor of `params` (`tree_paths.is_weight_tensor`), in tree
   order: the group of the first pattern that fullmatches the path. A weight tensor that no pattern
   matches is an error."""
-  compiled = [(re.compile(pattern), group) for pattern, group in patterns]
+  compiled = compile_patterns(patterns)
   groups = {}
   for name, leaf in tree_paths.named_leaves(params).items():
     if not tree_paths.is_weight_tensor(name, leaf):
       continue
-    group = next((g for pattern, g in compiled if pattern.fullmatch(name)), None)
+    group = group_of(name, compiled)
     if group is None:
       raise ValueError(f"weight tensor {name!r} matches no layer-group pattern; patterns: "
                        f"{[pattern for pattern, _ in patterns]}")
@@ -63,3 +73,17 @@ def group_order(patterns: GroupPatterns) -> list[str]:
   """The groups by depth: in order of first appearance in `patterns`, the head last."""
   groups = list(dict.fromkeys(group for _, group in patterns))
   return [g for g in groups if g != HEAD_GROUP] + [g for g in groups if g == HEAD_GROUP]
+
+
+def natural_key(name: str) -> tuple:
+  """Sort key of a path that compares its digit runs as numbers: 'block2' before 'block10'."""
+  return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
+def network_order(names: Iterable[str], patterns: GroupPatterns) -> list[str]:
+  """`names` (paths) from the input to the output: by group in `group_order`, then in the natural
+  order of the path within a group (block2 before block10; conv1, conv2, downsample_conv). Paths
+  that no pattern matches come last, in natural order."""
+  compiled = compile_patterns(patterns)
+  depth = {group: i for i, group in enumerate(group_order(patterns))}
+  return sorted(names, key=lambda name: (depth.get(group_of(name, compiled), len(depth)), natural_key(name)))

@@ -1,7 +1,8 @@
-"""Hessian-based generalisation measures of finished fine-tuning runs (SPEC §4): a workdir's latest
+"""Hessian-based generalisation measures of finished fine-tuning runs (docs/methods.md §4): a workdir's latest
 checkpoint is measured on the first evaluation batches of its training split, and measures.json is
-written beside per-layer bar plots (layer_traces.png, layer_distances.png); with several workdirs,
-bound_vs_gap.png plots each run's Hessian bound against its measured generalisation gap."""
+written beside per-layer bar plots (layer_traces.png, layer_distances.png), layers in network
+order; with several workdirs, bound_vs_gap.png plots each run's Hessian bound against its measured
+generalisation gap. Progress bars with the time left go to stderr (process 0)."""
 
 import functools
 import json
@@ -15,10 +16,13 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 from matplotlib.figure import Figure
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
-from ftjax import data, generalization, hessian, label_noise, parallel, plots
+from ftjax import data, generalization, hessian, label_noise, layer_groups, parallel, plots
 from ftjax.config_validation import ConfigError
 from ftjax.distance import norms
+from ftjax.methods import distance_regularization
 from ftjax.train import loop
 from ftjax.train.experiment import Experiment, build_experiment
 from ftjax.train.state import TrainState
@@ -124,12 +128,18 @@ def batch_losses(exp: Experiment, state: TrainState, settings: MeasureSettings) 
   return losses, count
 
 
+def progress_bar(description: str, unit: str) -> hessian.Progress:
+  """Wraps an iterable in a tqdm bar on stderr (count, rate, time left), shown on process 0 only."""
+  return lambda iterable: tqdm(iterable, desc=description, unit=unit, disable=jax.process_index() != 0)
+
+
 def layer_measures(losses: list, params, anchor, settings: MeasureSettings, key: jax.Array) -> dict[str, dict]:
   """{layer: top eigenvalue of H_ii (on all batches) and v_i^T H_ii^+ v_i (max over batches)},
   logging each layer as it is done."""
   differences = generalization.layer_differences(params, anchor)
   out = {}
-  for i, (name, difference) in enumerate(differences.items()):
+  layers = progress_bar("eigenvalue, v^T H^+ v", "layer")(differences.items())
+  for i, (name, difference) in enumerate(layers):
     eigen = hessian.top_eigenvalues(losses, params, jax.random.fold_in(key, i), 1, layer=name,
                                     max_iterations=settings.eigen_iterations, tol=settings.eigen_tol)
     positive = max(generalization.positive_part_quadratic_form(loss, params, name, difference, settings.lanczos_steps)
@@ -142,14 +152,25 @@ def layer_measures(losses: list, params, anchor, settings: MeasureSettings, key:
 
 
 def matched_gap(measures: dict) -> float:
-  """The generalisation gap the Hessian bound speaks of (SPEC §4): test minus training loss with
+  """The generalisation gap the Hessian bound speaks of (docs/methods.md §4): test minus training loss with
   test labels distributed as the training labels are (under their synthetic noise, if any)."""
   return measures.get("generalization_gap_noisy_labels", measures["generalization_gap"])
 
 
+def bound_text(value: float, vacuous: bool, trivial: str) -> str:
+  """`value`, followed by '(vacuous: `trivial`)' when it is."""
+  return f"{value:.4g}" + (f" (vacuous: {trivial})" if vacuous else "")
+
+
 def measure_run(workdir: str, settings: MeasureSettings, defaults: ml_collections.ConfigDict | None = None) -> dict:
   """Computes every measure of the run in `workdir` and writes measures.json and the plots
-  (`defaults` completes a config.json written before some fields existed)."""
+  (`defaults` completes a config.json written before some fields existed); progress lines of the
+  'ftjax' loggers print above the bars."""
+  with logging_redirect_tqdm(loggers=[logging.getLogger("ftjax")]):
+    return _measure_run(workdir, settings, defaults)
+
+
+def _measure_run(workdir: str, settings: MeasureSettings, defaults: ml_collections.ConfigDict | None) -> dict:
   start = time.time()
   exp, state, results = load_finished_run(workdir, settings.batch_size, defaults)
   log.info("%s: step %d, evaluating", workdir, results["steps"])
@@ -171,7 +192,7 @@ def measure_run(workdir: str, settings: MeasureSettings, defaults: ml_collection
   log.info("traces: %d probes (%s) on %d examples", settings.num_probes, settings.trace_method, num_measured)
   traces = hessian.block_traces(losses, params, jax.random.fold_in(key, 0), settings.num_probes,
                                 blocks={**hessian.layer_blocks(params), **hessian.network_block(params)},
-                                method=settings.trace_method)
+                                method=settings.trace_method, progress=progress_bar("Hessian traces", "probe"))
   network_eigen = hessian.top_eigenvalues(losses, params, jax.random.fold_in(key, 1), 1,
                                           max_iterations=settings.eigen_iterations, tol=settings.eigen_tol)
   log.info("network: trace %.4g, top eigenvalue %.4g", traces[hessian.NETWORK].estimate, network_eigen.eigenvalues[0])
@@ -185,13 +206,18 @@ def measure_run(workdir: str, settings: MeasureSettings, defaults: ml_collection
   log.info("noise stability: %d draws per layer", settings.noise_draws)
   sigmas = generalization.relative_sigmas(params, settings.noise_scale)
   stability = generalization.layer_noise_stability(losses, params, sigmas, jax.random.fold_in(key, 3),
-                                                   settings.noise_draws)
+                                                   settings.noise_draws, progress_bar("noise stability", "case"))
   together = stability[generalization.ALL_LAYERS]
   pac_bayes = generalization.pac_bayes_bound(train_eval["loss"] + together.estimate, distances, sigmas, num_train,
                                              settings.delta)
+  bounds = {"bound": generalization.hessian_bound(paper, max_loss, num_train),
+            "bound_authors_full_hvp": generalization.hessian_bound(authors, max_loss, num_train)}
+  trivial_gap = generalization.trivial_gap_bound(max_loss, train_eval["loss"])
+  in_network_order = layer_groups.network_order(per_layer, distance_regularization.group_patterns(exp.config))
 
   measures = {
       "workdir": workdir,
+      "method": results["method"],
       "checkpoint_step": results["steps"],
       "num_train": num_train,
       "num_examples_measured": num_measured,
@@ -199,11 +225,12 @@ def measure_run(workdir: str, settings: MeasureSettings, defaults: ml_collection
       "test_loss": test_eval["loss"],
       "max_train_loss": max_loss,
       **gap,
-      "bound": generalization.hessian_bound(paper, max_loss, num_train),
-      "bound_authors_full_hvp": generalization.hessian_bound(authors, max_loss, num_train),
+      **bounds,
       "bound_formula": "sum_i sqrt(max_train_loss * max(H_i, 0) / num_train), H_i = max over batches of the "
                        "batch-mean v_i^T H_i v_i; 'bound' uses hessian_quantity.paper_positive_part "
                        "(v_i^T H_ii^+ v_i, Lanczos), 'bound_authors_full_hvp' uses authors_full_hvp (v_i^T (H v)_i)",
+      "trivial_gap_bound": trivial_gap,
+      **{f"{name}_vacuous": bool(value >= trivial_gap) for name, value in bounds.items()},
       "num_probes": traces[hessian.NETWORK].num_probes,
       "trace_method": settings.trace_method,
       "network": {"trace": traces[hessian.NETWORK].estimate, "trace_stderr": traces[hessian.NETWORK].stderr,
@@ -212,14 +239,14 @@ def measure_run(workdir: str, settings: MeasureSettings, defaults: ml_collection
       "layers": {name: {
           "trace": traces[name].estimate,
           "trace_stderr": traces[name].stderr,
-          "top_eigenvalue": layer["top_eigenvalue"],
-          "top_eigenvalue_iterations": layer["top_eigenvalue_iterations"],
+          "top_eigenvalue": per_layer[name]["top_eigenvalue"],
+          "top_eigenvalue_iterations": per_layer[name]["top_eigenvalue_iterations"],
           "distance_frobenius": distances[name],
           "hessian_quantity": {"paper_positive_part": paper[name], "authors_full_hvp": authors[name]},
           "noise_sigma": sigmas[name],
           "noise_stability": stability[name].estimate,
           "noise_stability_stderr": stability[name].stderr,
-      } for name, layer in per_layer.items()},
+      } for name in in_network_order},
       "noise_stability_all_layers": together._asdict(),
       "pac_bayes": {**pac_bayes._asdict(), "noise_scale": settings.noise_scale},
       "settings": settings._asdict(),
@@ -229,38 +256,51 @@ def measure_run(workdir: str, settings: MeasureSettings, defaults: ml_collection
     with open(os.path.join(workdir, "measures.json"), "w") as f:
       json.dump(measures, f, indent=2)
     plot_layers(measures, workdir)
-  log.info("%s: bound %.4f (authors' variant %.4f), measured gap %.4f, PAC-Bayes bound %.4f (%.0f s)", workdir,
-           measures["bound"], measures["bound_authors_full_hvp"], matched_gap(measures), pac_bayes.bound,
-           measures["wall_seconds"])
+  hessian_trivial = f">= max_train_loss - train_loss = {trivial_gap:.4g}"
+  log.info("%s: measured gap %.4g, Hessian bound %s (authors' full-HVP variant %s)", workdir, matched_gap(measures),
+           bound_text(measures["bound"], measures["bound_vacuous"], hessian_trivial),
+           bound_text(measures["bound_authors_full_hvp"], measures["bound_authors_full_hvp_vacuous"], hessian_trivial))
+  log.info("%s: PAC-Bayes bound %s on the test risk (loss in [0, 1]) of the noise-perturbed network (%.0f s)",
+           workdir, bound_text(pac_bayes.bound, pac_bayes.vacuous, ">= 1"), measures["wall_seconds"])
   return measures
 
 
-def bar_plot(path: str, names: list[str], panels: list[tuple[str, list[float], list[float] | None]]) -> None:
-  """One horizontal bar chart per (title, values, error bars or None) over the layer `names`."""
-  fig = Figure(figsize=(5 * len(panels), 0.3 * len(names) + 1.5))
+def bar_plot(path: str, names: list[str], panels: list[tuple[str, list[float], list[float] | None]],
+             title: str) -> Figure:
+  """Writes `path` (PNG, `title` also in its metadata) and returns its figure: one horizontal bar
+  chart per (panel title, values, error bars or None) over the layer `names`, the first at the
+  top, the figure's height growing with the number of layers."""
+  fig = Figure(figsize=(5 * len(panels), 0.28 * len(names) + 1.8), layout="constrained")
   axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)
-  for ax, (title, values, errors) in zip(axes[0], panels):
+  for ax, (panel_title, values, errors) in zip(axes[0], panels):
     ax.barh(range(len(names)), values, xerr=errors)
-    ax.set_title(title)
-  axes[0, 0].set_yticks(range(len(names)), names, fontsize=7)
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_title(panel_title, fontsize=10)
+    ax.tick_params(axis="x", labelsize=9)
+    ax.grid(axis="x", alpha=0.3)
+  axes[0, 0].set_yticks(range(len(names)), names, fontsize=9)
   axes[0, 0].invert_yaxis()
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  fig.suptitle(title, fontsize=11)
+  fig.savefig(path, dpi=100, metadata={"Title": title})
+  return fig
 
 
 def plot_layers(measures: dict, workdir: str) -> None:
   """layer_traces.png (tr(H_ii) ± stderr, top eigenvalue) and layer_distances.png (||v_i||_F,
-  v_i^T H_ii^+ v_i) in `workdir`."""
+  v_i^T H_ii^+ v_i) in `workdir`, layers in the order of measures['layers'] from the top, titled
+  with the run's name (the workdir's) and method."""
   layers = measures["layers"]
   names = list(layers)
   column = lambda key: [layers[name][key] for name in names]
+  run = f"{os.path.basename(os.path.normpath(workdir))} (method {measures['method']})"
   bar_plot(os.path.join(workdir, "layer_traces.png"), names,
            [("Hessian trace tr(H_ii)", column("trace"), column("trace_stderr")),
-            ("top eigenvalue of H_ii", column("top_eigenvalue"), None)])
+            ("top eigenvalue of H_ii", column("top_eigenvalue"), None)], f"{run}: Hessian of each layer")
   bar_plot(os.path.join(workdir, "layer_distances.png"), names,
            [("distance ||W_i - W_i^(s)||_F", column("distance_frobenius"), None),
             ("v_i^T H_ii^+ v_i (max over batches)",
-             [layers[name]["hessian_quantity"]["paper_positive_part"] for name in names], None)])
+             [layers[name]["hessian_quantity"]["paper_positive_part"] for name in names], None)],
+           f"{run}: distance from the source weights")
 
 
 def plot_bound_vs_gap(all_measures: list[dict], out: str) -> str:

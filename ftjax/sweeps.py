@@ -2,11 +2,15 @@
 
 A sweep config is a fine-tuning config (the base of every run) with a `sweep` section:
 `variants`: {name: ('field=value', ...)} overrides (e.g. 'method=regsl', 'reg.radius=2.0');
-`order` (optional): variant names in the order the tables list them; `datasets`: dataset names;
+`order` (optional): variant names in the order the tables list them; `only` (optional): the
+variants to run and summarise, comma-separated ('' = all); `datasets`: dataset names;
 `noise`: settings 'none', 'symmetric:0.4', 'pairflip:0.2'; `seeds`: run seeds; `measure`: whether
-experiments.sweep measures the finished runs' Hessian quantities (SPEC §4), with
+experiments.sweep measures the finished runs' Hessian quantities (docs/methods.md §4), with
 `measure_settings` overriding experiments.measure's defaults and `measure_seeds` the seeds whose
 runs are measured (() = all).
+
+A consistent-loss cell estimates its transition matrix from the sweep's plain cell of the same
+dataset, noise and seed when that cell is exactly its estimator run (`reuse_plain_runs`).
 """
 
 import ast
@@ -22,8 +26,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from ftjax import measures, plots
+from ftjax import measures, plots, progress_logging
 from ftjax.config_validation import ConfigError
+from ftjax.methods import transition_estimation
 from ftjax.train import loop
 from ftjax.train.experiment import checked_config
 
@@ -42,6 +47,10 @@ class Run(NamedTuple):
   @property
   def name(self) -> str:
     return os.path.join(self.variant, self.dataset.replace(":", "_"), self.noise.replace(":", "_"), f"seed{self.seed}")
+
+  def workdir(self, root: str) -> str:
+    """The run's workdir under the sweep's `root`, as an absolute path."""
+    return os.path.abspath(os.path.join(root, self.name))
 
 
 def parse_value(text: str):
@@ -90,6 +99,22 @@ def ordered_variants(sweep) -> list[tuple[str, tuple]]:
   return [(name, tuple(sweep.variants[name])) for name in names]
 
 
+def selected_variants(sweep) -> tuple[str, ...]:
+  """The names of the variants `sweep.only` selects (a comma-separated string; '' = every variant),
+  in `ordered_variants` order."""
+  names = [name for name, _ in ordered_variants(sweep)]
+  only = sweep.get("only", "")
+  if not isinstance(only, str):
+    raise ConfigError(f"config.sweep.only={only!r} is not a string; valid: comma-separated names among "
+                      f"{', '.join(names)}, or '' for every variant")
+  chosen = [name.strip() for name in only.split(",") if name.strip()]
+  unknown = [name for name in chosen if name not in names]
+  if unknown:
+    raise ConfigError(f"config.sweep.only={only!r} names {unknown[0]!r}, which is no variant; valid: comma-separated "
+                      f"names among {', '.join(names)}, or '' for every variant")
+  return tuple(name for name in names if not chosen or name in chosen)
+
+
 def check_measure_seeds(sweep) -> None:
   """One-line error unless every seed of `sweep.measure_seeds` is one the sweep runs."""
   outside = [seed for seed in sweep.get("measure_seeds", ()) if seed not in sweep.seeds]
@@ -112,6 +137,45 @@ def grid(config: ml_collections.ConfigDict) -> list[Run]:
     run_config = checked_config(apply_overrides(base, run_overrides))
     runs.append(Run(variant, dataset, noise, seed, run_config))
   return runs
+
+
+def reuse_plain_runs(runs: list[Run], root: str) -> list[Run]:
+  """`runs` with the `consistent.estimator_workdir` of each consistent cell that estimates its
+  transition matrix (and has that field, left '') set to the workdir of the first cell of the same
+  dataset, noise and seed that is its estimator run: whose config.json (or, not started yet, its
+  config) equals `transition_estimation.estimator_config` as resolved JSON. The estimate then
+  reuses that run instead of training one of its own."""
+  def is_estimator(config, other: Run) -> bool:
+    recorded = read_json(other.workdir(root), "config.json") or json.loads(other.config.to_json())
+    return not transition_estimation.estimator_run_differences(config, recorded)
+
+  reusing = []
+  for run in runs:
+    consistent = run.config.consistent
+    if (run.config.method == "consistent" and consistent.transition == "estimate"
+        and consistent.get("estimator_workdir") == ""):
+      cell = (run.dataset, run.noise, run.seed)
+      estimator = next((other for other in runs if (other.dataset, other.noise, other.seed) == cell
+                        and is_estimator(run.config, other)), None)
+      if estimator is not None:
+        config = ml_collections.ConfigDict(run.config.to_dict())
+        config.consistent.estimator_workdir = estimator.workdir(root)
+        run = run._replace(config=config)
+    reusing.append(run)
+  return reusing
+
+
+def training_order(runs: list[Run], root: str) -> list[Run]:
+  """`runs` in grid order, except that a cell whose workdir another cell's transition estimate
+  reuses (`consistent.estimator_workdir`) moves to just before the first such cell."""
+  by_workdir = {run.workdir(root): run for run in runs}
+  ordered = {}
+  for run in runs:
+    estimator = by_workdir.get(run.config.consistent.get("estimator_workdir", ""))
+    for cell in (estimator, run):
+      if cell is not None:
+        ordered.setdefault(cell.name, cell)
+  return list(ordered.values())
 
 
 def measure_settings(sweep) -> measures.MeasureSettings | None:
@@ -143,7 +207,7 @@ def read_results(workdir: str) -> dict | None:
 def summarise(runs: list[Run], root: str) -> list[dict]:
   """One row per (variant, dataset, noise): mean and std of test accuracy over the finished seeds,
   and, over the seeds that were measured, the means of the Hessian bound, measured gap and network
-  Hessian trace (SPEC §4)."""
+  Hessian trace (docs/methods.md §4)."""
   cells: dict[tuple, list[tuple[dict, dict | None]]] = {}
   for run in runs:
     workdir = os.path.join(root, run.name)
@@ -261,22 +325,27 @@ def plot_accuracy(rows: list[dict], root: str) -> None:
 
 def run_sweep(config: ml_collections.ConfigDict, root: str,
               measure_run: Callable[[str], dict] | None = None) -> list[dict]:
-  """Trains every unfinished run of the grid in turn (and, given `measure_run`, measures every
-  finished run that has no measures.json yet), rewriting the summary and plots after each run."""
-  runs = grid(config)
+  """Trains every unfinished run of the variants `sweep.only` selects, in `training_order` (and,
+  given `measure_run`, measures every finished run that has no measures.json yet), rewriting the
+  summary and plots after each run. Progress lines of a run and its measurement are labelled
+  '[i/n variant/dataset/noise/seedK]'."""
+  chosen = selected_variants(config.sweep)
+  runs = [run for run in reuse_plain_runs(grid(config), root) if run.variant in chosen]
   measured_seeds = tuple(config.sweep.get("measure_seeds", ())) or tuple(config.sweep.seeds)
   os.makedirs(root, exist_ok=True)
   start = time.time()
   rows = []
-  for i, run in enumerate(runs):
-    workdir = os.path.join(root, run.name)
-    if read_results(workdir) is not None:
-      log.info("[%d/%d] %s: finished earlier, skipped", i + 1, len(runs), run.name)
-    else:
-      log.info("[%d/%d] %s", i + 1, len(runs), run.name)
-      loop.train_and_evaluate(run.config, workdir)
-    if measure_run is not None and run.seed in measured_seeds and read_json(workdir, "measures.json") is None:
-      measure_run(workdir)
+  order = training_order(runs, root)
+  for i, run in enumerate(order):
+    workdir = run.workdir(root)
+    with progress_logging.labelled(f"{i + 1}/{len(order)} {run.name}"):
+      if read_results(workdir) is not None:
+        log.info("finished earlier, skipped")
+      else:
+        log.info("training (method=%s)", run.config.method)
+        loop.train_and_evaluate(run.config, workdir)
+      if measure_run is not None and run.seed in measured_seeds and read_json(workdir, "measures.json") is None:
+        measure_run(workdir)
     # Each run compiles its own executables; dropping them keeps a long sweep within the process's
     # memory-map limit (XLA:CPU failed with "Cannot allocate memory" after ~20 measured runs).
     jax.clear_caches()

@@ -32,5 +32,5 @@ def map_with_names(fn: Callable[[str, Any], Any], tree, *rest):
 
 
 def is_weight_tensor(name: str, leaf) -> bool:
-  """A constrained "layer" (SPEC §1): the kernel of a conv or dense layer, never a bias or a norm scale."""
+  """A constrained "layer" (docs/methods.md §1): the kernel of a conv or dense layer, never a bias or a norm scale."""
   return name.split("/")[-1] == "kernel" and getattr(leaf, "ndim", 0) >= 2

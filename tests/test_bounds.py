@@ -1,5 +1,5 @@
-"""The Hessian distance measure and bound ([JLZ22], SPEC §4.4), noise stability and the PAC-Bayes
-bound ([LZ21], SPEC §4.5), against exact Hessians, closed forms and the formulas by hand."""
+"""The Hessian distance measure and bound ([JLZ22], docs/methods.md §4.4), noise stability and the PAC-Bayes
+bound ([LZ21], docs/methods.md §4.5), against exact Hessians, closed forms and the formulas by hand."""
 
 import math
 
@@ -10,7 +10,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from ftjax import generalization
-from tests.test_hessian import MLP, TinyCNN, full_hessian, leaf_slices, tiny_problem
+from tests.test_hessian import MLP, RecordingProgress, TinyCNN, full_hessian, leaf_slices, tiny_problem
 
 
 @pytest.fixture(scope="module", params=["mlp", "cnn"])
@@ -86,6 +86,17 @@ def test_noise_stability_of_a_quadratic_is_half_sigma_squared_trace():
   assert stability["b/kernel"].stderr < stability["a/kernel"].stderr
 
 
+def test_progress_sees_each_case_and_changes_no_number():
+  loss_fn, params, _ = quadratic_problem()
+  sigmas = {"a/kernel": 0.3, "b/kernel": 0.1}
+  quiet = generalization.layer_noise_stability(loss_fn, params, sigmas, jax.random.key(0), num_draws=3)
+  progress = RecordingProgress()
+  shown = generalization.layer_noise_stability(loss_fn, params, sigmas, jax.random.key(0), num_draws=3,
+                                               progress=progress)
+  assert shown == quiet
+  assert [name for name, _ in progress.items] == ["a/kernel", "b/kernel", generalization.ALL_LAYERS]
+
+
 def test_relative_sigmas_scale_the_rms_of_each_layer():
   _, params, _ = quadratic_problem()
   sigmas = generalization.relative_sigmas(params, 0.1)
@@ -101,3 +112,16 @@ def test_pac_bayes_bound_by_hand():
   complexity = math.sqrt((kl + math.log(2 * math.sqrt(1000) / 0.1)) / 2000)
   assert bound.kl == pytest.approx(kl) and bound.complexity == pytest.approx(complexity)
   assert bound.bound == pytest.approx(0.3 + complexity) and bound.expected_perturbed_train_loss == 0.3
+
+
+@pytest.mark.parametrize("distance,vacuous", [(0.1, False), (10.0, True)])
+def test_a_pac_bayes_bound_of_one_or_more_is_vacuous(distance, vacuous):
+  bound = generalization.pac_bayes_bound(0.2, {"a": distance}, {"a": 0.1}, num_train=1000, delta=0.05)
+  value = 0.2 + math.sqrt((distance ** 2 / (2 * 0.01) + math.log(2 * math.sqrt(1000) / 0.05)) / 2000)
+  assert bound.bound == pytest.approx(value) and (value >= 1.0) is vacuous
+  assert bound.vacuous is vacuous and bound._asdict()["vacuous"] is vacuous
+
+
+def test_the_trivial_gap_bound_is_the_loss_range_above_the_training_loss():
+  # Losses in [0, C]: test loss <= C, so test - train <= C - train.
+  assert generalization.trivial_gap_bound(max_loss=2.5, train_loss=0.25) == 2.25

@@ -1,4 +1,4 @@
-"""SPEC §3.4: the forward-corrected loss against −log(Σ p F) in numpy, and the dual-T estimator
+"""docs/methods.md §3.4: the forward-corrected loss against −log(Σ p F) in numpy, and the dual-T estimator
 against a loop re-statement and on synthetic probabilities with a known transition matrix."""
 
 import chex
@@ -70,7 +70,7 @@ def test_forward_loss_with_identity_is_cross_entropy():
 
 
 def dual_t_by_loops(probs, noisy, percentile):
-  """SPEC §3.4 one class at a time; T_spade rows of never-predicted classes are e_i."""
+  """docs/methods.md §3.4 one class at a time; T_spade rows of never-predicted classes are e_i."""
   n, classes = probs.shape
   predicted = probs.argmax(1)
   spade = np.eye(classes)

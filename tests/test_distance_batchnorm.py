@@ -1,4 +1,4 @@
-"""SPEC §2.5 BatchNorm constraint against the formula in numpy, on real and random trees."""
+"""docs/methods.md §2.5 BatchNorm constraint against the formula in numpy, on real and random trees."""
 
 import chex
 import jax
@@ -42,7 +42,7 @@ def random_problem(seed: int):
 
 
 def clip_by_numpy(scale, running_var, anchor_scale, anchor_var, radius):
-  """SPEC §2.5 entry by entry."""
+  """docs/methods.md §2.5 entry by entry."""
   out = np.empty(len(scale))
   for k in range(len(scale)):
     d = scale[k] / np.sqrt(running_var[k] + EPS)

@@ -1,4 +1,4 @@
-"""Distance-regularised fine-tuning in the pipeline (SPEC §2): the config's methods end where
+"""Distance-regularised fine-tuning in the pipeline (docs/methods.md §2): the config's methods end where
 they promise, log per-layer distances, and bad settings are refused before training."""
 
 import chex
@@ -32,7 +32,7 @@ def test_tight_constraint_keeps_every_layer_within_its_radius(tmp_path, norm):
   config.reg.update(norm=norm, radius=0.01, gamma=2.0, head_radius=0.05, bn_radius=0.1)
   results = loop.train_and_evaluate(config, str(tmp_path))
   radii = results["radii"]
-  # Depth schedule (SPEC §2.4): conv1 D, conv2 D·γ, dense D·γ², head D_head.
+  # Depth schedule (docs/methods.md §2.4): conv1 D, conv2 D·γ, dense D·γ², head D_head.
   assert radii == {"conv1/kernel": 0.01, "conv2/kernel": 0.02, "dense/kernel": 0.04, "head/kernel": 0.05}
   for name, distance in results["layer_distances"].items():
     assert distance[norm] <= radii[name] * (1 + 1e-5), (name, distance, radii[name])

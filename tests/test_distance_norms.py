@@ -1,4 +1,4 @@
-"""SPEC §2.1 norms against written-out loops, and per-layer distances of a params tree."""
+"""docs/methods.md §2.1 norms against written-out loops, and per-layer distances of a params tree."""
 
 import numpy as np
 import pytest

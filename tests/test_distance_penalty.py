@@ -1,4 +1,4 @@
-"""SPEC §2.3 penalties against numpy, and the added gradients against hand-derived gradients."""
+"""docs/methods.md §2.3 penalties against numpy, and the added gradients against hand-derived gradients."""
 
 import functools
 

@@ -1,4 +1,4 @@
-"""SPEC §2.2 projections against closed forms, written-out loops and nearest-point checks."""
+"""docs/methods.md §2.2 projections against closed forms, written-out loops and nearest-point checks."""
 
 import chex
 import jax
@@ -43,7 +43,7 @@ def _leaf(tree, path):
 
 
 def mars_rescale_by_loops(t: np.ndarray, radius: float) -> np.ndarray:
-  """SPEC §2.2: for each output unit j, every entry t[..., j] times min(1, D / sum |t[..., j]|)."""
+  """docs/methods.md §2.2: for each output unit j, every entry t[..., j] times min(1, D / sum |t[..., j]|)."""
   out = t.astype(np.float64)
   for j in range(t.shape[-1]):
     l1 = sum(abs(x) for x in np.ravel(out[..., j]))

@@ -1,4 +1,4 @@
-"""SPEC §5 feature regularisation: BSS against numpy's SVD, DELTA's feature term against a numpy
+"""docs/methods.md §5 feature regularisation: BSS against numpy's SVD, DELTA's feature term against a numpy
 re-statement, its channel zeroing against the stages run by hand and its channel weights on a tiny
 ResNet with a dead channel, and both methods in a train step and end to end."""
 

@@ -1,5 +1,7 @@
-"""HVPs, traces, eigenvalues and Lanczos quadrature (SPEC §4.1–4.3) against the full Hessian of
+"""HVPs, traces, eigenvalues and Lanczos quadrature (docs/methods.md §4.1–4.3) against the full Hessian of
 tiny models formed by `jax.hessian`."""
+
+import io
 
 import flax.linen as nn
 import jax
@@ -7,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import tqdm
 from jax.flatten_util import ravel_pytree
 
 from ftjax import hessian, parallel, tree_paths
@@ -132,6 +135,44 @@ def test_relative_tolerance_stops_the_probes(problem):
   assert loose.num_probes == 4 and tight.num_probes == 40
   moderate = hessian.network_trace(loss_fn, params, jax.random.key(6), 4, rtol=0.05, max_probes=400)
   assert moderate.num_probes == 400 or moderate.stderr <= 0.05 * abs(moderate.estimate)
+
+
+class RecordingProgress:
+  """A `progress` wrapper that passes every item through and records it."""
+
+  def __init__(self):
+    self.items = []
+
+  def __call__(self, iterable):
+    for item in iterable:
+      self.items.append(item)
+      yield item
+
+
+@pytest.mark.parametrize("options,calls", [(dict(method="hutchinson", probes_per_batch=4), 3),
+                                           (dict(method="hutchpp", probes_per_batch=2), 6),  # 4 + 4 + 4 HVPs
+                                           (dict(rtol=10.0, max_probes=40), 12),  # converged at num_probes
+                                           (dict(rtol=1e-6, max_probes=40), 40)])
+def test_progress_sees_each_hvp_call_and_changes_no_number(problem, monkeypatch, options, calls):
+  loss_fn, params, _ = problem
+  blocks = {**hessian.layer_blocks(params), **hessian.network_block(params)}
+  quiet = hessian.block_traces(loss_fn, params, jax.random.key(9), 12, blocks=blocks, **options)
+  counted, made = products.flat_products, []
+  monkeypatch.setattr(products, "flat_products", lambda *args, **kw: made.append(1) or counted(*args, **kw))
+  progress = RecordingProgress()
+  shown = hessian.block_traces(loss_fn, params, jax.random.key(9), 12, blocks=blocks, progress=progress, **options)
+  assert shown == quiet
+  assert len(progress.items) == len(made) == calls
+
+
+def test_a_tqdm_bar_over_hutchpp_ends_full():
+  loss_fn, params, _, _ = tiny_problem(MLP(), (4,))
+  out = io.StringIO()
+  progress = lambda calls: tqdm.tqdm(calls, file=out, mininterval=0)
+  hessian.network_trace(loss_fn, params, jax.random.key(0), 14, method="hutchpp", probes_per_batch=4,
+                        progress=progress)
+  final = out.getvalue().split("\r")[-1]  # 4 sketch + 4 basis + 6 probe HVPs, 4 per call: 1 + 1 + 2 calls
+  assert "100%" in final and " 4/4 " in final, out.getvalue()
 
 
 @pytest.mark.parametrize("k", [1, 2, 3])

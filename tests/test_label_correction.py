@@ -1,4 +1,4 @@
-"""SPEC §3.2–3.3 against numpy re-statements: the correction rule on hand-built batches, the
+"""docs/methods.md §3.2–3.3 against numpy re-statements: the correction rule on hand-built batches, the
 reweighting weights and temperature, the self-labeling loss, and RegSL through the real train step."""
 
 import functools
@@ -24,7 +24,7 @@ THRESHOLD, START = 0.9, 3
 
 
 def correct_by_loop(labels, probs, indices, epoch, threshold, start_epoch):
-  """SPEC §3.2 one example at a time."""
+  """docs/methods.md §3.2 one example at a time."""
   labels = np.array(labels)
   for p, index in zip(np.asarray(probs, np.float64), indices):
     if epoch >= start_epoch and p.max() > threshold and p.argmax() != labels[index]:

@@ -1,4 +1,4 @@
-"""SPEC §3.1 synthetic label noise: matrices against closed forms, realised noise against the
+"""docs/methods.md §3.1 synthetic label noise: matrices against closed forms, realised noise against the
 requested matrix within sampling error, seeding, and one-line errors."""
 
 import numpy as np

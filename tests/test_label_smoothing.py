@@ -1,4 +1,4 @@
-"""SPEC §5 label smoothing: the loss against the written-out smoothed target in numpy, cross-entropy
+"""docs/methods.md §5 label smoothing: the loss against the written-out smoothed target in numpy, cross-entropy
 at ε = 0, a train step, and a run end to end."""
 
 import json

@@ -1,4 +1,4 @@
-"""SPEC §1 layer groups on real ResNet-18 and small-CNN params trees."""
+"""docs/methods.md §1 layer groups on real ResNet-18 and small-CNN params trees."""
 
 import jax
 import jax.numpy as jnp
@@ -60,3 +60,40 @@ def test_default_patterns_by_model_name():
   assert layer_groups.default_group_patterns("small_cnn") is layer_groups.SMALL_CNN_GROUPS
   with pytest.raises(ValueError, match="vit"):
     layer_groups.default_group_patterns("vit")
+
+
+def expected_resnet_order(stage_sizes, bottleneck: bool) -> list[str]:
+  """ResNet kernel paths from the input to the output, written out from the architecture: the stem,
+  each stage's blocks in turn (conv1, conv2[, conv3], then the first block's downsample_conv where
+  the shape changes), the head."""
+  names = ["stem/conv/kernel"]
+  for stage, blocks in enumerate(stage_sizes, start=1):
+    for block in range(blocks):
+      convs = ["conv1", "conv2", "conv3"] if bottleneck else ["conv1", "conv2"]
+      if block == 0 and (stage > 1 or bottleneck):
+        convs.append("downsample_conv")
+      names += [f"stage{stage}/block{block}/{conv}/kernel" for conv in convs]
+  return names + ["head/kernel"]
+
+
+@pytest.mark.parametrize("model,stage_sizes,bottleneck", [("resnet18", (2, 2, 2, 2), False),
+                                                          ("resnet101", (3, 4, 23, 3), True)])
+def test_network_order_of_resnet_kernels_runs_from_stem_to_head(model, stage_sizes, bottleneck):
+  params = _abstract_params(model, width=4, stem="small")
+  tree_order = list(layer_groups.assign_groups(params, layer_groups.RESNET_GROUPS))
+  assert tree_order[0] == "head/kernel" and tree_order[-1] == "stem/conv/kernel"  # what a sort by name gives
+  ordered = layer_groups.network_order(tree_order, layer_groups.default_group_patterns(model))
+  assert ordered == expected_resnet_order(stage_sizes, bottleneck)
+  if model == "resnet101":  # 23 blocks in stage 3: block10 after block9, not after block1
+    assert ordered.index("stage3/block9/conv1/kernel") < ordered.index("stage3/block10/conv1/kernel")
+    assert ordered.index("stage3/block2/conv3/kernel") < ordered.index("stage3/block10/conv1/kernel")
+
+
+def test_network_order_sorts_digit_runs_as_numbers_and_puts_unmatched_paths_last():
+  patterns = [(r"head/.*", "head"), (r"late/.*", "late"), (r"early/.*", "early")]
+  names = ["head/kernel", "other/kernel", "early/block10/kernel", "late/kernel", "early/block2/kernel",
+           "early/block1/kernel", "early/block2/conv10/kernel", "early/block2/conv9/kernel"]
+  assert layer_groups.network_order(names, patterns) == [
+      "late/kernel", "early/block1/kernel", "early/block2/conv9/kernel", "early/block2/conv10/kernel",
+      "early/block2/kernel", "early/block10/kernel", "head/kernel", "other/kernel"]
+  assert sorted(names, key=layer_groups.natural_key)[:2] == ["early/block1/kernel", "early/block2/conv9/kernel"]

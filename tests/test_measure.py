@@ -9,8 +9,10 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from experiments.configs import default
+from ftjax import layer_groups
 from ftjax import measures as measure
 from ftjax.config_validation import ConfigError
 from ftjax.train import loop
@@ -37,14 +39,17 @@ def test_measures_json_holds_every_quantity(measured):
     measures = json.load(f)
   assert measures == json.loads(json.dumps(returned))
   for key in ("bound", "bound_authors_full_hvp", "generalization_gap", "train_loss", "test_loss", "max_train_loss",
-              "num_probes", "wall_seconds", "pac_bayes", "network", "noise_stability_all_layers", "checkpoint_step"):
+              "num_probes", "wall_seconds", "pac_bayes", "network", "noise_stability_all_layers", "checkpoint_step",
+              "method", "trivial_gap_bound", "bound_vacuous", "bound_authors_full_hvp_vacuous"):
     assert key in measures, key
   assert measures["num_probes"] == 4 and measures["num_examples_measured"] == 128
   with open(os.path.join(workdir, "results.json")) as f:
     results = json.load(f)
   assert set(measures["layers"]) == set(results["layer_distances"]) == {
       "conv1/kernel", "conv2/kernel", "dense/kernel", "head/kernel"}
-  assert measures["checkpoint_step"] == results["steps"]
+  assert measures["checkpoint_step"] == results["steps"] and measures["method"] == results["method"] == "none"
+  assert list(measures["layers"]) == layer_groups.network_order(results["layer_distances"],
+                                                                layer_groups.SMALL_CNN_GROUPS)
   for name, layer in measures["layers"].items():
     assert set(layer) == LAYER_KEYS
     assert set(layer["hessian_quantity"]) == {"paper_positive_part", "authors_full_hvp"}
@@ -89,14 +94,51 @@ def test_bounds_follow_from_the_per_layer_quantities(measured):
       pac["expected_perturbed_train_loss"] + math.sqrt((kl + math.log(2 * math.sqrt(n) / pac["delta"])) / (2 * n)))
 
 
-def test_plots_are_written(measured, tmp_path):
+def test_vacuous_flags_follow_the_bounds(measured):
+  _, measures = measured
+  pac = measures["pac_bayes"]
+  assert pac["vacuous"] is (pac["bound"] >= 1.0)  # a risk of a loss in [0, 1] is at most 1
+  trivial = measures["max_train_loss"] - measures["train_loss"]  # a gap of a loss in [0, C] is at most C - train
+  assert measures["trivial_gap_bound"] == pytest.approx(trivial)
+  for key in ("bound", "bound_authors_full_hvp"):
+    assert measures[f"{key}_vacuous"] is (measures[key] >= trivial)
+
+
+def test_bound_text_says_when_a_bound_is_vacuous():
+  assert measure.bound_text(18.674, True, "at least 1") == "18.67 (vacuous: at least 1)"
+  assert measure.bound_text(0.008712, False, "at least 1") == "0.008712"
+
+
+def test_plots_are_titled_pngs(measured, tmp_path):
   workdir, measures = measured
+  run = os.path.basename(workdir)
   for name in ("layer_traces.png", "layer_distances.png"):
-    assert os.path.getsize(os.path.join(workdir, name)) > 0
+    with Image.open(os.path.join(workdir, name)) as image:
+      image.verify()
+    with Image.open(os.path.join(workdir, name)) as image:
+      image.load()
+      assert image.format == "PNG" and image.size[1] >= 0.28 * len(measures["layers"]) * 100
+      assert image.text["Title"].startswith(f"{run} (method none): ")
   assert not os.path.exists(os.path.join(workdir, "bound_vs_gap.png"))  # only with several runs
   other = {**measures, "workdir": "other", "bound": 2 * measures["bound"]}
   assert measure.plot_bound_vs_gap([measures, other], str(tmp_path)) == str(tmp_path / "bound_vs_gap.png")
   assert os.path.getsize(tmp_path / "bound_vs_gap.png") > 0
+
+
+def test_bar_plot_grows_with_the_layers_and_labels_them_readably(tmp_path):
+  heights = {}
+  for count in (4, 21):
+    names = [f"stage{i}/conv/kernel" for i in range(count)]
+    fig = measure.bar_plot(str(tmp_path / f"{count}.png"), names, [("a", list(range(count)), None),
+                                                                    ("b", list(range(count)), [0.1] * count)], "t")
+    labels = fig.axes[0].get_yticklabels()
+    assert [label.get_text() for label in labels] == names
+    assert all(label.get_fontsize() >= 8 for ax in fig.axes for label in ax.get_xticklabels() + ax.get_yticklabels())
+    assert fig.axes[0].get_ylim()[0] > fig.axes[0].get_ylim()[1]  # the first layer at the top
+    with Image.open(tmp_path / f"{count}.png") as image:
+      heights[count] = image.size[1]
+  # At least a 9-point line (12.5 pixels at 100 dpi) per extra layer.
+  assert heights[21] - heights[4] >= 17 * 9 / 72 * 100
 
 
 def test_a_run_without_results_is_refused_before_anything_is_written(measured, tmp_path):

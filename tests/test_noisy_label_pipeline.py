@@ -1,4 +1,4 @@
-"""Noisy-label fine-tuning in the pipeline (SPEC §3): noise on the training split only, the
+"""Noisy-label fine-tuning in the pipeline (docs/methods.md §3): noise on the training split only, the
 corrected labels carried through checkpoints, and the transition matrix of the consistent loss."""
 
 import json
@@ -9,6 +9,8 @@ import jax
 import numpy as np
 import pytest
 
+from ftjax.config_validation import ConfigError
+from ftjax.methods import transition_estimation
 from ftjax.methods.label_correction import LabelCorrectionState
 from ftjax.metrics_writer import read_metrics
 from ftjax.train import experiment, loop
@@ -101,3 +103,22 @@ def test_consistent_estimates_the_matrix_once_per_workdir(tmp_path):
   again = loop.train_and_evaluate(config, workdir)
   assert os.path.getmtime(os.path.join(workdir, "transition_matrix.json")) == stamp
   assert again["transition_matrix"] == results["transition_matrix"]
+
+
+def test_consistent_refuses_an_estimator_workdir_of_another_config(tmp_path):
+  config = noisy_config(method="consistent", num_epochs=1)
+  estimator_dir = str(tmp_path / "other")
+  os.makedirs(estimator_dir)
+  other = transition_estimation.estimator_config(config)
+  other.seed, other.noise.rate = 1, 0.2
+  with open(os.path.join(estimator_dir, "config.json"), "w") as f:
+    json.dump(json.loads(other.to_json()), f)
+  config.consistent.estimator_workdir = estimator_dir
+  workdir = str(tmp_path / "run")
+  with pytest.raises(ConfigError) as error:
+    loop.train_and_evaluate(config, workdir)
+  assert str(error.value) == (
+      f"config.consistent.estimator_workdir={estimator_dir!r} holds a run of another config (fields noise.rate, seed "
+      "differ from this config with method='none'); valid: the workdir of that plain run, or '' for a run of its own "
+      "in WORKDIR/transition_estimator")
+  assert os.listdir(estimator_dir) == ["config.json"] and not os.path.exists(workdir)

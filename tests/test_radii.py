@@ -1,4 +1,4 @@
-"""SPEC §2.4 radius / weight schedules against hand-written tables."""
+"""docs/methods.md §2.4 radius / weight schedules against hand-written tables."""
 
 import jax
 import jax.numpy as jnp

@@ -33,7 +33,7 @@ def test_default_config_starts_from_the_shipped_backbone_with_a_fresh_head():
   chex.assert_trees_all_equal(variables["params"]["stage3"], source["params"]["stage3"])
   chex.assert_trees_all_equal(variables["batch_stats"], source["batch_stats"])
   assert not np.allclose(variables["params"]["head"]["kernel"], 0)
-  assert np.all(np.asarray(anchor["head"]["kernel"]) == 0)  # SPEC §1: the head's reference point is zero
+  assert np.all(np.asarray(anchor["head"]["kernel"]) == 0)  # docs/methods.md §1: the head's reference point is zero
 
 
 @pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"), reason="needs dataset-fashion-mnist")

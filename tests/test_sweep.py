@@ -1,19 +1,25 @@
-"""A minimal sweep end to end: two methods, one seed, a few steps; its summary and its resumption."""
+"""A minimal sweep end to end: two methods, one seed, a few steps; its summary and its resumption,
+the variants chosen by `sweep.only`, labelled progress lines, and consistent cells reusing plain ones."""
 
 import csv
 import functools
 import importlib
+import io
 import json
+import logging
 import os
+import re
 
 import ml_collections
 import numpy as np
 import pytest
 import safetensors.numpy
-import torch
 
-from ftjax import measures, sweeps
+from ftjax import measures, progress_logging, sweeps
 from ftjax.config_validation import ConfigError
+from ftjax.data.sources import FASHION_MNIST_DIR
+from ftjax.methods.consistent_loss import dual_t_estimate
+from ftjax.train import loop
 from tests import tiny_tfds
 from tests.test_finetune import tiny_config
 
@@ -26,6 +32,7 @@ def sweep_config():
   config.sweep.noise = ("symmetric:0.4",)
   config.sweep.seeds = (0,)
   config.sweep.order = ("plain",)  # then the rest by name
+  config.sweep.only = ""
   return config
 
 
@@ -123,12 +130,14 @@ def tfds_dir(tmp_path_factory):
   return tiny_tfds.prepare(str(tmp_path_factory.mktemp("tfds")))
 
 
-@pytest.mark.parametrize("name", ["sweep_distance", "sweep_noisy_digits"])
+@pytest.mark.parametrize("name", [
+    pytest.param("sweep_distance", marks=pytest.mark.skipif(not os.path.isdir(FASHION_MNIST_DIR), reason=(
+        "its grid reads Fashion-MNIST: dataset-fashion-mnist not installed"))),
+    "sweep_noisy_digits"])
 def test_claim_configs_take_a_torchvision_resnet50_and_a_tfds_dataset_with_one_field_each(tmp_path, tfds_dir, name):
   # A ResNet-50 state dict's keys (the values do not matter: model='auto' reads only the keys).
-  from tests.test_torchvision_import import LAYERS, resnet
-  with torch.device("meta"):
-    keys = list(resnet(*LAYERS["resnet50"]).state_dict())
+  from tests.test_torchvision_import import torchvision_keys
+  keys = torchvision_keys("resnet50")
   path = str(tmp_path / "resnet50.safetensors")
   safetensors.numpy.save_file({key: np.zeros(1, np.float32) for key in keys}, path)
   module = importlib.import_module(f"experiments.configs.{name}")
@@ -152,6 +161,8 @@ def test_claim_configs_take_a_torchvision_resnet50_and_a_tfds_dataset_with_one_f
     ("order", ("plain", "nope"), "config.sweep.order names 'nope', which is no variant; valid: names among "
                                  "config.sweep.variants (constraint, plain)"),
     ("measure_seeds", (0, 3), "config.sweep.measure_seeds=(0, 3) holds seed 3, which the sweep does not run"),
+    ("only", "plain, nope", "config.sweep.only='plain, nope' names 'nope', which is no variant; valid: "
+                            "comma-separated names among plain, constraint, or '' for every variant"),
 ])
 def test_a_bad_grid_is_refused_before_any_run(tmp_path, field, value, message):
   config = sweep_config()
@@ -160,5 +171,66 @@ def test_a_bad_grid_is_refused_before_any_run(tmp_path, field, value, message):
   config.sweep[field] = value
   with pytest.raises(ConfigError) as error:
     sweeps.run_sweep(config, str(tmp_path))
-  assert message in str(error.value)
+  assert message in str(error.value) and "\n" not in str(error.value)
   assert os.listdir(tmp_path) == []
+
+
+def test_only_runs_and_summarises_the_chosen_variants_in_config_order(tmp_path):
+  config = sweep_config()
+  config.sweep.variants = {**config.sweep.variants, "l2": ("method=l2",)}
+  config.sweep.only = "l2,plain"
+  assert sweeps.selected_variants(config.sweep) == ("plain", "l2")  # `order`, then the rest by name
+  config.sweep.only = ""
+  assert sweeps.selected_variants(config.sweep) == ("plain", "constraint", "l2")
+  config.sweep.only = " constraint "
+  rows = sweeps.run_sweep(config, str(tmp_path))
+  assert [r["variant"] for r in rows] == ["constraint"]
+  assert [name for name in os.listdir(tmp_path) if os.path.isdir(tmp_path / name)] == ["constraint"]
+  with open(tmp_path / "summary.csv") as f:
+    assert [r["variant"] for r in csv.DictReader(f)] == ["constraint"]
+
+
+@pytest.fixture
+def progress_lines():
+  """The lines the progress handler prints while the test runs (the 'ftjax' loggers at INFO)."""
+  stream, logger = io.StringIO(), logging.getLogger("ftjax")
+  handler, level = progress_logging.progress_handler(stream), logger.level
+  logger.addHandler(handler)
+  logger.setLevel(logging.INFO)
+  yield lambda: stream.getvalue().splitlines()
+  logger.removeHandler(handler)
+  logger.setLevel(level)
+
+
+def test_a_consistent_cell_reuses_the_plain_cell_and_every_progress_line_names_its_cell(tmp_path, progress_lines):
+  root = str(tmp_path)
+  config = sweep_config()
+  config.sweep.variants = {"plain": ("method=none",), "consistent": ("method=consistent",)}
+  config.sweep.order = ("consistent", "plain")  # the plain cell must still train first
+  rows = sweeps.run_sweep(config, root)
+  assert [r["variant"] for r in rows] == ["consistent", "plain"]  # tables keep the config's order
+
+  plain_dir = os.path.join(root, "plain", "digits", "symmetric_0.4", "seed0")
+  consistent_dir = os.path.join(root, "consistent", "digits", "symmetric_0.4", "seed0")
+  assert not os.path.exists(os.path.join(consistent_dir, "transition_estimator"))  # no second plain run
+  with open(os.path.join(consistent_dir, "transition_matrix.json")) as f:
+    saved = json.load(f)
+  assert saved["estimator_workdir"] == plain_dir
+  with open(os.path.join(consistent_dir, "config.json")) as f:
+    assert json.load(f)["consistent"]["estimator_workdir"] == plain_dir
+  # F is the dual-T estimate from the plain cell's checkpoint, rebuilt from the plain cell's own config.json.
+  with open(os.path.join(plain_dir, "config.json")) as f:
+    plain_config = ml_collections.ConfigDict(json.load(f))
+  exp = loop.build_experiment(plain_config, plain_dir)
+  probs = loop.predict_probabilities(exp, loop.restore_trained_state(exp, plain_dir), exp.splits.train)
+  expected = dual_t_estimate(probs, np.asarray(exp.splits.train.labels), config.consistent.anchor_percentile)
+  np.testing.assert_allclose(saved["estimate"], expected, rtol=1e-6, atol=1e-9)
+
+  cell = re.compile(r"^\d\d:\d\d:\d\d \[(\d)/2 (\w+)/digits/symmetric_0.4/seed0( › transition estimator)?\] ")
+  lines = [line for line in progress_lines() if not line.endswith("summary in " + os.path.join(root, "summary.md"))]
+  labels = [cell.match(line) for line in lines]
+  assert all(labels), [line for line, label in zip(lines, labels) if not label]
+  steps = [label.groups() for label, line in zip(labels, lines) if " step 5/22 " in line]
+  assert steps == [("1", "plain", None), ("2", "consistent", None)]  # plain first; the estimator trained nothing
+  assert {label.groups() for label in labels} == {("1", "plain", None), ("2", "consistent", None),
+                                                  ("2", "consistent", " › transition estimator")}

@@ -23,8 +23,9 @@ def get_config(arg: str | None = None):
   config.model = "auto"  # the source's architecture and input format: a new `pretrained` is one field
   config.examples_per_class = 10
   config.num_epochs = 50
-  config.log_every = 1000
+  config.log_every = 10  # 100 examples: one step per epoch, so 5 progress lines per run
   config.sweep = ml_collections.ConfigDict()
+  config.sweep.only = ""  # e.g. --config.sweep.only=plain,regsl; "" = every variant
   config.sweep.variants = {**PLAIN, **DISTANCE}
   config.sweep.order = (*PLAIN, *DISTANCE)  # tables list the variants in this order
   config.sweep.datasets = ("fashion_mnist", "digits")

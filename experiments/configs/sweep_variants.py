@@ -7,7 +7,7 @@ Fashion-MNIST, 0.3 to 2.3 on digits; the head 4.5 to 6.3).
 
 PLAIN = {"plain": ("method=none",)}
 
-# experiments.measure settings for measuring whole sweeps (SPEC §4): one 128-example batch and 10
+# experiments.measure settings for measuring whole sweeps (docs/methods.md §4): one 128-example batch and 10
 # probes per run keep a measurement near a minute on 2 CPU cores.
 SWEEP_MEASURE_SETTINGS = dict(num_probes=10, max_batches=1, batch_size=128, eigen_iterations=5, lanczos_steps=5,
                               noise_draws=2)

@@ -1,1 +1,1 @@
-"""Distance-based regularisation (SPEC §2): norms of W - W^(s), projections and penalties."""
+"""Distance-based regularisation (docs/methods.md §2): norms of W - W^(s), projections and penalties."""

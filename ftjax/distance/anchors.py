@@ -1,4 +1,4 @@
-"""The reference point W^(s) that distances are measured from (SPEC §1)."""
+"""The reference point W^(s) that distances are measured from (docs/methods.md §1)."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""The BatchNorm constraint (SPEC §2.5, [GHP21] and [LZ21] code): the effective scale
+"""The BatchNorm constraint (docs/methods.md §2.5, [GHP21] and [LZ21] code): the effective scale
 d = gamma / sqrt(running_var + eps) stays within D_bn of the anchor's d^(s), entry by entry."""
 
 from typing import Any, NamedTuple

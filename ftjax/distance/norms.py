@@ -1,4 +1,4 @@
-"""Norms of a difference tensor t = W_i - W_i^(s) (SPEC §2.1) and per-layer distances of a params tree."""
+"""Norms of a difference tensor t = W_i - W_i^(s) (docs/methods.md §2.1) and per-layer distances of a params tree."""
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +30,7 @@ NORMS = {"frobenius": frobenius_norm, "mars": mars_norm}
 
 
 def layer_distance_arrays(params, anchor_params) -> dict[str, dict[str, jax.Array]]:
-  """{layer path: {'frobenius', 'mars'}} of W - W_anchor for every weight tensor (SPEC §1), as
+  """{layer path: {'frobenius', 'mars'}} of W - W_anchor for every weight tensor (docs/methods.md §1), as
   scalars; jittable."""
   anchors = tree_paths.named_leaves(anchor_params)
   return {name: {norm: fn(weight - anchors[name]) for norm, fn in NORMS.items()}

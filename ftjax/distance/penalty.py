@@ -1,4 +1,4 @@
-"""Soft distance constraints (SPEC §2.3): penalties on W_i - W_i^(s) and the transform that adds
+"""Soft distance constraints (docs/methods.md §2.3): penalties on W_i - W_i^(s) and the transform that adds
 their gradient to the loss gradient."""
 
 from typing import Any, Callable, Mapping, NamedTuple
@@ -21,7 +21,7 @@ PENALTY_NORMS = {"frobenius": squared_frobenius_norm, "mars": norms.mars_norm}
 
 def layerwise_penalty(params, anchor, weights: Mapping[str, float], norm: str = "frobenius") -> jax.Array:
   """sum_i lambda_i * norm(W_i - W_i^(s)) over the paths of `weights` ({path: lambda_i}); norm
-  'frobenius' is the squared Frobenius norm, 'mars' the MARS norm (SPEC §2.1)."""
+  'frobenius' is the squared Frobenius norm, 'mars' the MARS norm (docs/methods.md §2.1)."""
   if norm not in PENALTY_NORMS:
     raise ValueError(f"norm={norm!r} is not valid; valid: {', '.join(PENALTY_NORMS)}")
   params, anchor = tree_paths.named_leaves(params), tree_paths.named_leaves(anchor)

@@ -1,4 +1,4 @@
-"""Hard distance constraints (SPEC §2.2): project t = W_i - W_i^(s) onto a Frobenius or MARS ball
+"""Hard distance constraints (docs/methods.md §2.2): project t = W_i - W_i^(s) onto a Frobenius or MARS ball
 after every optimiser update."""
 
 from typing import Any, Mapping, NamedTuple

@@ -1,4 +1,4 @@
-"""Per-group radii or penalty weights that grow with depth (SPEC §2.4), and their per-layer view.
+"""Per-group radii or penalty weights that grow with depth (docs/methods.md §2.4), and their per-layer view.
 
 The same values serve projection radii D_g and penalty weights lambda_g.
 """

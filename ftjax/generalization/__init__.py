@@ -1,9 +1,9 @@
 """Generalisation measures of fine-tuned networks: the Hessian distance measure and its bound
-([JLZ22], SPEC §4.4), noise stability and the PAC-Bayes bound ([LZ21], SPEC §4.5)."""
+([JLZ22], docs/methods.md §4.4), noise stability and the PAC-Bayes bound ([LZ21], docs/methods.md §4.5)."""
 
 from ftjax.generalization.hessian_distance import (full_hvp_quadratic_forms, hessian_bound, layer_differences,
                                                    max_over_batches, positive_part_quadratic_form,
-                                                   positive_part_quadratic_forms)
+                                                   positive_part_quadratic_forms, trivial_gap_bound)
 from ftjax.generalization.noise_stability import (ALL_LAYERS, StabilityEstimate, layer_noise_stability,
                                                   noise_stability, relative_sigmas)
-from ftjax.generalization.pac_bayes import PacBayesBound, kl_divergence, pac_bayes_bound
+from ftjax.generalization.pac_bayes import TRIVIAL_RISK_BOUND, PacBayesBound, kl_divergence, pac_bayes_bound

@@ -1,9 +1,11 @@
-"""The Hessian distance measure of [JLZ22] and its generalisation bound (SPEC §4.4).
+"""The Hessian distance measure of [JLZ22] and its generalisation bound (docs/methods.md §4.4).
 
 For layer i with v_i = W_i - W_i^(s): Q_i = v_i^T H_i v_i of the loss on a batch, in two variants:
 the paper's, with the positive part H_ii^+ of the layer's diagonal block, and the authors' code's,
 v_i^T (H v)_i, block i of the full HVP with v over all layers. H_i = max over evaluation batches of
 the batch-mean Q_i, and the bound on the generalisation gap is sum_i sqrt(C_loss * H_i / n).
+Under its assumption that the loss takes values in [0, C_loss], the gap is at most C_loss minus the
+training loss anyway (`trivial_gap_bound`): a bound that large is vacuous.
 """
 
 import math
@@ -68,3 +70,9 @@ def hessian_bound(measures: dict[str, float], max_loss: float, num_train: int) -
   """sum_i sqrt(C_loss * max(H_i, 0) / n) over the layers' measures H_i, with C_loss = `max_loss`
   and n = `num_train` ([JLZ22]; a negative H_i, possible for the full-HVP variant, counts as 0)."""
   return sum(math.sqrt(max_loss * max(value, 0.0) / num_train) for value in measures.values())
+
+
+def trivial_gap_bound(max_loss: float, train_loss: float) -> float:
+  """C_loss - train loss, C_loss = `max_loss`: the most the gap (test loss - train loss) can be for a
+  loss with values in [0, C_loss], which `hessian_bound` assumes."""
+  return max_loss - train_loss

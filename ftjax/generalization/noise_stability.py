@@ -1,4 +1,4 @@
-"""Noise stability per layer (SPEC §4.5, [LZ21]): E_U[loss(W + U)] - loss(W), U isotropic
+"""Noise stability per layer (docs/methods.md §4.5, [LZ21]): E_U[loss(W + U)] - loss(W), U isotropic
 Gaussian with std sigma_i on layer i, for each layer alone and for all layers together."""
 
 from typing import NamedTuple
@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ftjax import tree_paths
-from ftjax.hessian import products
+from ftjax.hessian import Progress, products
 
 ALL_LAYERS = "all_layers"
 
@@ -53,9 +53,11 @@ def noise_stability(loss_fn, params, sigmas: dict[str, float], key: jax.Array, n
   return StabilityEstimate(float(increases.mean()), float(increases.std(ddof=1) / np.sqrt(num_draws)), num_draws)
 
 
-def layer_noise_stability(loss_fn, params, sigmas: dict[str, float], key: jax.Array,
-                          num_draws: int) -> dict[str, StabilityEstimate]:
+def layer_noise_stability(loss_fn, params, sigmas: dict[str, float], key: jax.Array, num_draws: int,
+                          progress: Progress | None = None) -> dict[str, StabilityEstimate]:
   """{layer path: `noise_stability` with only that layer perturbed, ALL_LAYERS: all of `sigmas`
-  at once}; every case sees the same draw keys."""
-  cases = {**{name: {name: sigma} for name, sigma in sigmas.items()}, ALL_LAYERS: sigmas}
-  return {name: noise_stability(loss_fn, params, case, key, num_draws) for name, case in cases.items()}
+  at once}; every case sees the same draw keys. `progress` (e.g. `tqdm.tqdm`) wraps the cases'
+  (name, sigmas) items and changes no number."""
+  cases = {**{name: {name: sigma} for name, sigma in sigmas.items()}, ALL_LAYERS: sigmas}.items()
+  return {name: noise_stability(loss_fn, params, case, key, num_draws)
+          for name, case in (cases if progress is None else progress(cases))}

@@ -1,9 +1,9 @@
 """Hessian-vector products, traces, top eigenvalues and Lanczos quadrature of a loss over a params
-pytree (SPEC §4.1–4.4)."""
+pytree (docs/methods.md §4.1–4.4)."""
 
 from ftjax.hessian.eigen import TopEigenvalues, layer_top_eigenvalues, power_iteration, top_eigenvalues
 from ftjax.hessian.products import (as_argument, as_arguments, flat_products, hessian_operator, hvp, leaf_loss,
                                     mean_products)
 from ftjax.hessian.quadrature import lanczos, positive_part, quadratic_form
-from ftjax.hessian.trace import (NETWORK, TraceEstimate, block_traces, layer_blocks, layer_traces, network_block,
-                                 network_trace)
+from ftjax.hessian.trace import (NETWORK, Progress, TraceEstimate, block_traces, layer_blocks, layer_traces,
+                                 network_block, network_trace)

@@ -1,4 +1,4 @@
-"""Top-k Hessian eigenvalues by power iteration with deflation (SPEC §4.3), for the whole network
+"""Top-k Hessian eigenvalues by power iteration with deflation (docs/methods.md §4.3), for the whole network
 and for each layer's diagonal block H_ii.
 
 The iterations run as a host loop over one jitted HVP each: XLA:CPU runs convolutions inside
@@ -58,7 +58,7 @@ def top_eigenvalues(loss_fn, params, key: jax.Array, k: int = 1, *, max_iteratio
 def layer_top_eigenvalues(loss_fn, params, key: jax.Array, k: int = 1, *, max_iterations: int = 100,
                           tol: float = 1e-4, is_layer=tree_paths.is_weight_tensor) -> dict[str, TopEigenvalues]:
   """{layer path: `top_eigenvalues` of its block H_ii} for every leaf with `is_layer(name, leaf)`
-  (default: weight tensors, SPEC §1)."""
+  (default: weight tensors, docs/methods.md §1)."""
   names = [name for name, leaf in tree_paths.named_leaves(params).items() if is_layer(name, leaf)]
   return {name: top_eigenvalues(loss_fn, params, jax.random.fold_in(key, i), k, max_iterations=max_iterations,
                                 tol=tol, layer=name)

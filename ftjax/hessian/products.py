@@ -1,4 +1,4 @@
-"""Hessian-vector products of a scalar loss over a params pytree (SPEC §4.1).
+"""Hessian-vector products of a scalar loss over a params pytree (docs/methods.md §4.1).
 
 `loss_fn` maps params to a scalar. Pass it as `jax.tree_util.Partial(loss, batch=batch)` (a pytree
 whose leaves are the batch) so that the jitted functions here take it as an argument: batches of

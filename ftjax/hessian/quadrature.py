@@ -1,5 +1,5 @@
 """Lanczos tridiagonalisation and Gauss quadrature of quadratic forms v^T f(A) v for a symmetric
-map A given by its products (SPEC §4.4 uses f = positive part on a layer's Hessian block).
+map A given by its products (docs/methods.md §4.4 uses f = positive part on a layer's Hessian block).
 
 Host loops over one product each, like `eigen.power_iteration` (see there why).
 """

@@ -45,7 +45,7 @@ class Method(NamedTuple):
 
 class MethodContext(NamedTuple):
   """What a method builder may use: the config, the start variables (pretrained backbone, fresh
-  head), the anchor params W^(s) (SPEC §1), the training split's labels as the method will first
+  head), the anchor params W^(s) (docs/methods.md §1), the training split's labels as the method will first
   see them (noisy, under synthetic noise), the true noise transition matrix when known, the
   run's workdir (None outside a run) for what a method prepares before training, and the model
   (a Flax module) with the training split, for methods that evaluate it before training."""

@@ -1,4 +1,4 @@
-"""The consistent loss of [JLZ22] (SPEC §3.4): forward correction with a noise transition matrix
+"""The consistent loss of [JLZ22] (docs/methods.md §3.4): forward correction with a noise transition matrix
 F[true, noisy], and the dual-T estimate of F from a plainly fine-tuned model's probabilities."""
 
 import jax
@@ -7,7 +7,7 @@ import numpy as np
 
 
 def forward_corrected_loss(logits: jax.Array, labels: jax.Array, transition) -> jax.Array:
-  """SPEC §3.4: mean over the batch of −log Σ_c p_c(x) F[c, ỹ], with p = softmax(logits).
+  """docs/methods.md §3.4: mean over the batch of −log Σ_c p_c(x) F[c, ỹ], with p = softmax(logits).
 
   Computed as −logsumexp_c(log p_c + log F[c, ỹ]), so it stays finite however small p is and
   entries of F may be zero (they drop out); a label ỹ whose column of F is all zero gives +inf.
@@ -19,7 +19,7 @@ def forward_corrected_loss(logits: jax.Array, labels: jax.Array, transition) -> 
 
 
 def anchor_transition(probs, percentile: float = 97.0) -> np.ndarray:
-  """T_club of SPEC §3.4 (numpy, float64 [C, C]): row i = p(x*) for the anchor x* of class i, the
+  """T_club of docs/methods.md §3.4 (numpy, float64 [C, C]): row i = p(x*) for the anchor x* of class i, the
   example with the highest p_i among those below the `percentile`-th percentile of p_i (numpy's
   'higher' method, as in the authors' code); when no example is below it (all p_i equal), the
   example with the highest p_i. On its own this is the anchor-point estimator of F (Patrini et al.
@@ -32,7 +32,7 @@ def anchor_transition(probs, percentile: float = 97.0) -> np.ndarray:
 
 
 def dual_t_estimate(probs, noisy_labels, percentile: float = 97.0) -> np.ndarray:
-  """The dual-T estimate F = T_club @ T_spade of SPEC §3.4 (numpy, float64 [C, C]).
+  """The dual-T estimate F = T_club @ T_spade of docs/methods.md §3.4 (numpy, float64 [C, C]).
 
   probs: [n, C], a plainly fine-tuned model's probabilities on the noisy training examples;
   noisy_labels: int [n]. T_club: `anchor_transition`. T_spade[i, j]: fraction of the examples

@@ -1,7 +1,7 @@
-"""Distance-regularised fine-tuning (SPEC §2): the methods 'l2', 'l2sp', 'penalty' and 'constraint'
+"""Distance-regularised fine-tuning (docs/methods.md §2): the methods 'l2', 'l2sp', 'penalty' and 'constraint'
 built from `config.reg` and the transforms of `ftjax.distance`.
 
-Per-layer radii and penalty weights follow the group schedule of SPEC §2.4 over the layer groups
+Per-layer radii and penalty weights follow the group schedule of docs/methods.md §2.4 over the layer groups
 of `ftjax.layer_groups` ('reg.groups' overrides the model's default patterns).
 """
 
@@ -36,7 +36,7 @@ def group_patterns(config: ml_collections.ConfigDict):
 def per_layer_values(config: ml_collections.ConfigDict, params, value: float, head_value: float,
                      gamma: float) -> dict[str, float]:
   """{weight-tensor path of `params`: value}: value·γ^k over the groups by depth (`reg.schedule`),
-  `head_value` for the head, `reg.group_values` overriding per group (SPEC §2.4). `params` may be
+  `head_value` for the head, `reg.group_values` overriding per group (docs/methods.md §2.4). `params` may be
   abstract (shapes only)."""
   reg = config.reg
   patterns = group_patterns(config)
@@ -53,8 +53,8 @@ def check_layer_groups(config: ml_collections.ConfigDict, param_shapes) -> None:
 
 
 def constraint(context: MethodContext) -> Method:
-  """Projection onto the per-layer ball of `reg.norm` after every update (SPEC §2.2), and the
-  BatchNorm constraint of SPEC §2.5 when `reg.bn_radius` > 0."""
+  """Projection onto the per-layer ball of `reg.norm` after every update (docs/methods.md §2.2), and the
+  BatchNorm constraint of docs/methods.md §2.5 when `reg.bn_radius` > 0."""
   reg = context.config.reg
   layer_radii = per_layer_values(context.config, context.init_variables["params"], reg.radius, reg.head_radius, reg.gamma)
   post = projection.distance_projection(context.anchor_variables["params"], layer_radii, reg.norm, reg.mars_mode)
@@ -65,7 +65,7 @@ def constraint(context: MethodContext) -> Method:
 
 
 def layerwise_penalty(context: MethodContext) -> Method:
-  """λ_i · norm(W_i − W_i^(s)) added to the loss through its gradient (SPEC §2.3), λ_i on the
+  """λ_i · norm(W_i − W_i^(s)) added to the loss through its gradient (docs/methods.md §2.3), λ_i on the
   same depth schedule as radii."""
   reg = context.config.reg
   weights = per_layer_values(context.config, context.init_variables["params"], reg.weight, reg.head_weight, reg.gamma)
@@ -76,7 +76,7 @@ def layerwise_penalty(context: MethodContext) -> Method:
 
 
 def _l2_method(name: str, context: MethodContext, anchor) -> Method:
-  """λ Σ ||W_i − anchor_i||² over the backbone plus λ_head ||W_head − anchor_head||² (SPEC §2.3)."""
+  """λ Σ ||W_i − anchor_i||² over the backbone plus λ_head ||W_head − anchor_head||² (docs/methods.md §2.3)."""
   reg = context.config.reg
   weights = per_layer_values(context.config, context.init_variables["params"], reg.weight, reg.head_weight, gamma=1.0)
   penalty_fn = functools.partial(penalty.l2sp_penalty, weights=weights)

@@ -1,4 +1,4 @@
-"""Feature regularisation baselines (SPEC §5): DELTA (Li et al. 2019) and BSS (Chen et al. 2019).
+"""Feature regularisation baselines (docs/methods.md §5): DELTA (Li et al. 2019) and BSS (Chen et al. 2019).
 
 DELTA adds α Σ_s Σ_j w_sj ||FM_sj(W, x) − FM_sj(W^(s), x)||² over the channels j of the stage
 outputs s (every feature map the model returns but 'stem' and 'penultimate'), averaged over the
@@ -44,7 +44,7 @@ ModulePath = tuple[str, ...]
 
 def batch_spectral_shrinkage(features: jax.Array, k: int) -> jax.Array:
   """Σ_{i=1..k} σ_{−i}²: the squares of the k smallest singular values of features [batch, dim]
-  (SPEC §5); a one-line error unless 1 <= k <= min(batch, dim)."""
+  (docs/methods.md §5); a one-line error unless 1 <= k <= min(batch, dim)."""
   if not 1 <= k <= min(features.shape):
     raise ValueError(f"k={k} must be in 1..{min(features.shape)}, the smaller side of the features "
                      f"{tuple(features.shape)}")
@@ -217,7 +217,7 @@ class ChannelWeighting(NamedTuple):
 
 def channel_weighting(model: nn.Module, variables: dict, batches: list[dict], names, num_classes: int,
                       normalization: str = "paper") -> ChannelWeighting:
-  """DELTA's channel weights (SPEC §5) for the feature maps `names` of the pretrained `variables`,
+  """DELTA's channel weights (docs/methods.md §5) for the feature maps `names` of the pretrained `variables`,
   measured on `batches` ({'image', 'label', 'mask'}, one shape) with the head replaced by a linear
   probe on the penultimate features (the head is the Dense 'head' that reads them)."""
   image_shape = batches[0]["image"].shape
@@ -265,7 +265,7 @@ class DeltaState(NamedTuple):
 
 
 def head_weight_paths(config, params) -> list[str]:
-  """The head group's weight-tensor paths under the layer groups of `config.reg` (SPEC §1)."""
+  """The head group's weight-tensor paths under the layer groups of `config.reg` (docs/methods.md §1)."""
   groups = layer_groups.assign_groups(params, distance_regularization.group_patterns(config))
   return [name for name, group in groups.items() if group == layer_groups.HEAD_GROUP]
 

@@ -1,4 +1,4 @@
-"""Self label-correction and label reweighting of [LZ21] (SPEC §3.2–3.3): the per-example labels
+"""Self label-correction and label reweighting of [LZ21] (docs/methods.md §3.2–3.3): the per-example labels
 carried through training, the rule that corrects them, and the reweighted self-labeling loss."""
 
 from typing import NamedTuple
@@ -25,7 +25,7 @@ def init_label_correction(labels) -> LabelCorrectionState:
 
 def correct_labels(state: LabelCorrectionState, probs: jax.Array, indices: jax.Array, epoch: jax.Array,
                    threshold: float, start_epoch: int) -> LabelCorrectionState:
-  """SPEC §3.2: from epoch `start_epoch` on, each example of the batch whose largest probability
+  """docs/methods.md §3.2: from epoch `start_epoch` on, each example of the batch whose largest probability
   exceeds `threshold` and whose argmax differs from its stored label gets the argmax as its label.
 
   probs: [batch, classes]; indices: int [batch], distinct indices of the batch's examples into
@@ -40,19 +40,19 @@ def correct_labels(state: LabelCorrectionState, probs: jax.Array, indices: jax.A
 
 
 def reweighting_weights(losses: jax.Array, temperature) -> jax.Array:
-  """SPEC §3.3: w = softmax(−loss_i / T) over the batch [batch], a constant for the gradient."""
+  """docs/methods.md §3.3: w = softmax(−loss_i / T) over the batch [batch], a constant for the gradient."""
   return jax.nn.softmax(-jax.lax.stop_gradient(losses) / temperature)
 
 
 def reweighting_temperature(epoch, initial: float, start_epoch: int) -> jax.Array:
-  """SPEC §3.3: T_e = T_0 · max(0.5, exp(−0.1 (e − E_reweight)))."""
+  """docs/methods.md §3.3: T_e = T_0 · max(0.5, exp(−0.1 (e − E_reweight)))."""
   decay = jnp.exp(-0.1 * (jnp.asarray(epoch, jnp.float32) - start_epoch))
   return initial * jnp.maximum(0.5, decay)
 
 
 def self_labeling_loss(logits: jax.Array, labels: jax.Array, epoch: jax.Array, reweight: bool,
                        initial_temperature: float, start_epoch: int) -> tuple[jax.Array, jax.Array]:
-  """(loss, weights [batch]) of SPEC §3.3 on the current labels: per-example cross-entropy summed
+  """(loss, weights [batch]) of docs/methods.md §3.3 on the current labels: per-example cross-entropy summed
   with weights softmax(−loss_i / T_e) from epoch `start_epoch` on when `reweight`, else (and
   before that epoch) with uniform weights 1/batch, i.e. the mean.
 

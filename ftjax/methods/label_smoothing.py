@@ -1,4 +1,4 @@
-"""Label smoothing (SPEC §5): cross-entropy against the smoothed target (1 − ε)·onehot + ε/C."""
+"""Label smoothing (docs/methods.md §5): cross-entropy against the smoothed target (1 − ε)·onehot + ε/C."""
 
 import jax
 import jax.numpy as jnp

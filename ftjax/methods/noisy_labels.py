@@ -1,6 +1,6 @@
-"""The noisy-label methods (SPEC §3): 'regsl', regularized self-labeling [LZ21], and 'consistent',
+"""The noisy-label methods (docs/methods.md §3): 'regsl', regularized self-labeling [LZ21], and 'consistent',
 the consistent loss with a noise transition matrix [JLZ22]; each optionally under the layer-wise
-constraint of `config.reg` (SPEC §2.2)."""
+constraint of `config.reg` (docs/methods.md §2.2)."""
 
 import jax.numpy as jnp
 import optax
@@ -23,7 +23,7 @@ def _constraint(context: MethodContext, constrained: bool) -> tuple[optax.Gradie
 
 def regsl(context: MethodContext) -> Method:
   """RegSL [LZ21]: cross-entropy on labels kept in the method state (`context.train_labels` at the
-  start) with label reweighting (SPEC §3.3) and self label-correction (SPEC §3.2), each switched
+  start) with label reweighting (docs/methods.md §3.3) and self label-correction (docs/methods.md §3.2), each switched
   by `config.regsl`, plus the layer-wise constraint when `regsl.constraint`.
 
   Metrics: 'unweighted_loss' (mean cross-entropy on the stored labels), 'max_weight' and
@@ -57,7 +57,7 @@ def regsl(context: MethodContext) -> Method:
 
 def consistent(context: MethodContext, transition) -> Method:
   """The consistent loss [JLZ22]: forward correction with the noise transition matrix `transition`
-  [C, C] (SPEC §3.4; row-stochastic within 1e-3), plus the layer-wise constraint when
+  [C, C] (docs/methods.md §3.4; row-stochastic within 1e-3), plus the layer-wise constraint when
   `consistent.constraint`."""
   transition = label_noise.check_transition(transition, context.num_classes, atol=1e-3)
 

@@ -145,7 +145,7 @@ def _in_head(name: str, head_prefix: str) -> bool:
 
 
 def merge_into(init_variables: dict, source_variables: dict, head_prefix: str = "head") -> dict:
-  """`init_variables` with every tensor outside the head replaced by the source's (SPEC §1:
+  """`init_variables` with every tensor outside the head replaced by the source's (docs/methods.md §1:
   the head stays a fresh classifier)."""
   check_fits(source_variables, init_variables, head_prefix)
   source = tree_paths.named_leaves(source_variables)

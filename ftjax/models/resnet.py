@@ -1,7 +1,7 @@
 """ResNet-18/34/50/101 (torchvision layout, v1.5 strides) with an ImageNet or small-image stem.
 
 Parameter paths: 'stem/conv', 'stem/bn', 'stage{1..4}/block{k}/{conv1,bn1,conv2,bn2[,conv3,bn3],
-downsample_conv,downsample_bn}', 'head'. Layer groups (SPEC §1) are patterns over these paths.
+downsample_conv,downsample_bn}', 'head'. Layer groups (docs/methods.md §1) are patterns over these paths.
 """
 
 import functools

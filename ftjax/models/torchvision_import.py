@@ -65,12 +65,14 @@ def _to_flax(array: np.ndarray) -> np.ndarray:
 
 
 def torchvision_to_flax(state_dict: Mapping[str, np.ndarray]) -> dict:
-  """{'params', 'batch_stats'} (numpy float32) of the ftjax ResNet (width 64, 'imagenet' stem, head
-  from 'fc') holding the torchvision ResNet `state_dict`; exactly the tree `model.init` gives."""
+  """{'params', 'batch_stats'} (numpy float32) of the ftjax ResNet ('imagenet' stem, head from 'fc',
+  width = conv1's output channels: 64 in torchvision's models) holding the torchvision ResNet
+  `state_dict`; exactly the tree `model.init` gives."""
   model_name = infer_resnet_depth(state_dict)
   if "fc.weight" not in state_dict:
     raise ValueError(f"state dict lacks 'fc.weight', expected in a torchvision {model_name}")
-  model = create_model(model_name, num_classes=np.shape(state_dict["fc.weight"])[0])
+  width = np.shape(state_dict["conv1.weight"])[0] if "conv1.weight" in state_dict else 64
+  model = create_model(model_name, num_classes=np.shape(state_dict["fc.weight"])[0], width=width)
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False))
   keys = {name: torch_key(name.partition("/")[2]) for name in tree_paths.named_leaves(shapes)}
   expected = set(keys.values())
@@ -86,7 +88,7 @@ def torchvision_to_flax(state_dict: Mapping[str, np.ndarray]) -> dict:
     array = _to_flax(state_dict[key])
     if array.shape != leaf.shape:
       raise ValueError(f"{key!r} has shape {np.shape(state_dict[key])}, giving {array.shape} where ftjax "
-                       f"{model_name} (width 64) expects {tuple(leaf.shape)} for {name!r}")
+                       f"{model_name} (width {width}) expects {tuple(leaf.shape)} for {name!r}")
     return array
 
   return tree_paths.map_with_names(convert, shapes)

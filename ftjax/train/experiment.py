@@ -12,17 +12,17 @@ import optax
 
 from ftjax import data, label_noise, optim, parallel
 from ftjax.config_validation import ConfigError, as_config_error
+from ftjax.configs import validate_config
 from ftjax.distance import anchors
 from ftjax.methods import registry as method_registry
 from ftjax.methods.base import Method, MethodContext
 from ftjax.models import pretrained, registry as model_registry
-from ftjax.train.config_checks import validate_config
 from ftjax.train.state import TrainState, create_train_state
 
 
 class LabelNoise(NamedTuple):
   """The training split's clean labels [n] and the transition matrix [C, C] that corrupted them
-  (None without synthetic noise; SPEC §3.1)."""
+  (None without synthetic noise; docs/methods.md §3.1)."""
   clean_labels: np.ndarray
   transition: np.ndarray | None
 
@@ -76,7 +76,7 @@ def preprocess_configs(config: ml_collections.ConfigDict) -> tuple[data.Preproce
 
 
 def initial_variables(config, model) -> tuple[dict, dict]:
-  """(start variables: source weights with a fresh head, anchor params: the SPEC §1 reference
+  """(start variables: source weights with a fresh head, anchor params: the docs/methods.md §1 reference
   point). Source shapes and the method's layer groups are checked on abstract shapes first."""
   source = pretrained.load_source(config.pretrained)
   dummy = jnp.zeros((1, config.image_size, config.image_size, config.channels), jnp.float32)
@@ -93,7 +93,7 @@ def initial_variables(config, model) -> tuple[dict, dict]:
 
 
 def noise_transition(noise: ml_collections.ConfigDict, num_classes: int) -> np.ndarray | None:
-  """The C×C matrix that `config.noise` asks to corrupt training labels with (SPEC §3.1)."""
+  """The C×C matrix that `config.noise` asks to corrupt training labels with (docs/methods.md §3.1)."""
   if noise.type == "none":
     return None
   if noise.type == "symmetric":

@@ -1,5 +1,6 @@
 """`train_and_evaluate(config, workdir)`: build everything from the config, train with
-checkpoints (resuming from the latest one), evaluate, and write `workdir/results.json`."""
+checkpoints (resuming from the latest one), evaluate, and write `workdir/results.json` and
+`workdir/curves.png`; a finished run's workdir is left as it is."""
 
 import json
 import logging
@@ -12,16 +13,18 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ftjax import checkpointing, data, label_noise, parallel
-from ftjax.config_validation import ConfigError
+from ftjax import checkpointing, data, label_noise, parallel, plots
+from ftjax.config_validation import ConfigChangeError, ConfigError
 from ftjax.distance import norms
-from ftjax.metrics_writer import MetricsWriter
+from ftjax.metrics_writer import MetricsWriter, read_metrics
 from ftjax.train import interruptions
-from ftjax.train.experiment import Experiment, build_experiment
+from ftjax.train.experiment import Experiment, build_experiment, checked_config
 from ftjax.train.state import TrainState
 from ftjax.train.steps import CompiledSteps
 
 log = logging.getLogger(__name__)
+
+CURVES_FILE = "curves.png"
 
 
 def evaluate(steps: CompiledSteps, state: TrainState, source, preprocess: data.Preprocess, batch_size: int,
@@ -59,33 +62,64 @@ def restore_trained_state(exp: Experiment, workdir: str) -> TrainState:
   return state
 
 
-def record_config(workdir: str, config: ml_collections.ConfigDict, allow_change: bool) -> None:
-  """Writes `workdir/config.json`; refuses to resume a workdir started with another config."""
+def recorded_config(workdir: str) -> dict | None:
+  """The config `workdir/config.json` records (as JSON), or None when there is none."""
   path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def check_config_unchanged(workdir: str, config: ml_collections.ConfigDict, allow_change: bool) -> None:
+  """Raises `ConfigChangeError` when `workdir` was started with another config than `config`
+  (unless `allow_change`)."""
+  started = recorded_config(workdir)
+  if started is None or allow_change:
+    return
   resolved = json.loads(config.to_json())
-  if os.path.exists(path) and not allow_change:
-    with open(path) as f:
-      started = json.load(f)
-    changed = sorted(k for k in set(started) | set(resolved) if started.get(k) != resolved.get(k))
-    if changed:
-      raise ConfigError(f"workdir {workdir!r} was started with another config (fields {', '.join(changed)} "
-                        "differ); valid: the same config, a new workdir, or --allow_config_change")
+  changed = sorted(k for k in set(started) | set(resolved) if started.get(k) != resolved.get(k))
+  if changed:
+    raise ConfigChangeError(f"workdir {workdir!r} was started with another config (fields {', '.join(changed)} "
+                            f"differ); valid: the same config, a new workdir, or {ConfigChangeError.ARGUMENT}")
+
+
+def record_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Writes `workdir/config.json` (on process 0)."""
   if jax.process_index() == 0:
-    with open(path, "w") as f:
-      json.dump(resolved, f, indent=2)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      json.dump(json.loads(config.to_json()), f, indent=2)
+
+
+def stored_results(workdir: str, config: ml_collections.ConfigDict) -> dict | None:
+  """The results of a finished run of `config` in `workdir` (its results.json, beside a config.json
+  that records `config` itself), or None."""
+  path = os.path.join(workdir, "results.json")
+  if not os.path.exists(path) or recorded_config(workdir) != json.loads(config.to_json()):
+    return None
+  with open(path) as f:
+    return json.load(f)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, allow_config_change: bool = False) -> dict:
   """Trains `config` in `workdir` (resuming from its latest checkpoint) and returns the results
-  written to `workdir/results.json`."""
+  written to `workdir/results.json`. A finished run of the same config (resolved, as
+  `checked_config` makes it) returns its stored results and leaves the workdir as it is."""
   start_time = time.time()
+  config = checked_config(config)
+  stored = stored_results(workdir, config)
+  if stored is not None:
+    log.info("stored result of the finished run in %s: %s", workdir, result_line(stored, config))
+    log_output_paths(workdir)
+    return stored
+  check_config_unchanged(workdir, config, allow_config_change)
   exp = build_experiment(config, workdir)
   os.makedirs(workdir, exist_ok=True)
-  record_config(workdir, exp.config, allow_config_change)
   mesh = exp.mesh
   manager = checkpointing.checkpoint_manager(os.path.join(workdir, "checkpoints"))
   state = parallel.replicate(exp.initial_state, mesh)
   state = checkpointing.restore_latest(manager, state) or state
+  record_config(workdir, exp.config)
   start_step = int(jax.device_get(state.step))
   writer = MetricsWriter(workdir)
   writer.truncate_after(start_step)
@@ -93,8 +127,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, allow
     log.info("resuming from step %d of %d", start_step, exp.total_steps)
   steps = CompiledSteps(mesh, model=exp.model, method=exp.method, tx=exp.tx, steps_per_epoch=exp.steps_per_epoch)
   try:
-    state = train(exp, steps, state, manager, writer, start_step)
-    return final_results(exp, steps, state, workdir, start_step, time.time() - start_time)
+    state, test_eval = train(exp, steps, state, manager, writer, start_step)
+    return final_results(exp, steps, state, workdir, start_step, time.time() - start_time, test_eval)
   finally:
     manager.wait_until_finished()
     manager.close()
@@ -102,7 +136,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, allow
 
 
 def label_report(exp: Experiment, state: TrainState) -> dict:
-  """How many training labels are correct (SPEC §3.1): at the start (after synthetic noise), now
+  """How many training labels are correct (docs/methods.md §3.1): at the start (after synthetic noise), now
   (the labels a method keeps in its state, e.g. self label-correction, else the given ones), and
   how many the method has changed."""
   clean, start = exp.label_noise.clean_labels, np.asarray(exp.splits.train.labels)
@@ -112,8 +146,41 @@ def label_report(exp: Experiment, state: TrainState) -> dict:
           "fraction_correct": label_noise.fraction_correct(now, clean), "num_changed": int(np.sum(now != start))}
 
 
+def measured_against(config: ml_collections.ConfigDict, method_state) -> dict[str, str]:
+  """What the train step's 'loss' and 'accuracy' are measured against, as suffixes of their names.
+  A method that keeps labels in its state (e.g. regsl, docs/methods.md §3.2) computes its loss on those
+  current labels; the accuracy is always on the training split's labels as given (`batch['label']`),
+  which carry the synthetic noise when `config.noise.type` is not 'none'."""
+  keeps_labels = getattr(method_state, "labels", None) is not None
+  if config.noise.type != "none":
+    given = " (vs noisy labels)"
+  else:
+    given = " (vs dataset labels)" if keeps_labels else ""
+  return {"loss": " (vs current labels)" if keeps_labels else "", "accuracy": given}
+
+
+def tracks_labels(config: ml_collections.ConfigDict, method_state) -> bool:
+  """Whether the training labels can be wrong: synthetic noise, or a method that changes them."""
+  return config.noise.type != "none" or getattr(method_state, "labels", None) is not None
+
+
+def result_line(results: dict, config: ml_collections.ConfigDict) -> str:
+  """The final figures of a run, named for what they measure."""
+  noisy = " (vs noisy labels)" if config.noise.type != "none" else ""
+  return (f"test loss {results['test_loss']:.4f}  test accuracy {results['test_accuracy']:.4f}  "
+          f"train loss {results['train_loss']:.4f}{noisy}  train accuracy {results['train_accuracy']:.4f}{noisy}  "
+          f"({results['steps']} steps, {results['wall_seconds']:.0f} s)")
+
+
+def log_output_paths(workdir: str) -> None:
+  """Logs where a run's results (and its curves, when drawn) are."""
+  curves = os.path.join(workdir, CURVES_FILE)
+  log.info("results: %s%s", os.path.join(workdir, "results.json"),
+           f"  curves: {curves}" if os.path.exists(curves) else "")
+
+
 def flat_distances(params, anchor_params) -> dict[str, float]:
-  """{'<layer path>/<norm>': distance} for the metrics log (SPEC §2.1)."""
+  """{'<layer path>/<norm>': distance} for the metrics log (docs/methods.md §2.1)."""
   distances = norms.layer_distances(jax.device_get(params), anchor_params)
   return {f"{name}/{norm}": value for name, by_norm in distances.items() for norm, value in by_norm.items()}
 
@@ -130,15 +197,18 @@ def train_summary(pending: list[dict]) -> dict:
 
 
 def train(exp: Experiment, steps: CompiledSteps, state: TrainState, manager, writer: MetricsWriter,
-          start_step: int) -> TrainState:
+          start_step: int) -> tuple[TrainState, dict | None]:
   """Runs the steps from `start_step` to the end; every `log_every` steps logs the mean metrics and
-  the per-layer distances, every epoch the label counts, every `eval_every` epochs the test
-  metrics (one metrics record per step), and checkpoints every `checkpoint_every` steps and at the
-  end. A non-finite loss or gradient stops it before anything non-finite is saved; SIGTERM or
-  SIGINT save a checkpoint and raise `Preempted`."""
+  the per-layer distances, every epoch the label counts, every `eval_every` epochs and at the last
+  step the test metrics (one metrics record per step), and checkpoints every `checkpoint_every`
+  steps and at the end. Returns the final state and its test evaluation (None when no step ran).
+  A non-finite loss or gradient stops it before anything non-finite is saved; SIGTERM or SIGINT
+  save a checkpoint and raise `Preempted`."""
   config, mesh = exp.config, exp.mesh
-  pending, tick, unchecked = [], time.time(), None
+  pending, tick, unchecked, final_test = [], time.time(), None, None
   last_checkpoint = start_step or None
+  against = measured_against(config, exp.initial_state.method_state)
+  report_labels = tracks_labels(config, exp.initial_state.method_state)
   with interruptions.StopSignals() as signals:
     for step, batch in data.train_batches(exp.splits.train, exp.train_preprocess, seed=config.seed,
                                           global_batch_size=config.batch_size, start_step=start_step,
@@ -152,18 +222,26 @@ def train(exp: Experiment, steps: CompiledSteps, state: TrainState, manager, wri
       if done % config.log_every == 0 or done == exp.total_steps:
         interruptions.check_finite(done, metrics, last_checkpoint)
         summary = {**train_summary(pending), "epoch": done / exp.steps_per_epoch}
-        record.update(prefixed("train/", summary), **prefixed("distance/", flat_distances(state.params, exp.anchor_params)))
+        record.update(prefixed("train/", summary),
+                      **prefixed("distance/", flat_distances(state.params, exp.anchor_params)))
         speed = len(pending) * config.batch_size / (time.time() - tick)
-        log.info("step %d/%d  epoch %.2f  loss %.4f  accuracy %.3f  %.0f examples/s", done, exp.total_steps,
-                 summary["epoch"], summary["loss"], summary["accuracy"], speed)
+        log.info("step %d/%d  epoch %.2f  train loss %.4f%s  train accuracy %.3f%s  %.0f examples/s", done,
+                 exp.total_steps, summary["epoch"], summary["loss"], against["loss"], summary["accuracy"],
+                 against["accuracy"], speed)
         pending, tick = [], time.time()
       if done % exp.steps_per_epoch == 0:
         labels = label_report(exp, state)
         record.update(prefixed("labels/", {k: labels[k] for k in ("fraction_correct", "num_changed")}))
-      if config.eval_every and done % (config.eval_every * exp.steps_per_epoch) == 0 and done < exp.total_steps:
+        if report_labels:
+          log.info("epoch %d  training labels correct %.4f (%.4f at the start; %d changed)",
+                   done // exp.steps_per_epoch, labels["fraction_correct"], labels["fraction_correct_start"],
+                   labels["num_changed"])
+      if (config.eval_every and done % (config.eval_every * exp.steps_per_epoch) == 0) or done == exp.total_steps:
         test = evaluate(steps, state, exp.splits.test, exp.eval_preprocess, config.eval_batch_size, mesh)
         record.update(prefixed("test/", {"loss": test["loss"], "accuracy": test["accuracy"]}))
-        log.info("step %d  test loss %.4f  test accuracy %.4f", done, test["loss"], test["accuracy"])
+        log.info("step %d  epoch %.2f  test loss %.4f  test accuracy %.4f", done, done / exp.steps_per_epoch,
+                 test["loss"], test["accuracy"])
+        final_test = test  # the last step always evaluates: this ends as the final state's evaluation
       if record:
         writer.write(done, record)
       preempted = signals.received or (jax.process_count() > 1 and manager.reached_preemption(done))
@@ -173,15 +251,30 @@ def train(exp: Experiment, steps: CompiledSteps, state: TrainState, manager, wri
         last_checkpoint = done
       if preempted:
         raise interruptions.Preempted(done, signals.received or signal.SIGTERM)
-  return state
+  return state, final_test
+
+
+def write_curves(exp: Experiment, workdir: str) -> str:
+  """Draws `workdir/metrics.jsonl` into `workdir/curves.png`: loss, accuracy and, when the training
+  labels can be wrong, the fraction of them that is correct, against the step."""
+  config = exp.config
+  against = measured_against(config, exp.initial_state.method_state)
+  noise = f"   label noise: {config.noise.type} {config.noise.rate:g}" if config.noise.type != "none" else ""
+  return plots.plot_training_curves(
+      read_metrics(workdir), os.path.join(workdir, CURVES_FILE),
+      f"method: {config.method}   dataset: {config.dataset}{noise}", train_loss_label="train" + against["loss"],
+      train_accuracy_label="train" + against["accuracy"],
+      label_fraction=tracks_labels(config, exp.initial_state.method_state))
 
 
 def final_results(exp: Experiment, steps: CompiledSteps, state: TrainState, workdir: str, start_step: int,
-                  wall_seconds: float) -> dict:
-  """Evaluates on the train and test splits and writes `workdir/results.json`."""
+                  wall_seconds: float, test_eval: dict | None = None) -> dict:
+  """Evaluates on the train split and (unless `test_eval` holds it already) the test split, writes
+  `workdir/results.json` and `workdir/curves.png`."""
   config = exp.config
   train_eval = evaluate(steps, state, exp.splits.train, exp.eval_preprocess, config.eval_batch_size, exp.mesh)
-  test_eval = evaluate(steps, state, exp.splits.test, exp.eval_preprocess, config.eval_batch_size, exp.mesh)
+  if test_eval is None:
+    test_eval = evaluate(steps, state, exp.splits.test, exp.eval_preprocess, config.eval_batch_size, exp.mesh)
   results = {
       "test_accuracy": test_eval["accuracy"],
       "test_loss": test_eval["loss"],
@@ -208,7 +301,7 @@ def final_results(exp: Experiment, steps: CompiledSteps, state: TrainState, work
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "results.json"), "w") as f:
       json.dump(results, f, indent=2)
-  log.info("test accuracy %.4f  test loss %.4f  train accuracy %.4f  (%d steps, %.0f s)",
-               results["test_accuracy"], results["test_loss"], results["train_accuracy"], results["steps"],
-               wall_seconds)
+    write_curves(exp, workdir)
+  log.info("%s", result_line(results, config))
+  log_output_paths(workdir)
   return results

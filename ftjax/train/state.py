@@ -10,7 +10,7 @@ import optax
 @flax.struct.dataclass
 class TrainState:
   """step: int32 scalar; params / batch_stats: flax collections; opt_state: the optax state;
-  method_state: a method's own pytree (e.g. per-example labels, SPEC §3.2), `()` if none;
+  method_state: a method's own pytree (e.g. per-example labels, docs/methods.md §3.2), `()` if none;
   rng: the run's base key — every draw folds in the step, never an iteration count."""
   step: jax.Array
   params: Any
