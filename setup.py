@@ -9,8 +9,8 @@ REQUIREMENTS = [line.strip() for line in (pathlib.Path(__file__).parent / "requi
                 if line.strip() and not line.lstrip().startswith("#")]
 
 EXTRAS = {
-    # The test suite: pip install -e '.[test]' then python -m pytest -q (no PyTorch needed).
-    "test": ["pytest", "chex>=0.1.92", "nbformat", "nbclient", "ipykernel"],
+    # The test suite and its linter: pip install -e '.[test]' then ruff check . and python -m pytest -q (no PyTorch).
+    "test": ["pytest", "chex>=0.1.92", "nbformat", "nbclient", "ipykernel", "ruff==0.17.6"],
     # The live comparisons against PyTorch (tests/test_torchvision_parity_live.py) and reading .pth/.pt files.
     # On Linux pip otherwise pulls a CUDA build of torch; install the CPU build first where no GPU is used.
     "parity": ["torch>=2.0"],

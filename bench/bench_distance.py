@@ -19,7 +19,7 @@ import optax
 from ftjax import layer_groups, parallel
 from ftjax.distance import anchors, batchnorm, penalty, projection, radii
 from ftjax.methods.base import Method, cross_entropy_loss
-from ftjax.models import create_model
+from ftjax.models import create_model, structure_of
 from ftjax.train.state import create_train_state
 from ftjax.train.steps import CompiledSteps
 
@@ -28,11 +28,12 @@ BATCH = 64
 
 def variants(params, batch_stats) -> dict[str, tuple[optax.GradientTransformation, optax.GradientTransformation]]:
   """{name: (pre_optimizer, post_optimizer)} for the plain step and each transform."""
-  anchor = anchors.anchor_params(params)
-  patterns = layer_groups.default_group_patterns("resnet18")
+  structure = structure_of("resnet18")
+  anchor = anchors.anchor_params(params, "zero", structure.head_pattern)
+  patterns = structure.groups
   groups = layer_groups.assign_groups(params, patterns)
   per_layer = lambda value: radii.layer_values(groups, radii.group_values(
-      layer_groups.group_order(patterns), value, 2.0, 10 * value, "authors"))
+      layer_groups.group_order(patterns), value, 2.0, 10 * value, "authors", head=structure.head))
   identity = optax.identity()
   return {
       "plain": (identity, identity),

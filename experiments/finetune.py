@@ -7,7 +7,7 @@ Rerunning the same command in the same workdir resumes from its latest checkpoin
 from absl import flags
 
 from experiments import launch
-from ftjax.train import loop
+from ftjax.runs import stages
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.json.", required=True)
@@ -18,7 +18,7 @@ flags.DEFINE_bool("allow_config_change", False, "Resume a workdir that was start
 def main(argv):
   del argv
   launch.setup()
-  loop.train_and_evaluate(FLAGS.config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change)
+  stages.run_with_stages(FLAGS.config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,8 @@ import logging
 import sys
 
 import jax
-from absl import app, flags
+from absl import app, flags, logging as absl_logging
 from ml_collections import config_flags
-from absl import logging as absl_logging
 
 from ftjax import configs, progress_logging
 from ftjax.config_validation import ConfigChangeError, ConfigError

@@ -11,8 +11,9 @@ run's Hessian bound against its measured generalisation gap) goes to --out or th
 from absl import flags
 
 from experiments import launch
-from ftjax import configs, measures
-from ftjax.measures import DEFAULTS, MeasureSettings
+from ftjax import configs
+from ftjax.runs import measure_reports
+from ftjax.runs.measure import DEFAULTS, MeasureSettings
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("workdir", None, "Workdir of a finished experiments.finetune run",
@@ -35,7 +36,7 @@ def main(argv):
   del argv
   launch.setup()
   settings = MeasureSettings(**{field: FLAGS[field].value for field in MeasureSettings._fields})
-  measures.measure_workdirs(FLAGS.workdir, settings, FLAGS.out, defaults=configs.default_config())
+  measure_reports.measure_workdirs(FLAGS.workdir, settings, FLAGS.out, defaults=configs.default_config())
 
 
 if __name__ == "__main__":

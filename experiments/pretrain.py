@@ -3,7 +3,7 @@
 
 The shipped `ftjax/pretrained_weights/fashion_mnist_resnet18.msgpack` was made with
 `python -m experiments.pretrain --workdir workdirs/pretrain --export ftjax/pretrained_weights/fashion_mnist_resnet18.msgpack`.
-"""
+"""  # noqa: E501 (a command line)
 
 import sys
 
@@ -11,10 +11,10 @@ import jax
 from absl import flags
 
 from experiments import launch
-from ftjax import checkpointing
+from ftjax import checkpoint_io
 from ftjax.config_validation import ConfigError
 from ftjax.models import pretrained
-from ftjax.train import loop
+from ftjax.runs import stages
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.json.", required=True)
@@ -29,9 +29,9 @@ def main(argv):
     raise ConfigError(f"--export={FLAGS.export!r} must end in .msgpack")
   launch.setup()
   config = FLAGS.config
-  results = loop.train_and_evaluate(config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change)
+  results = stages.run_with_stages(config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change)
   if FLAGS.export and jax.process_index() == 0:
-    variables, step = checkpointing.restore_model(f"{FLAGS.workdir}/checkpoints")
+    variables, step = checkpoint_io.restore_model(f"{FLAGS.workdir}/checkpoints")
     info = {key: config[key] for key in ("model", "width", "stem", "image_size", "channels", "dataset")}
     info.update(mean=list(config.mean), std=list(config.std), step=step, test_accuracy=results["test_accuracy"],
                 command="python -m experiments.pretrain " + " ".join(sys.argv[1:]))

@@ -15,7 +15,8 @@ import functools
 from absl import flags
 
 from experiments import launch
-from ftjax import configs, measures, sweeps
+from ftjax import configs
+from ftjax.runs import measure_reports, sweeps
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory holding one sub-directory per run and the summary.", required=True)
@@ -26,7 +27,7 @@ def main(argv):
   del argv
   launch.setup()
   settings = sweeps.measure_settings(FLAGS.config.sweep)
-  measure_run = (functools.partial(measures.measure_run, settings=settings, defaults=configs.default_config())
+  measure_run = (functools.partial(measure_reports.measure_run, settings=settings, defaults=configs.default_config())
                  if settings else None)
   sweeps.run_sweep(FLAGS.config, FLAGS.workdir, measure_run)
 

@@ -72,21 +72,25 @@ def numbers(low: float, *, low_open: bool = False, length: int | None = None) ->
       f"a tuple of numbers each {'>' if low_open else '>='} {low}")
 
 
-def name_value_pairs(value_type=str) -> FieldCheck:
-  """A tuple of 'name=value' strings whose values convert to `value_type`."""
+def pairs(first_type: type, second_type: type) -> FieldCheck:
+  """A tuple of 2-tuples (first, second): `first` an instance of `first_type`, `second` of `second_type` (an
+  int counts as a float; a bool never counts as a number)."""
+  def fits(value, kind) -> bool:
+    if kind is float:
+      return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
   def ok(items):
-    if not isinstance(items, (tuple, list)):
-      return False
-    for item in items:
-      name, sep, value = item.rpartition("=") if isinstance(item, str) else ("", "", "")
-      try:
-        value_type(value)
-      except ValueError:
-        return False
-      if not (sep and name):
-        return False
-    return True
-  return FieldCheck(ok, f"a tuple of 'name=value' strings with {value_type.__name__} values")
+    return isinstance(items, (tuple, list)) and all(
+        isinstance(item, (tuple, list)) and len(item) == 2 and fits(item[0], first_type) and fits(item[1], second_type)
+        for item in items)
+  return FieldCheck(ok, f"a tuple of ({first_type.__name__}, {second_type.__name__}) pairs")
+
+
+def member_of(names, extra=()) -> FieldCheck:
+  """One of the keys of the live mapping `names` (a registry that may grow after import) or of `extra`;
+  the message lists those present when the check was made."""
+  return FieldCheck(lambda v: v in names or v in extra, "one of " + ", ".join(repr(c) for c in (*names, *extra)))
 
 
 def check_fields(config: ml_collections.ConfigDict, checks: dict[str, FieldCheck], prefix: str = "") -> None:

@@ -10,6 +10,7 @@ convention of the [JLZ22] code, which redraws a fixed η·n labels).
 
 import numpy as np
 
+NOISE_TYPES = ("none", "symmetric", "pairflip", "matrix")  # config.noise.type: none, the two below, or a given F
 SYMMETRIC_MODES = ("other", "any")
 
 
@@ -72,11 +73,18 @@ def _check_labels(labels: np.ndarray, num_classes: int, name: str) -> None:
     raise ValueError(f"{name} contain class {bad}; valid: 0..{num_classes - 1}")
 
 
+def _as_square(matrix) -> np.ndarray:
+  """`matrix` as float64, asserted square: callers pass an F built or checked (`check_transition`) before."""
+  matrix = np.asarray(matrix, np.float64)
+  assert matrix.ndim == 2 and matrix.shape[0] == matrix.shape[1], f"transition matrix has shape {matrix.shape}"
+  return matrix
+
+
 def corrupt_labels(labels, transition, seed: int) -> np.ndarray:
-  """Noisy int32 labels [n]: label i is drawn from row F[labels[i]] with a generator seeded by
-  `seed` alone, so the same (labels, F, seed) always gives the same noisy labels."""
+  """Noisy int32 labels [n]: label i is drawn from row F[labels[i]] of the row-stochastic `transition`
+  with a generator seeded by `seed` alone, so the same (labels, F, seed) always gives the same noisy labels."""
   labels = np.asarray(labels)
-  transition = check_transition(transition)
+  transition = _as_square(transition)
   _check_labels(labels, transition.shape[0], "labels")
   cdf = np.cumsum(transition, axis=1)
   cdf /= cdf[:, -1:]
@@ -108,9 +116,11 @@ def fraction_correct(labels, clean) -> float:
 
 def expected_noisy_cross_entropy(probabilities, labels, transition) -> float:
   """Mean over examples of E_{ỹ ~ F[y]}[-log p_ỹ(x)]: the cross-entropy of `probabilities` [n, C]
-  against labels drawn from the noisy distribution F [C, C] of the clean `labels` (docs/methods.md §3.1)."""
+  against labels drawn from the noisy distribution F [C, C] (row-stochastic) of the clean `labels` (docs/methods.md
+  §3.1)."""
   probabilities = np.asarray(probabilities, np.float64)
-  transition = check_transition(transition, probabilities.shape[1])
+  transition = _as_square(transition)
+  assert transition.shape[0] == probabilities.shape[1], f"F is {transition.shape}, probabilities {probabilities.shape}"
   labels = np.asarray(labels)
   _check_labels(labels, probabilities.shape[1], "labels")
   log_probabilities = np.log(np.maximum(probabilities, np.finfo(np.float32).tiny))

@@ -1,5 +1,5 @@
 """Layer groups (docs/methods.md §1): regular expressions over '/'-joined parameter paths name the group
-(stem, stage1.., head) of every weight tensor.
+of every weight tensor (a model family declares its own in its `ModelStructure`).
 
 Patterns are ordered (pattern, group) pairs, listed from the input to the output; a path's group
 is that of the first pattern that `re.fullmatch`es the whole path.
@@ -10,36 +10,7 @@ from typing import Iterable, Sequence
 
 from ftjax import tree_paths
 
-HEAD_GROUP = "head"
-
-RESNET_GROUPS = (
-    (r"stem/.*", "stem"),
-    (r"stage1/.*", "stage1"),
-    (r"stage2/.*", "stage2"),
-    (r"stage3/.*", "stage3"),
-    (r"stage4/.*", "stage4"),
-    (r"head/.*", HEAD_GROUP),
-)
-
-SMALL_CNN_GROUPS = (
-    (r"conv1/.*", "stage1"),
-    (r"conv2/.*", "stage2"),
-    (r"dense/.*", "stage3"),
-    (r"head/.*", HEAD_GROUP),
-)
-
 GroupPatterns = Sequence[tuple[str, str]]
-
-
-def default_group_patterns(model_name: str) -> GroupPatterns:
-  """The groups of a model of `ftjax.models.registry`: RESNET_GROUPS for 'resnet*', SMALL_CNN_GROUPS
-  for 'small_cnn'."""
-  if model_name.startswith("resnet"):
-    return RESNET_GROUPS
-  if model_name == "small_cnn":
-    return SMALL_CNN_GROUPS
-  raise ValueError(f"no default layer groups for model={model_name!r}; valid: resnet*, small_cnn, "
-                   "or explicit (pattern, group) pairs")
 
 
 def compile_patterns(patterns: GroupPatterns) -> list[tuple[re.Pattern, str]]:
@@ -69,10 +40,10 @@ def assign_groups(params, patterns: GroupPatterns) -> dict[str, str]:
   return groups
 
 
-def group_order(patterns: GroupPatterns) -> list[str]:
-  """The groups by depth: in order of first appearance in `patterns`, the head last."""
+def group_order(patterns: GroupPatterns, head: str | None = None) -> list[str]:
+  """The groups by depth: in order of first appearance in `patterns`, the group `head` (if any) last."""
   groups = list(dict.fromkeys(group for _, group in patterns))
-  return [g for g in groups if g != HEAD_GROUP] + [g for g in groups if g == HEAD_GROUP]
+  return [g for g in groups if g != head] + [g for g in groups if g == head]
 
 
 def natural_key(name: str) -> tuple:
@@ -80,10 +51,10 @@ def natural_key(name: str) -> tuple:
   return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
-def network_order(names: Iterable[str], patterns: GroupPatterns) -> list[str]:
-  """`names` (paths) from the input to the output: by group in `group_order`, then in the natural
+def network_order(names: Iterable[str], patterns: GroupPatterns, head: str | None = None) -> list[str]:
+  """`names` (paths) from the input to the output: by group in `group_order` (`head` last), then in the natural
   order of the path within a group (block2 before block10; conv1, conv2, downsample_conv). Paths
   that no pattern matches come last, in natural order."""
   compiled = compile_patterns(patterns)
-  depth = {group: i for i, group in enumerate(group_order(patterns))}
+  depth = {group: i for i, group in enumerate(group_order(patterns, head))}
   return sorted(names, key=lambda name: (depth.get(group_of(name, compiled), len(depth)), natural_key(name)))

@@ -6,8 +6,7 @@ import shutil
 import chex
 import pytest
 
-from ftjax import checkpointing
-from ftjax.train import loop
+from ftjax.train import checkpointing, loop
 from tests.test_finetune import finished_run, tiny_config  # noqa: F401 (fixture)
 
 # A restore that fails partway leaves orbax's TensorStore reads pending on a closed event loop, which

@@ -93,14 +93,19 @@ def bad(**overrides):
 
 @pytest.mark.parametrize("overrides, message", [
     (dict(dataset="cifar7"), "config.dataset='cifar7' is not a known dataset; valid: digits, fashion_mnist, mnist, "
-                             "image_folder, tfds or 'tfds:NAME'"),
+                             "image_folder or 'tfds:NAME'"),
     (dict(channels=2), "config.channels=2 is invalid; valid: one of 1, 3"),
     (dict(optimizer="rmsprop"), "config.optimizer='rmsprop' is invalid; valid: one of 'sgd', 'adam', 'adamw'"),
     (dict(noise__rate=1.0), "config.noise.rate=1.0 is invalid; valid: a number in [0.0, 1.0)"),
     (dict(num_epochs=0), "config.num_epochs=0 is invalid; valid: an integer >= 1"),
     (dict(flip="yes"), "config.flip='yes' is invalid; valid: True or False"),
-    (dict(reg__groups=("stage1",)), "config.reg.groups=('stage1',) is invalid; valid: a tuple of 'name=value' "
-                                    "strings with str values"),
+    (dict(reg__groups=("stage1=early",)), "config.reg.groups=('stage1=early',) is invalid; valid: a tuple of "
+                                          "(str, str) pairs"),
+    (dict(reg__group_values=(("stage1", -1.0),)), "config.reg.group_values=(('stage1', -1.0),) is invalid; valid: "
+                                                   "a tuple of (str, float) pairs with values >= 0"),
+    (dict(reg__radius=-0.5), "config.reg.radius=-0.5 is invalid; valid: a number in [0.0, inf)"),
+    (dict(method="sam"), "config.method='sam' is invalid; valid: one of 'none', 'l2', 'l2sp', 'penalty', "
+                         "'constraint', 'regsl', 'consistent', 'delta', 'bss', 'label_smoothing'"),
     (dict(std=(0.5, 0.5)), "config.std=(0.5, 0.5) is invalid; valid: 1 values, one per channel (config.channels=1)"),
     (dict(warmup_epochs=20.0), "config.warmup_epochs=20.0 must be below num_epochs=20"),
     (dict(method="consistent", consistent__transition="true"),

@@ -13,7 +13,7 @@ from ftjax import label_noise
 from ftjax.methods import distance_regularization, noisy_labels
 from ftjax.methods.base import LossInputs, MethodContext
 from ftjax.methods.consistent_loss import anchor_transition, dual_t_estimate, forward_corrected_loss
-from ftjax.models import create_model
+from ftjax.models import create_model, structure_of
 from tests.test_finetune import tiny_config
 
 C = 4
@@ -181,7 +181,8 @@ def test_constraint_flag_chains_the_layerwise_projection(name):
   build = {"regsl": noisy_labels.regsl, "consistent": lambda context: noisy_labels.consistent(context, np.eye(C))}[name]
   for constrained in (True, False):
     config[name].constraint = constrained
-    context = MethodContext(config, variables, {"params": variables["params"]}, np.zeros(4, np.int32), C)
+    context = MethodContext(config, variables, {"params": variables["params"]}, np.zeros(4, np.int32), C,
+                            structure=structure_of(config.model))
     expected = distance_regularization.constraint(context).post_optimizer if constrained else optax.identity()
     state = build(context).post_optimizer.init(variables["params"])
     chex.assert_trees_all_equal_structs(state, expected.init(variables["params"]))

@@ -6,18 +6,18 @@ import jax
 import numpy as np
 import pytest
 
-from ftjax import checkpointing
+from ftjax import checkpoint_io
 from ftjax.config_validation import ConfigError
 from ftjax.distance import projection
-from ftjax.metrics_writer import read_metrics
 from ftjax.methods.base import Method, cross_entropy_loss
+from ftjax.metrics_writer import read_metrics
 from ftjax.train import loop
 from tests.test_finetune import tiny_config
 from tests.test_train_steps import _run
 
 
 def _final_params(workdir):
-  return checkpointing.restore_model(f"{workdir}/checkpoints")[0]["params"]
+  return checkpoint_io.restore_model(f"{workdir}/checkpoints")[0]["params"]
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +79,11 @@ def test_constraint_in_the_eight_device_step_matches_one_device():
     ("gamma", 0.5, "config.reg.gamma=0.5 is invalid; valid: a number in [1.0, inf)"),
     ("radius", -1.0, "config.reg.radius=-1.0 is invalid"),
     ("norm", "spectral", "config.reg.norm='spectral' is invalid; valid: one of 'frobenius', 'mars'"),
-    ("groups", ("conv.*=early", "head/.*=head"), "weight tensor 'dense/kernel' matches no layer-group pattern"),
-    ("group_values", ("stage9=1.0",), "values given for unknown groups ['stage9']"),
-    ("group_values", ("stage1",), "config.reg.group_values=('stage1',) is invalid"),
+    ("groups", (("conv.*", "early"), ("head/.*", "head")),
+     "weight tensor 'dense/kernel' matches no layer-group pattern"),
+    ("group_values", (("stage9", 1.0),), "values given for unknown groups ['stage9']"),
+    ("group_values", ("stage1=1.0",), "config.reg.group_values=('stage1=1.0',) is invalid"),
+    ("group_values", (("stage1", "big"),), "valid: a tuple of (str, float) pairs"),
 ])
 def test_bad_regularisation_settings_are_refused(tmp_path, field, value, message):
   config = tiny_config(method="constraint")

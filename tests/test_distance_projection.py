@@ -126,7 +126,7 @@ class DistanceProjectionTest(chex.TestCase):
            lambda x, r: projection.project_to_mars_ball(x, r, "exact")]
     for fn in fns:
       for radius in (0.0, 1.0):
-        value, grad = self.variant(jax.value_and_grad(lambda x: jnp.sum(fn(x, radius) ** 2)))(t)
+        value, grad = self.variant(jax.value_and_grad(lambda x: jnp.sum(fn(x, radius) ** 2)))(t)  # noqa: B023
         chex.assert_trees_all_equal(value, 0.0)
         chex.assert_tree_all_finite(grad)
       frozen = self.variant(fn)(jnp.ones_like(t), 0.0)
@@ -171,7 +171,7 @@ def test_chained_with_sgd_and_adam_under_jit_hold_the_constraint_every_step():
 
       @jax.jit
       def step(params, state):
-        updates, state = tx.update(jax.grad(loss)(params), state, params)
+        updates, state = tx.update(jax.grad(loss)(params), state, params)  # noqa: B023
         return optax.apply_updates(params, updates), state
 
       params, state = anchor, tx.init(anchor)

@@ -15,9 +15,9 @@ import pytest
 
 from ftjax import data, parallel
 from ftjax.config_validation import ConfigError
-from ftjax.methods import feature_regularization as fr
+from ftjax.methods import bss, delta
 from ftjax.methods.base import MethodContext
-from ftjax.models import create_model
+from ftjax.models import create_model, resnet, small_cnn
 from ftjax.models.resnet import BasicBlock, ResNet, Stage, Stem
 from ftjax.train import loop
 from ftjax.train.state import create_train_state
@@ -26,6 +26,9 @@ from tests.test_finetune import tiny_config
 
 WIDTH = 4
 DEAD = 5  # the stage2 channel that `_dead_channel` silences
+
+
+TINY_RESNET = resnet.STRUCTURE._replace(feature_maps=("stage1", "stage2"))  # the structure of `_tiny_resnet`
 
 
 def _tiny_resnet():
@@ -60,14 +63,14 @@ def random_variables(model, image_shape=(1, 8, 8, 1), seed=0):
 def test_bss_penalty_is_the_sum_of_the_k_smallest_squared_singular_values(k):
   features = np.random.default_rng(k).normal(size=(16, 6)).astype(np.float32)
   expected = np.sum(np.sort(np.linalg.svd(features.astype(np.float64), compute_uv=False))[:k] ** 2)
-  np.testing.assert_allclose(fr.batch_spectral_shrinkage(jnp.asarray(features), k), expected, rtol=1e-4)
-  grad = jax.grad(fr.batch_spectral_shrinkage)(jnp.asarray(features), k)
+  np.testing.assert_allclose(bss.batch_spectral_shrinkage(jnp.asarray(features), k), expected, rtol=1e-4)
+  grad = jax.grad(bss.batch_spectral_shrinkage)(jnp.asarray(features), k)
   assert np.all(np.isfinite(grad)) and np.any(grad != 0)
   with pytest.raises(ValueError, match="k=7 must be in 1..6"):
-    fr.batch_spectral_shrinkage(jnp.asarray(features), 7)
+    bss.batch_spectral_shrinkage(jnp.asarray(features), 7)
 
 
-@pytest.mark.parametrize("normalization", fr.NORMALIZATIONS)
+@pytest.mark.parametrize("normalization", delta.NORMALIZATIONS)
 def test_delta_feature_distance_matches_a_numpy_restatement(normalization):
   rng = np.random.default_rng(0)
   shapes = {"a": (4, 3, 3, 5), "b": (4, 2, 2, 7)}
@@ -84,7 +87,7 @@ def test_delta_feature_distance_matches_a_numpy_restatement(normalization):
         else:
           expected += 0.5 * channels * weights[name][j] * squared / (height * width)
   as_f32 = lambda tree: jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), tree)
-  value = fr.feature_map_distance(as_f32(features), as_f32(source), as_f32(weights), normalization)
+  value = delta.feature_map_distance(as_f32(features), as_f32(source), as_f32(weights), normalization)
   np.testing.assert_allclose(value, expected, rtol=1e-5)
 
 
@@ -92,11 +95,11 @@ def test_zeroing_a_channel_through_the_interceptor_equals_running_the_stages_by_
   model = _tiny_resnet()
   variables = random_variables(model)
   images = _images(6)
-  modules = fr.feature_map_modules(model, variables, images.shape, ["stem", "stage1", "stage2", "penultimate"])
+  modules = delta.feature_map_modules(model, variables, images.shape, ["stem", "stage1", "stage2", "penultimate"])
   assert modules == {"stem": ("stem",), "stage1": ("stage1",), "stage2": ("stage2",), "penultimate": None}
   small_cnn = create_model("small_cnn", 3, width=WIDTH)
   small_variables = random_variables(small_cnn)
-  assert fr.feature_map_modules(small_cnn, small_variables, images.shape, ["stage1", "stage2"]) == {
+  assert delta.feature_map_modules(small_cnn, small_variables, images.shape, ["stage1", "stage2"]) == {
       "stage1": None, "stage2": None}
 
   params, stats = variables["params"], variables["batch_stats"]
@@ -114,7 +117,7 @@ def test_zeroing_a_channel_through_the_interceptor_equals_running_the_stages_by_
   stage1, logits = by_hand(images, np.ones(WIDTH, np.float32))
   np.testing.assert_allclose(logits, jax.jit(model.apply)(variables, images), atol=1e-5)
   _, expected = by_hand(images, np.array([1, 1, 0, 1], np.float32))
-  zeroed = jax.jit(fr.logits_from_feature_map, static_argnums=(0, 3))(
+  zeroed = jax.jit(delta.logits_from_feature_map, static_argnums=(0, 3))(
       model, variables, images, ("stage1",), stage1.at[..., 2].set(0.0))
   np.testing.assert_allclose(zeroed, expected, atol=1e-5)
   assert not np.allclose(expected, logits, atol=1e-3)
@@ -132,7 +135,7 @@ def _dead_channel(variables):
   return {**variables, "params": params}
 
 
-@pytest.mark.parametrize("normalization", fr.NORMALIZATIONS)
+@pytest.mark.parametrize("normalization", delta.NORMALIZATIONS)
 def test_channel_weights_are_a_distribution_that_gives_a_dead_channel_the_least(normalization):
   model = _tiny_resnet()
   variables = _dead_channel(random_variables(model))
@@ -145,7 +148,7 @@ def test_channel_weights_are_a_distribution_that_gives_a_dead_channel_the_least(
   mask = np.r_[np.ones(28), np.zeros(4)].astype(np.float32)  # the last batch padded
   batches = [{"image": images[i:i + 16], "label": labels[i:i + 16].astype(np.int32), "mask": mask[i:i + 16]}
              for i in (0, 16)]
-  weighting = fr.channel_weighting(model, variables, batches, ["stage1", "stage2"], 3, normalization)
+  weighting = delta.channel_weighting(model, variables, batches, TINY_RESNET, 3, normalization)
   assert weighting.zeroed_modules == {"stage1": "stage1", "stage2": "stage2"}
   assert weighting.probe_accuracy > 0.8
   for name, channels in (("stage1", WIDTH), ("stage2", 2 * WIDTH)):
@@ -160,7 +163,7 @@ def test_maps_no_module_returns_get_uniform_weights():
   model = create_model("small_cnn", 3, width=WIDTH)
   variables = random_variables(model)
   batches = [{"image": _images(8), "label": np.zeros(8, np.int32), "mask": np.ones(8, np.float32)}]
-  weighting = fr.channel_weighting(model, variables, batches, ["stage1", "stage2"], 3)
+  weighting = delta.channel_weighting(model, variables, batches, small_cnn.STRUCTURE, 3)
   assert weighting.zeroed_modules == {"stage1": None, "stage2": None} and weighting.probe_accuracy is None
   np.testing.assert_allclose(weighting.weights["stage2"], np.full(2 * WIDTH, 1 / (2 * WIDTH)))
 
@@ -170,7 +173,7 @@ def _context(config, model, variables, num_examples=48):
   labels = np.arange(num_examples, dtype=np.int32) % 3
   source = data.ArraySource(pixels, labels, ["a", "b", "c"])
   return MethodContext(config=config, init_variables=variables, anchor_variables={"params": variables["params"]},
-                       train_labels=labels, num_classes=3, model=model, train_source=source,
+                       train_labels=labels, num_classes=3, model=model, train_source=source, structure=TINY_RESNET,
                        train_preprocess=data.Preprocess(image_size=8, channels=1, mean=(0.5,), std=(0.5,)))
 
 
@@ -180,7 +183,7 @@ def test_a_train_step_reduces_the_total_loss_on_a_repeated_batch(method):
   model = _tiny_resnet()
   variables = random_variables(model)
   context = _context(config, model, variables)
-  built = fr.delta(context) if method == "delta" else fr.bss(context)
+  built = delta.delta(context) if method == "delta" else bss.bss(context)
   tx = optax.chain(built.pre_optimizer, optax.sgd(0.02), built.post_optimizer)
   state = create_train_state(variables, tx, built.init_state, jax.random.key(0))
   mesh = parallel.data_mesh(jax.devices()[:1])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import default
-from ftjax import checkpointing
+from ftjax import checkpoint_io
 from ftjax.config_validation import ConfigError
 from ftjax.metrics_writer import read_metrics
 from ftjax.models import create_model, pretrained
@@ -69,8 +69,8 @@ def test_rerun_resumes_from_the_latest_checkpoint_to_the_same_result(finished_ru
   os.remove(os.path.join(resumed, "results.json"))
   again = loop.train_and_evaluate(tiny_config(), resumed)
   assert again["resumed_from_step"] == 40
-  original, step = checkpointing.restore_model(os.path.join(workdir, "checkpoints"))
-  restored, resumed_step = checkpointing.restore_model(os.path.join(resumed, "checkpoints"))
+  original, step = checkpoint_io.restore_model(os.path.join(workdir, "checkpoints"))
+  restored, resumed_step = checkpoint_io.restore_model(os.path.join(resumed, "checkpoints"))
   assert step == resumed_step == 44
   chex.assert_trees_all_equal(original, restored)
   assert again["test_accuracy"] == results["test_accuracy"]
@@ -80,7 +80,7 @@ def test_rerun_resumes_from_the_latest_checkpoint_to_the_same_result(finished_ru
 def test_a_finished_workdir_is_a_pretrained_source(finished_run):
   workdir, _ = finished_run
   source = pretrained.load_source(workdir)
-  saved, _ = checkpointing.restore_model(os.path.join(workdir, "checkpoints"))
+  saved, _ = checkpoint_io.restore_model(os.path.join(workdir, "checkpoints"))
   chex.assert_trees_all_equal(source.variables, saved)
   assert source.info["model"] == "small_cnn" and source.info["step"] == 44
 
@@ -99,7 +99,7 @@ def test_model_auto_takes_the_sources_architecture(finished_run, tmp_path):
   assert (recorded["model"], recorded["width"], recorded["image_size"], recorded["mean"]) == ("small_cnn", 4, 8, [0.5])
   # Started from the source: the first step's distance is measured from the source's weights.
   exp = experiment.build_experiment(config)
-  source, _ = checkpointing.restore_model(os.path.join(source_dir, "checkpoints"))
+  source, _ = checkpoint_io.restore_model(os.path.join(source_dir, "checkpoints"))
   chex.assert_trees_all_equal(exp.initial_state.params["conv1"], source["params"]["conv1"])
   # The recorded (resolved) config is the run's own: rerunning it returns the stored results.
   assert loop.train_and_evaluate(config, workdir) == json.loads(json.dumps(results))

@@ -71,6 +71,14 @@ def test_help_shows_the_values_of_the_config_given_and_its_overrides():
   assert any(line.startswith("config experiments/configs/sweep_noisy_digits.py:full ") for line in lines)
 
 
+def test_group_pairs_parse_from_the_command_line_as_tuples_of_tuples():
+  groups = (("conv.*", "early"), ("head/.*", "head"))
+  fields = parse_help(command_help("finetune", "--help", f"--config.reg.groups={groups!r}",
+                                   "--config.reg.group_values=(('early', 0.5),)"))
+  assert fields["reg.groups"][0] == repr(groups)
+  assert fields["reg.group_values"][0] == repr((("early", 0.5),))
+
+
 def test_help_with_a_bad_config_argument_is_one_line_and_exit_code_2():
   proc = subprocess.run([sys.executable, "-m", "experiments.finetune", "--help", "--config",
                          "experiments/configs/sweep_noisy_digits.py:nope"], cwd=REPO, capture_output=True, text=True,

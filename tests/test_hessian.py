@@ -92,7 +92,7 @@ def within(estimate: hessian.TraceEstimate, exact: float, sigmas: float = 3.0) -
 @pytest.mark.parametrize("method,num_probes", [("hutchinson", 400), ("hutchpp", 60)])
 def test_traces_match_exact_block_traces(problem, method, num_probes):
   loss_fn, params, h = problem
-  every_leaf = hessian.layer_traces(loss_fn, params, jax.random.key(3), num_probes, is_layer=lambda n, l: True,
+  every_leaf = hessian.layer_traces(loss_fn, params, jax.random.key(3), num_probes, is_layer=lambda n, leaf: True,
                                     method=method, probes_per_batch=8)
   for name, part in leaf_slices(params).items():
     assert every_leaf[name].num_probes == num_probes
@@ -108,7 +108,7 @@ def test_hutchpp_captures_a_low_rank_hessian_exactly():
   loss_fn, params, _, _ = tiny_problem(MLP(), (1,))
   h = full_hessian(loss_fn, params)
   assert len(h) == 28
-  traces = hessian.layer_traces(loss_fn, params, jax.random.key(0), 90, is_layer=lambda n, l: True, method="hutchpp",
+  traces = hessian.layer_traces(loss_fn, params, jax.random.key(0), 90, is_layer=lambda n, leaf: True, method="hutchpp",
                                 probes_per_batch=30)
   for name, part in leaf_slices(params).items():
     np.testing.assert_allclose(traces[name].estimate, np.trace(h[part, part]), rtol=1e-3, atol=1e-6)
@@ -120,7 +120,7 @@ def test_one_hvp_per_probe_serves_every_layer(problem, monkeypatch):
   rows = []
   counted = products.flat_products
   monkeypatch.setattr(products, "flat_products", lambda *args, **kw: rows.append(len(args[2])) or counted(*args, **kw))
-  blocks = {**hessian.layer_blocks(params, lambda n, l: True), **hessian.network_block(params)}
+  blocks = {**hessian.layer_blocks(params, lambda n, leaf: True), **hessian.network_block(params)}
   traces = hessian.block_traces(loss_fn, params, jax.random.key(5), 12, blocks=blocks, probes_per_batch=4)
   assert rows == [4, 4, 4]
   # The same probes give every block: the network sample is the sum of the leaves' samples.

@@ -13,7 +13,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from ftjax import checkpointing
+from ftjax import checkpoint_io
 from ftjax.metrics_writer import read_metrics
 from ftjax.train import interruptions, loop
 from tests.test_finetune import REPO, tiny_config
@@ -45,7 +45,7 @@ def saved_steps(workdir):
 
 
 def final_state(workdir):
-  variables, step = checkpointing.restore_model(os.path.join(workdir, "checkpoints"))
+  variables, step = checkpoint_io.restore_model(os.path.join(workdir, "checkpoints"))
   return variables, step
 
 

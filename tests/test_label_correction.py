@@ -15,8 +15,14 @@ from absl.testing import parameterized
 from ftjax import parallel
 from ftjax.methods import noisy_labels
 from ftjax.methods.base import LossInputs, MethodContext
-from ftjax.methods.label_correction import (LabelCorrectionState, correct_labels, init_label_correction,
-                                            reweighting_temperature, reweighting_weights, self_labeling_loss)
+from ftjax.methods.label_correction import (
+  LabelCorrectionState,
+  correct_labels,
+  init_label_correction,
+  reweighting_temperature,
+  reweighting_weights,
+  self_labeling_loss,
+)
 from ftjax.train.steps import CompiledSteps
 from tests.test_train_steps import _setup
 
@@ -86,7 +92,7 @@ def test_weights_are_the_softmax_of_negative_losses_and_carry_no_gradient():
   temperature = 0.7
   expected = np.exp(-losses / temperature) / np.sum(np.exp(-losses / temperature))
   np.testing.assert_allclose(reweighting_weights(losses, temperature), expected, rtol=1e-6)
-  grad = jax.grad(lambda l: jnp.sum(reweighting_weights(l, temperature) * jnp.arange(5.0)))(jnp.asarray(losses))
+  grad = jax.grad(lambda x: jnp.sum(reweighting_weights(x, temperature) * jnp.arange(5.0)))(jnp.asarray(losses))
   np.testing.assert_array_equal(grad, np.zeros(5))
 
 

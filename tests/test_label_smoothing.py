@@ -12,10 +12,10 @@ import pytest
 from ftjax import parallel
 from ftjax.methods.base import MethodContext, cross_entropy
 from ftjax.methods.label_smoothing import label_smoothing, smoothed_cross_entropy
-from ftjax.train import loop
-from ftjax.train.steps import CompiledSteps
 from ftjax.models import create_model
+from ftjax.train import loop
 from ftjax.train.state import create_train_state
+from ftjax.train.steps import CompiledSteps
 from tests.test_feature_regularization import random_variables
 from tests.test_finetune import tiny_config
 

@@ -5,7 +5,9 @@ import jax.numpy as jnp
 import pytest
 
 from ftjax import layer_groups
-from ftjax.models import create_model
+from ftjax.models import create_model, resnet, small_cnn, structure_of
+
+RESNET_GROUPS = resnet.STRUCTURE.groups
 
 
 def _abstract_params(name: str, **kwargs):
@@ -16,7 +18,7 @@ def _abstract_params(name: str, **kwargs):
 
 def test_resnet18_kernels_fall_in_their_top_level_module():
   params = _abstract_params("resnet18", width=4, stem="small")
-  groups = layer_groups.assign_groups(params, layer_groups.default_group_patterns("resnet18"))
+  groups = layer_groups.assign_groups(params, structure_of("resnet18").groups)
   kernels = [p for p in jax.tree_util.tree_flatten_with_path(params)[0] if p[0][-1].key == "kernel"]
   assert len(groups) == len(kernels) == 21
   assert all(group == path.split("/")[0] for path, group in groups.items())
@@ -26,7 +28,7 @@ def test_resnet18_kernels_fall_in_their_top_level_module():
 
 def test_small_cnn_groups():
   params = _abstract_params("small_cnn", width=4)
-  groups = layer_groups.assign_groups(params, layer_groups.default_group_patterns("small_cnn"))
+  groups = layer_groups.assign_groups(params, structure_of("small_cnn").groups)
   assert groups == {"conv1/kernel": "stage1", "conv2/kernel": "stage2", "dense/kernel": "stage3",
                     "head/kernel": "head"}
 
@@ -49,17 +51,18 @@ def test_unmatched_weight_tensor_is_a_one_line_error():
 
 
 def test_group_order_is_by_depth_with_the_head_last():
-  assert layer_groups.group_order(layer_groups.RESNET_GROUPS) == ["stem", "stage1", "stage2", "stage3", "stage4",
-                                                                   "head"]
-  assert layer_groups.group_order([(r"head/.*", "head"), (r"a/.*", "a"), (r"b/.*", "b"), (r"a2/.*", "a")]) == [
-      "a", "b", "head"]
+  assert layer_groups.group_order(RESNET_GROUPS, "head") == ["stem", "stage1", "stage2", "stage3", "stage4", "head"]
+  patterns = [(r"top/.*", "top"), (r"a/.*", "a"), (r"b/.*", "b"), (r"a2/.*", "a")]
+  assert layer_groups.group_order(patterns, head="top") == ["a", "b", "top"]
+  assert layer_groups.group_order(patterns) == ["top", "a", "b"]  # no head: order of first appearance
 
 
-def test_default_patterns_by_model_name():
-  assert layer_groups.default_group_patterns("resnet50") is layer_groups.RESNET_GROUPS
-  assert layer_groups.default_group_patterns("small_cnn") is layer_groups.SMALL_CNN_GROUPS
-  with pytest.raises(ValueError, match="vit"):
-    layer_groups.default_group_patterns("vit")
+def test_each_family_declares_its_structure():
+  assert structure_of("resnet50") is structure_of("resnet18") is resnet.STRUCTURE
+  assert structure_of("small_cnn") is small_cnn.STRUCTURE
+  assert resnet.STRUCTURE.groups[-1][1] == resnet.STRUCTURE.head  # network order: the head last
+  with pytest.raises(ValueError, match="model='vit' is not a known model"):
+    structure_of("vit")
 
 
 def expected_resnet_order(stage_sizes, bottleneck: bool) -> list[str]:
@@ -80,9 +83,9 @@ def expected_resnet_order(stage_sizes, bottleneck: bool) -> list[str]:
                                                           ("resnet101", (3, 4, 23, 3), True)])
 def test_network_order_of_resnet_kernels_runs_from_stem_to_head(model, stage_sizes, bottleneck):
   params = _abstract_params(model, width=4, stem="small")
-  tree_order = list(layer_groups.assign_groups(params, layer_groups.RESNET_GROUPS))
+  tree_order = list(layer_groups.assign_groups(params, RESNET_GROUPS))
   assert tree_order[0] == "head/kernel" and tree_order[-1] == "stem/conv/kernel"  # what a sort by name gives
-  ordered = layer_groups.network_order(tree_order, layer_groups.default_group_patterns(model))
+  ordered = layer_groups.network_order(tree_order, structure_of(model).groups)
   assert ordered == expected_resnet_order(stage_sizes, bottleneck)
   if model == "resnet101":  # 23 blocks in stage 3: block10 after block9, not after block1
     assert ordered.index("stage3/block9/conv1/kernel") < ordered.index("stage3/block10/conv1/kernel")
@@ -93,7 +96,7 @@ def test_network_order_sorts_digit_runs_as_numbers_and_puts_unmatched_paths_last
   patterns = [(r"head/.*", "head"), (r"late/.*", "late"), (r"early/.*", "early")]
   names = ["head/kernel", "other/kernel", "early/block10/kernel", "late/kernel", "early/block2/kernel",
            "early/block1/kernel", "early/block2/conv10/kernel", "early/block2/conv9/kernel"]
-  assert layer_groups.network_order(names, patterns) == [
+  assert layer_groups.network_order(names, patterns, head="head") == [
       "late/kernel", "early/block1/kernel", "early/block2/conv9/kernel", "early/block2/conv10/kernel",
       "early/block2/kernel", "early/block10/kernel", "head/kernel", "other/kernel"]
   assert sorted(names, key=layer_groups.natural_key)[:2] == ["early/block1/kernel", "early/block2/conv9/kernel"]

@@ -7,14 +7,17 @@ import shutil
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
 
 from experiments.configs import default
-from ftjax import layer_groups
-from ftjax import measures as measure
+from ftjax import checkpoint_io, layer_groups
 from ftjax.config_validation import ConfigError
+from ftjax.methods import registry as method_registry
+from ftjax.models import small_cnn
+from ftjax.runs import measure, measure_reports
 from ftjax.train import loop
 from tests.test_finetune import REPO, tiny_config
 
@@ -29,7 +32,7 @@ def measured(tmp_path_factory):
   """(workdir, its measures) of a tiny finished run."""
   workdir = str(tmp_path_factory.mktemp("run"))
   loop.train_and_evaluate(tiny_config(num_epochs=1), workdir)
-  (measures,) = measure.measure_workdirs([workdir], SETTINGS)
+  (measures,) = measure_reports.measure_workdirs([workdir], SETTINGS)
   return workdir, measures
 
 
@@ -48,8 +51,7 @@ def test_measures_json_holds_every_quantity(measured):
   assert set(measures["layers"]) == set(results["layer_distances"]) == {
       "conv1/kernel", "conv2/kernel", "dense/kernel", "head/kernel"}
   assert measures["checkpoint_step"] == results["steps"] and measures["method"] == results["method"] == "none"
-  assert list(measures["layers"]) == layer_groups.network_order(results["layer_distances"],
-                                                                layer_groups.SMALL_CNN_GROUPS)
+  assert list(measures["layers"]) == layer_groups.network_order(results["layer_distances"], small_cnn.STRUCTURE.groups)
   for name, layer in measures["layers"].items():
     assert set(layer) == LAYER_KEYS
     assert set(layer["hessian_quantity"]) == {"paper_positive_part", "authors_full_hvp"}
@@ -67,16 +69,35 @@ def test_a_noisy_run_measures_the_gap_under_its_label_noise(tmp_path):
   workdir = str(tmp_path / "noisy")
   loop.train_and_evaluate(tiny_config(num_epochs=1, noise=dict(type="pairflip", rate=0.3)), workdir)
   settings = SETTINGS._replace(num_probes=2, eigen_iterations=1, lanczos_steps=1, max_batches=1)
-  (measures,) = measure.measure_workdirs([workdir], settings)
-  exp, state, _ = measure.load_finished_run(workdir, settings.batch_size)
-  probabilities = loop.predict_probabilities(exp, state, exp.splits.test)
-  test_labels, transition = exp.splits.test.labels, exp.label_noise.transition
+  (measures,) = measure_reports.measure_workdirs([workdir], settings)
+  run = measure.load_finished_run(workdir, settings.batch_size)
+  probabilities = loop.predict_probabilities(run.setup, run.trained, run.setup.splits.test)
+  test_labels, transition = run.setup.splits.test.labels, run.setup.label_noise.transition
   written_out = np.mean([-np.dot(transition[y], np.log(p)) for p, y in zip(probabilities, test_labels)])
   clean = np.mean([-np.log(p[y]) for p, y in zip(probabilities, test_labels)])
   assert measures["test_loss"] == pytest.approx(clean, rel=1e-4)
   assert measures["test_loss_noisy_labels"] == pytest.approx(written_out, rel=1e-4)
   assert measure.matched_gap(measures) == measures["generalization_gap_noisy_labels"] == pytest.approx(
       written_out - measures["train_loss"], rel=1e-4)
+
+
+def test_measuring_restores_the_checkpoint_without_building_the_method_and_writes_nothing(measured, monkeypatch):
+  workdir, written = measured
+
+  def no_method(*args, **kwargs):
+    raise AssertionError("measuring built the run's method")
+
+  monkeypatch.setattr(method_registry, "build_method", no_method)
+  monkeypatch.setattr(method_registry, "check_method", no_method)
+  before = {name: os.path.getmtime(os.path.join(workdir, name)) for name in os.listdir(workdir)}
+  run = measure.load_finished_run(workdir, SETTINGS.batch_size)
+  saved, step = checkpoint_io.restore_model(os.path.join(workdir, "checkpoints"))
+  assert run.trained.step == step == run.results["steps"]
+  for restored, raw in zip(jax.tree.leaves(jax.device_get(run.trained.params)), jax.tree.leaves(saved["params"])):
+    np.testing.assert_array_equal(restored, raw)
+  again = measure.measure(run, SETTINGS)
+  assert again == {key: value for key, value in written.items() if key != "wall_seconds"}  # deterministic
+  assert {name: os.path.getmtime(os.path.join(workdir, name)) for name in os.listdir(workdir)} == before
 
 
 def test_bounds_follow_from_the_per_layer_quantities(measured):
@@ -121,7 +142,7 @@ def test_plots_are_titled_pngs(measured, tmp_path):
       assert image.text["Title"].startswith(f"{run} (method none): ")
   assert not os.path.exists(os.path.join(workdir, "bound_vs_gap.png"))  # only with several runs
   other = {**measures, "workdir": "other", "bound": 2 * measures["bound"]}
-  assert measure.plot_bound_vs_gap([measures, other], str(tmp_path)) == str(tmp_path / "bound_vs_gap.png")
+  assert measure_reports.plot_bound_vs_gap([measures, other], str(tmp_path)) == str(tmp_path / "bound_vs_gap.png")
   assert os.path.getsize(tmp_path / "bound_vs_gap.png") > 0
 
 
@@ -129,7 +150,7 @@ def test_bar_plot_grows_with_the_layers_and_labels_them_readably(tmp_path):
   heights = {}
   for count in (4, 21):
     names = [f"stage{i}/conv/kernel" for i in range(count)]
-    fig = measure.bar_plot(str(tmp_path / f"{count}.png"), names, [("a", list(range(count)), None),
+    fig = measure_reports.bar_plot(str(tmp_path / f"{count}.png"), names, [("a", list(range(count)), None),
                                                                     ("b", list(range(count)), [0.1] * count)], "t")
     labels = fig.axes[0].get_yticklabels()
     assert [label.get_text() for label in labels] == names
@@ -148,7 +169,7 @@ def test_a_run_without_results_is_refused_before_anything_is_written(measured, t
     os.remove(os.path.join(workdir, name))
   before = sorted(os.listdir(workdir))
   with pytest.raises(ConfigError, match="unfinished"):
-    measure.measure_workdirs([measured[0], workdir], SETTINGS)
+    measure_reports.measure_workdirs([measured[0], workdir], SETTINGS)
   assert sorted(os.listdir(workdir)) == before
 
 
@@ -165,8 +186,8 @@ def test_a_run_recorded_before_a_field_existed_takes_its_default(measured, tmp_p
   config = measure.recorded_config(workdir, tiny_config(model="resnet34"))
   assert config.consistent.estimator == default.get_config().consistent.estimator
   assert config.model == "small_cnn" and config.mean == (0.5,)  # recorded fields win over the defaults
-  exp, state, results = measure.load_finished_run(workdir, SETTINGS.batch_size, default.get_config())
-  assert exp.config.consistent.estimator == "dual_t" and int(state.step) == results["steps"]
+  run = measure.load_finished_run(workdir, SETTINGS.batch_size, default.get_config())
+  assert run.setup.config.consistent.estimator == "dual_t" and run.trained.step == run.results["steps"]
 
 
 def test_command_line_refuses_a_workdir_without_a_run(tmp_path):

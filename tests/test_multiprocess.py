@@ -9,7 +9,7 @@ import sys
 
 import chex
 
-from ftjax import checkpointing
+from ftjax import checkpoint_io
 from tests.test_finetune import REPO
 
 FLAGS = ["--config.model=small_cnn", "--config.width=4", "--config.pretrained=none", "--config.image_size=8",
@@ -52,7 +52,7 @@ def test_two_processes_match_one_process_of_eight_devices(tmp_path):
   assert (multi_results["num_processes"], multi_results["num_devices"]) == (2, 8)
   assert (single_results["num_processes"], single_results["num_devices"]) == (1, 8)
   (multi_vars, multi_step), (single_vars, single_step) = (
-      checkpointing.restore_model(os.path.join(d, "checkpoints")) for d in (multi, single))
+      checkpoint_io.restore_model(os.path.join(d, "checkpoints")) for d in (multi, single))
   assert multi_step == single_step == 22
   chex.assert_trees_all_close(multi_vars, single_vars, atol=1e-5, rtol=1e-5)
   assert abs(multi_results["test_accuracy"] - single_results["test_accuracy"]) <= 1 / 360

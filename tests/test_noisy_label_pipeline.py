@@ -11,8 +11,10 @@ import pytest
 
 from ftjax.config_validation import ConfigError
 from ftjax.methods import transition_estimation
+from ftjax.methods.consistent_loss import dual_t_estimate
 from ftjax.methods.label_correction import LabelCorrectionState
 from ftjax.metrics_writer import read_metrics
+from ftjax.runs import stages
 from ftjax.train import experiment, loop
 from tests.test_finetune import tiny_config
 
@@ -92,17 +94,53 @@ def test_consistent_with_the_true_matrix(tmp_path):
 def test_consistent_estimates_the_matrix_once_per_workdir(tmp_path):
   config = noisy_config(method="consistent", num_epochs=1)
   workdir = str(tmp_path)
-  results = loop.train_and_evaluate(config, workdir)
+  assert [(stage.label, stage.workdir) for stage in stages.stages(config, workdir)] == [
+      ("transition estimator", os.path.join(workdir, "transition_estimator")),
+      ("transition estimator", workdir), ("", workdir)]
+  results = stages.run_with_stages(config, workdir)
   with open(os.path.join(workdir, "transition_matrix.json")) as f:
     saved = json.load(f)
-  np.testing.assert_allclose(results["transition_matrix"], saved["estimate"])
+  assert saved["estimator"] == "dual_t" and saved["estimator_workdir"] == os.path.join(workdir, "transition_estimator")
+  assert results["transition_matrix"] == saved["estimate"]  # the run trains with exactly what the stage wrote
   np.testing.assert_allclose(np.sum(saved["estimate"], axis=1), 1.0, atol=1e-5)
-  assert os.path.exists(os.path.join(workdir, "transition_estimator", "results.json"))
+  # F is the dual-T estimate from the estimator run's checkpointed state, restored with its method.
+  estimator_dir = os.path.join(workdir, "transition_estimator")
+  exp = experiment.build_experiment(transition_estimation.estimator_config(config), estimator_dir)
+  probs = loop.predict_probabilities(exp, loop.restore_trained_state(exp, estimator_dir), exp.splits.train)
+  np.testing.assert_array_equal(saved["estimate"], dual_t_estimate(probs, exp.splits.train.labels, 97.0))
+  assert [stage.label for stage in stages.stages(config, workdir)] == [""]  # finished: only the run, which is stored
   stamp = os.path.getmtime(os.path.join(workdir, "transition_matrix.json"))
   os.remove(os.path.join(workdir, "results.json"))
-  again = loop.train_and_evaluate(config, workdir)
+  assert [stage.label for stage in stages.stages(config, workdir)] == [""]  # F is written: no estimation stage
+  again = stages.run_with_stages(config, workdir)
   assert os.path.getmtime(os.path.join(workdir, "transition_matrix.json")) == stamp
   assert again["transition_matrix"] == results["transition_matrix"]
+
+
+def test_estimation_stages_reuse_the_finished_estimator_run(tmp_path):
+  config = noisy_config(method="consistent", num_epochs=1)
+  workdir = str(tmp_path)
+  first = stages.run_with_stages(config, workdir)
+  estimator_results = os.path.join(workdir, "transition_estimator", "results.json")
+  stamp = os.path.getmtime(estimator_results)
+  for name in ("results.json", "transition_matrix.json", "config.json"):
+    os.remove(os.path.join(workdir, name))
+  shutil.rmtree(os.path.join(workdir, "checkpoints"))
+  again = stages.run_with_stages(config, workdir)
+  assert os.path.getmtime(estimator_results) == stamp  # the finished estimator stage was not trained again
+  assert again["transition_matrix"] == first["transition_matrix"]
+  assert again["test_loss"] == first["test_loss"]
+
+
+def test_the_training_loop_refuses_a_consistent_run_without_its_estimate(tmp_path):
+  config = noisy_config(method="consistent", num_epochs=1)
+  with pytest.raises(ConfigError) as error:
+    loop.train_and_evaluate(config, str(tmp_path / "run"))
+  assert str(error.value) == (
+      f"config.consistent.transition='estimate' needs F in {str(tmp_path / 'run' / 'transition_matrix.json')!r}, "
+      "which the run's earlier stages write; valid: run the config through ftjax.runs.stages.run_with_stages (as "
+      "python -m experiments.finetune does), or give F as 'true' or a .json/.npy path")
+  assert not os.path.exists(tmp_path / "run")
 
 
 def test_consistent_refuses_an_estimator_workdir_of_another_config(tmp_path):
@@ -116,7 +154,7 @@ def test_consistent_refuses_an_estimator_workdir_of_another_config(tmp_path):
   config.consistent.estimator_workdir = estimator_dir
   workdir = str(tmp_path / "run")
   with pytest.raises(ConfigError) as error:
-    loop.train_and_evaluate(config, workdir)
+    stages.run_with_stages(config, workdir)
   assert str(error.value) == (
       f"config.consistent.estimator_workdir={estimator_dir!r} holds a run of another config (fields noise.rate, seed "
       "differ from this config with method='none'); valid: the workdir of that plain run, or '' for a run of its own "

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from ftjax.distance import anchors
-from ftjax.models import create_model, pretrained
+from ftjax.models import create_model, pretrained, structure_of
+
+HEAD = structure_of("small_cnn").head_pattern
 
 
 def _variables(num_classes, seed, width=4):
@@ -17,7 +19,7 @@ def _variables(num_classes, seed, width=4):
 def test_merge_keeps_fresh_head_and_takes_everything_else():
   source = _variables(num_classes=10, seed=0)
   fresh = _variables(num_classes=3, seed=1)
-  merged = pretrained.merge_into(fresh, source)
+  merged = pretrained.merge_into(fresh, source, HEAD)
   chex.assert_trees_all_equal(merged["params"]["head"], fresh["params"]["head"])
   for name in ("conv1", "conv2", "dense", "bn1"):
     chex.assert_trees_all_equal(merged["params"][name], source["params"][name])
@@ -28,14 +30,14 @@ def test_misfit_shapes_are_named():
   source = _variables(num_classes=10, seed=0, width=8)
   fresh = _variables(num_classes=3, seed=1, width=4)
   with pytest.raises(ValueError, match=r"'params/bn1/bias' has shape \(8,\) but the model expects \(4,\)"):
-    pretrained.merge_into(fresh, source)
+    pretrained.merge_into(fresh, source, HEAD)
 
 
 def test_missing_tensor_is_named():
   source = _variables(num_classes=10, seed=0)
   del source["params"]["dense"]
   with pytest.raises(ValueError, match="lack tensor 'params/dense/bias'"):
-    pretrained.check_fits(source, _variables(num_classes=3, seed=1))
+    pretrained.check_fits(source, _variables(num_classes=3, seed=1), HEAD)
 
 
 def test_msgpack_round_trip(tmp_path):
@@ -58,8 +60,8 @@ def test_bad_specs_fail_in_one_line(tmp_path):
 
 def test_head_anchor_is_zero_or_init():
   params = _variables(num_classes=3, seed=0)["params"]
-  zero = anchors.anchor_params(params, "zero")
-  init = anchors.anchor_params(params, "init")
+  zero = anchors.anchor_params(params, "zero", HEAD)
+  init = anchors.anchor_params(params, "init", HEAD)
   assert all(np.all(np.asarray(x) == 0) for x in jax.tree.leaves(zero["head"]))
   chex.assert_trees_all_equal(init, params)
   chex.assert_trees_all_equal(zero["conv1"], params["conv1"])

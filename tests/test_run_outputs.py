@@ -16,7 +16,7 @@ import pytest
 from matplotlib import image
 
 from experiments.configs import default
-from ftjax import checkpointing, plots
+from ftjax import checkpoint_io, plots
 from ftjax.config_validation import ConfigChangeError
 from ftjax.metrics_writer import read_metrics
 from ftjax.train import loop
@@ -151,7 +151,7 @@ def test_an_unreadable_checkpoint_under_an_allowed_change_keeps_config_json(smal
   os.remove(os.path.join(copy, "results.json"))
   with open(os.path.join(copy, "config.json"), "rb") as f:
     recorded = f.read()
-  with pytest.raises(checkpointing.UnreadableCheckpointError):
+  with pytest.raises(checkpoint_io.UnreadableCheckpointError):
     loop.train_and_evaluate(small_config(width=8), copy, allow_config_change=True)
   with open(os.path.join(copy, "config.json"), "rb") as f:
     assert f.read() == recorded
@@ -184,7 +184,8 @@ def test_progress_lines_name_what_they_measure(small_run):
     assert f"; {int(record['labels/num_changed'])} changed)" in line
   assert per_epoch[-1]["labels/num_changed"] == results["label_noise"]["num_changed"] > 0
   test_lines = [line for line in lines if line.startswith("step ") and "test loss" in line]
-  assert len(test_lines) == 3 and all(re.search(r"test loss [\d.]+  test accuracy [\d.]+$", l) for l in test_lines)
+  assert len(test_lines) == 3 and all(re.search(r"test loss [\d.]+  test accuracy [\d.]+$", line)
+                                      for line in test_lines)
   assert lines[-2].startswith(f"test loss {results['test_loss']:.4f}  test accuracy {results['test_accuracy']:.4f}")
   assert "train accuracy" in lines[-2] and "(vs noisy labels)" in lines[-2]
   assert lines[-1] == f"results: {workdir}/results.json  curves: {workdir}/curves.png"

@@ -9,7 +9,7 @@ import pytest
 
 from experiments.configs import default
 from ftjax import data
-from ftjax.models import create_model, pretrained
+from ftjax.models import create_model, pretrained, structure_of
 from ftjax.train import experiment
 
 NAME = "fashion_mnist_resnet18"
@@ -28,7 +28,7 @@ def test_shipped_model_is_small_and_described():
 def test_default_config_starts_from_the_shipped_backbone_with_a_fresh_head():
   config = default.get_config()
   model = create_model(config.model, 10, width=config.width, stem=config.stem)
-  variables, anchor = experiment.initial_variables(config, model)
+  variables, anchor = experiment.initial_variables(config, model, structure_of(config.model))
   source = pretrained.load_source(NAME).variables
   chex.assert_trees_all_equal(variables["params"]["stage3"], source["params"]["stage3"])
   chex.assert_trees_all_equal(variables["batch_stats"], source["batch_stats"])

@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
-from ftjax import measures, progress_logging, sweeps
+from ftjax import progress_logging
 from ftjax.config_validation import ConfigError
 from ftjax.data.sources import FASHION_MNIST_DIR
 from ftjax.methods.consistent_loss import dual_t_estimate
+from ftjax.runs import measure, measure_reports, sweeps
 from ftjax.train import loop
 from tests import tiny_tfds
 from tests.test_finetune import tiny_config
@@ -79,8 +80,8 @@ def test_a_measured_sweep_reports_the_mean_bound_of_the_measured_seeds_and_plots
   config.sweep.measure_settings = {"num_probes": 2, "max_batches": 1, "batch_size": 64, "eigen_iterations": 2,
                                    "lanczos_steps": 2, "noise_draws": 2}
   settings = sweeps.measure_settings(config.sweep)
-  assert (settings.num_probes, settings.noise_scale) == (2, measures.DEFAULTS.noise_scale)
-  (row,) = sweeps.run_sweep(config, root, functools.partial(measures.measure_run, settings=settings))
+  assert (settings.num_probes, settings.noise_scale) == (2, measure.DEFAULTS.noise_scale)
+  (row,) = sweeps.run_sweep(config, root, functools.partial(measure_reports.measure_run, settings=settings))
   cell = os.path.join(root, "constraint", "digits", "symmetric_0.4")
   assert not os.path.exists(os.path.join(cell, "seed0", "measures.json"))
   with open(os.path.join(cell, "seed1", "measures.json")) as f:
@@ -104,7 +105,7 @@ def test_unknown_measure_settings_are_refused():
     sweeps.measure_settings(config.sweep)
   config.sweep.measure_settings = {"num_probes": 1}
   with pytest.raises(ConfigError, match=r"^config.sweep.measure_settings.num_probes=1 with "
-                                        r"config.sweep.measure_settings.trace_method=hutchinson; valid: an integer >= 2$"):
+                     r"config.sweep.measure_settings.trace_method=hutchinson; valid: an integer >= 2$"):
     sweeps.measure_settings(config.sweep)
   config.sweep.measure = False
   assert sweeps.measure_settings(config.sweep) is None

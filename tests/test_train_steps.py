@@ -77,7 +77,8 @@ def test_eval_step_sums_match_numpy():
   steps = CompiledSteps(mesh, model=model, method=plain_finetuning(None), tx=tx, steps_per_epoch=10, donate=False)
   sums = jax.device_get(steps.eval(parallel.replicate(state, mesh), parallel.shard_batch(batch, mesh)))
   logits = np.asarray(model.apply({"params": state.params, "batch_stats": state.batch_stats}, batch["image"]))
-  log_probs = logits - np.log(np.sum(np.exp(logits - logits.max(1, keepdims=True)), 1, keepdims=True)) - logits.max(1, keepdims=True)
+  log_probs = (logits - np.log(np.sum(np.exp(logits - logits.max(1, keepdims=True)), 1, keepdims=True))
+               - logits.max(1, keepdims=True))
   losses = -log_probs[np.arange(BATCH), batch["label"]][:12]
   np.testing.assert_allclose(sums["loss_sum"], losses.sum(), rtol=1e-5)
   np.testing.assert_allclose(sums["max_loss"], losses.max(), rtol=1e-5)

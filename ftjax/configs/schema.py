@@ -9,11 +9,10 @@ from typing import Any, NamedTuple
 
 import ml_collections
 
-from ftjax import data, optim
-from ftjax.config_validation import (BOOLEAN, STRING, FieldCheck, integer, name_value_pairs, number, numbers,
-                                     one_of)
+from ftjax import data, label_noise, optim
+from ftjax.config_validation import BOOLEAN, STRING, FieldCheck, integer, member_of, number, numbers, one_of, pairs
 from ftjax.distance import anchors, projection, radii
-from ftjax.methods import feature_regularization, registry as method_registry
+from ftjax.methods import delta, registry as method_registry
 from ftjax.models import registry as model_registry, resnet
 
 
@@ -45,9 +44,12 @@ class Section(NamedTuple):
   optional: bool = False
 
 
-DATASET = FieldCheck(lambda v: isinstance(v, str) and (v in data.DATASETS or v.startswith("tfds:")),
-                     f"{', '.join(data.DATASETS)} or 'tfds:NAME'", problem="is not a known dataset")
-NOISE_TYPES = ("none", "symmetric", "pairflip", "matrix")
+DATASET = FieldCheck(data.is_dataset_name, f"{', '.join(data.DATASETS)} or 'tfds:NAME'",  # the live registry
+                     problem="is not a known dataset")
+
+_GROUP_PAIRS = pairs(str, float)
+GROUP_VALUES = FieldCheck(lambda v: _GROUP_PAIRS.is_valid(v) and all(value >= 0 for _, value in v),
+                          "a tuple of (str, float) pairs with values >= 0")
 
 SECTIONS = (
     Section("data", "what is trained on and its input format (ftjax.data)", (
@@ -65,15 +67,15 @@ SECTIONS = (
         Field("flip", False, BOOLEAN, "random horizontal flips of training images"),
     )),
     Section("noise", "synthetic label noise on the training split; the test split stays clean (ftjax.label_noise)", (
-        Field("noise.type", "none", one_of(NOISE_TYPES), "how training labels are corrupted"),
+        Field("noise.type", "none", one_of(label_noise.NOISE_TYPES), "how training labels are corrupted"),
         Field("noise.rate", 0.0, number(0.0, 1.0, high_open=True), "η: probability that a label is flipped"),
         Field("noise.seed", 0, integer(0), "seed of the flips"),
-        Field("noise.symmetric_mode", "other", one_of(("other", "any")),
+        Field("noise.symmetric_mode", "other", one_of(label_noise.SYMMETRIC_MODES),
               "a symmetric flip goes to another class ('other') or any class ('any')"),
         Field("noise.matrix", (), None, "for 'matrix': C rows of the row-stochastic F[true, noisy]"),
     )),
     Section("model", "the network and its source weights (ftjax.models)", (
-        Field("model", "resnet18", one_of((*model_registry.MODELS, "auto")),
+        Field("model", "resnet18", member_of(model_registry.MODELS, ("auto",)),
               "architecture; 'auto' = model, width, stem, image_size, channels, mean, std from `pretrained`"),
         Field("width", 16, integer(1), "channels of the first stage (torchvision ResNets: 64)"),
         Field("stem", "small", one_of(resnet.STEMS), "first layer: 'imagenet' 7x7/2 conv + max-pool, 'small' 3x3/1"),
@@ -94,7 +96,7 @@ SECTIONS = (
         Field("warmup_epochs", 0.0, number(0.0), "linear warm-up from 0 (below num_epochs)"),
     )),
     Section("method", "the fine-tuning method; its settings are the sections below (ftjax.methods)", (
-        Field("method", "none", one_of(method_registry.METHODS),
+        Field("method", "none", member_of(method_registry.METHODS),
               "'none' = plain fine-tuning; l2, l2sp, penalty, constraint use config.reg, the others their own section"),
     )),
     Section("reg", "distance regularisation: l2, l2sp, penalty, constraint, and the constraint of regsl/consistent", (
@@ -112,10 +114,10 @@ SECTIONS = (
               "the head's reference point: 'zero' (authors' code) or its initialisation"),
         Field("reg.mars_mode", "rescale", one_of(projection.MARS_MODES),
               "MARS projection: 'rescale' (authors' code) or 'exact'"),
-        Field("reg.groups", (), name_value_pairs(str),
-              "('regex=group', ...) over param paths; () = the model's groups"),
-        Field("reg.group_values", (), name_value_pairs(float),
-              "('group=value', ...): radii / weights replacing the schedule's"),
+        Field("reg.groups", (), pairs(str, str),
+              "((regex, group), ...) over param paths, input to output; () = the model's groups"),
+        Field("reg.group_values", (), GROUP_VALUES,
+              "((group, value), ...): radii / weights replacing the schedule's"),
     )),
     Section("regsl", "the parts of 'regsl' (Li & Zhang 2021)", (
         Field("regsl.constraint", True, BOOLEAN, "the layer-wise constraint of config.reg"),
@@ -148,7 +150,7 @@ SECTIONS = (
         Field("delta.alpha", 0.01, number(0.0), "α: weight of the channel-weighted feature-map distance"),
         Field("delta.beta", 0.01, number(0.0), "β: weight of ||W_head||²"),
         Field("delta.num_batches", 2, integer(1), "batches of batch_size the channel weights are measured on"),
-        Field("delta.normalization", "paper", one_of(feature_regularization.NORMALIZATIONS),
+        Field("delta.normalization", "paper", one_of(delta.NORMALIZATIONS),
               "'authors' = standardised softmax/5 weights and C/(H·W) scaling of their code"),
     )),
     Section("bss", "batch spectral shrinkage (Chen et al. 2019)", (
@@ -164,7 +166,7 @@ SECTIONS = (
         Field("log_every", 50, integer(1), "steps between progress lines and metrics records"),
         Field("eval_every", 1, integer(0), "epochs between test evaluations; 0 = only at the end"),
     )),
-    Section("sweep", "a grid of runs of the config above (experiments.sweep; ftjax.sweeps checks it)", (
+    Section("sweep", "a grid of runs of the config above (experiments.sweep; ftjax.runs.sweeps checks it)", (
         Field("sweep.variants", REQUIRED, None, "{name: ('field=value', ...)}: the methods compared, as overrides"),
         Field("sweep.order", (), None, "variant names in the order the tables list them; then the rest by name"),
         Field("sweep.only", "", None, "comma-separated names of the variants to run and summarise; '' = all"),

@@ -11,13 +11,18 @@ from ftjax.configs.schema import field_checks
 from ftjax.models import pretrained
 
 
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Raises `ConfigError` (one line, naming the field) for the first invalid field; reads no data."""
-  check_fields(config, field_checks())
+def check_input_format(config: ml_collections.ConfigDict) -> None:
+  """Raises `ConfigError` unless `config.mean` and `config.std` hold one value per channel."""
   for field in ("mean", "std"):
     if len(config[field]) != config.channels:
       raise ConfigError(f"config.{field}={config[field]!r} is invalid; valid: {config.channels} values, one per "
                         f"channel (config.channels={config.channels})")
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises `ConfigError` (one line, naming the field) for the first invalid field; reads no data."""
+  check_fields(config, field_checks())
+  check_input_format(config)
   if config.warmup_epochs >= config.num_epochs:
     raise ConfigError(f"config.warmup_epochs={config.warmup_epochs} must be below num_epochs={config.num_epochs}")
   transition = config.consistent.transition

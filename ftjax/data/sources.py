@@ -3,7 +3,9 @@
 A source keeps int32 `labels` [n] in memory and returns `images(indices)` -> uint8 [k, H, W, C]
 (one H, W, C per source); an example's stable index is its position 0..n-1. Sources are frozen
 dataclasses, so `dataclasses.replace(source, labels=noisy)` swaps labels in, and
-`source.take(indices)` keeps a subset re-indexed 0..m-1. Nothing is ever downloaded.
+`source.take(indices)` keeps a subset re-indexed 0..m-1. Datasets are found by name in `DATASETS`
+(`register_dataset` adds one); 'tfds:NAME' reads the prepared tfds dataset NAME. Nothing is ever
+downloaded.
 """
 
 import dataclasses
@@ -11,14 +13,14 @@ import gzip
 import importlib.util
 import os
 import struct
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Callable, NamedTuple, Protocol
 
 import numpy as np
 from PIL import Image
 
 from ftjax.data.preprocessing import resize
 
-DATASETS = ("digits", "fashion_mnist", "mnist", "image_folder", "tfds")
+TFDS_PREFIX = "tfds:"  # 'tfds:NAME': the prepared tfds dataset NAME
 SPLIT_SEED = 0  # train/test splits made here never depend on the run seed
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist/"
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
@@ -315,29 +317,6 @@ def load_tfds(name: str, data_dir: str | None = None, *, image_size: int | None 
   return Splits(*(read(name, data_dir, split, class_names, image_key, label_key, image_size) for split in splits))
 
 
-def dataset_kind(name: str) -> str:
-  """The DATASETS entry `name` belongs to ('tfds' for 'tfds:NAME')."""
-  kind = "tfds" if name.startswith("tfds:") and len(name) > len("tfds:") else name
-  if kind not in DATASETS:
-    valid = ", ".join("tfds:NAME" if k == "tfds" else k for k in DATASETS)
-    raise ValueError(f"dataset={name!r} is not a known dataset; valid: {valid}")
-  return kind
-
-
-def check_dataset(name: str, data_dir: str | None = None) -> None:
-  """One-line error unless `name` is valid and its files exist (and are readable); loads no images."""
-  kind = dataset_kind(name)
-  if kind in _IDX_DATASETS:
-    _idx_paths(kind, data_dir)
-  elif kind == "image_folder":
-    root = _image_folder_root(data_dir)
-    for folder in _train_test_dirs(root) or (root,):
-      _class_files(folder)
-  elif kind == "tfds":
-    tfds_name = name[len("tfds:"):]
-    _tfds_reader(_tfds_builder(tfds_name, data_dir), tfds_name)
-
-
 def examples_per_class_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
   """Sorted indices of `per_class` examples drawn (with `seed`) from each class; a class with fewer
   examples keeps all of them."""
@@ -347,11 +326,107 @@ def examples_per_class_subset(labels: np.ndarray, per_class: int, seed: int) -> 
   return np.sort(np.concatenate(chosen))
 
 
+class DatasetRequest(NamedTuple):
+  """What a run asks of a dataset: `name` as configured ('tfds:NAME' whole); `data_dir` (None: the
+  dataset's default location); `image_size` (None: native); `test_fraction` held out per class by
+  datasets without a test split; `grayscale` (image folders); tfds's `image_key`, `label_key` and
+  `splits` (split strings)."""
+  name: str
+  data_dir: str | None = None
+  image_size: int | None = None
+  test_fraction: float = 0.2
+  grayscale: bool = False
+  image_key: str = "image"
+  label_key: str = "label"
+  splits: tuple[str, str] = ("train", "test")
+
+
+def reads_no_files(request: DatasetRequest) -> None:
+  """The check of a dataset that needs no files (nothing can be missing)."""
+
+
+class DatasetLoader(NamedTuple):
+  """How a dataset is read. `load(request)` returns its `Splits` with raw pixels (`load_dataset` then
+  keeps `examples_per_class` and resizes in-memory sources to `image_size`); `check(request)` raises
+  a one-line error unless its files exist, loading no image (config validation calls it)."""
+  load: Callable[[DatasetRequest], Splits]
+  check: Callable[[DatasetRequest], None] = reads_no_files
+
+
+def _idx_loader(kind: str) -> DatasetLoader:
+  """The loader of the IDX dataset `kind` ('fashion_mnist' or 'mnist')."""
+
+  def check(request: DatasetRequest) -> None:
+    _idx_paths(kind, request.data_dir)
+
+  return DatasetLoader(lambda request: load_idx(kind, request.data_dir), check)
+
+
+def _load_image_folder(request: DatasetRequest) -> Splits:
+  if request.image_size is None:
+    raise ValueError("dataset 'image_folder' needs image_size (images are decoded lazily at that size)")
+  return load_image_folder(request.data_dir, request.image_size, request.test_fraction, request.grayscale)
+
+
+def _check_image_folder(request: DatasetRequest) -> None:
+  root = _image_folder_root(request.data_dir)
+  for folder in _train_test_dirs(root) or (root,):
+    _class_files(folder)
+
+
+def _load_tfds(request: DatasetRequest) -> Splits:
+  return load_tfds(request.name[len(TFDS_PREFIX):], request.data_dir, image_size=request.image_size,
+                   image_key=request.image_key, label_key=request.label_key, splits=request.splits)
+
+
+def _check_tfds(request: DatasetRequest) -> None:
+  tfds_name = request.name[len(TFDS_PREFIX):]
+  _tfds_reader(_tfds_builder(tfds_name, request.data_dir), tfds_name)
+
+
+DATASETS: dict[str, DatasetLoader] = {
+    "digits": DatasetLoader(lambda request: load_digits(request.test_fraction)),
+    "fashion_mnist": _idx_loader("fashion_mnist"),
+    "mnist": _idx_loader("mnist"),
+    "image_folder": DatasetLoader(_load_image_folder, _check_image_folder),
+}
+TFDS = DatasetLoader(_load_tfds, _check_tfds)  # the loader of every 'tfds:NAME'
+
+
+def register_dataset(name: str, loader: DatasetLoader) -> None:
+  """Adds (or replaces) the dataset `name`: `load_dataset`, `check_dataset` and the config's `dataset`
+  field accept it."""
+  if not isinstance(loader, DatasetLoader):
+    raise TypeError(f"register_dataset({name!r}, ...) needs a DatasetLoader; got {type(loader).__name__}")
+  if not isinstance(name, str) or not name or name.startswith(TFDS_PREFIX):
+    raise ValueError(f"register_dataset(name={name!r}, ...): valid: a non-empty name not starting with "
+                     f"{TFDS_PREFIX!r}")
+  DATASETS[name] = loader
+
+
+def is_dataset_name(name: Any) -> bool:
+  """Whether `name` is a registered dataset or 'tfds:NAME'."""
+  is_tfds = isinstance(name, str) and name.startswith(TFDS_PREFIX) and len(name) > len(TFDS_PREFIX)
+  return is_tfds or (isinstance(name, str) and name in DATASETS)
+
+
+def dataset_loader(name: str) -> DatasetLoader:
+  """The loader of dataset `name` (`TFDS` for 'tfds:NAME'); a one-line error for an unknown name."""
+  if not is_dataset_name(name):
+    raise ValueError(f"dataset={name!r} is not a known dataset; valid: {', '.join(DATASETS)} or 'tfds:NAME'")
+  return DATASETS[name] if name in DATASETS else TFDS
+
+
+def check_dataset(name: str, data_dir: str | None = None) -> None:
+  """One-line error unless `name` is valid and its files exist (and are readable); loads no images."""
+  dataset_loader(name).check(DatasetRequest(name, data_dir))
+
+
 def load_dataset(name: str, data_dir: str | None = None, *, image_size: int | None = None,
                  test_fraction: float = 0.2, examples_per_class: int | None = None, seed: int = 0,
                  grayscale: bool = False, image_key: str = "image", label_key: str = "label",
                  splits: tuple[str, str] = ("train", "test")) -> Splits:
-  """Train and test sources of dataset `name` (see DATASETS; 'tfds:NAME' for a tfds dataset).
+  """Train and test sources of dataset `name` (a key of DATASETS, or 'tfds:NAME' for a tfds dataset).
 
   image_size: side every returned image has (None: native; required for image_folder and for tfds
   datasets of varying size); test_fraction: held out per class by digits and by an image folder
@@ -359,20 +434,11 @@ def load_dataset(name: str, data_dir: str | None = None, *, image_size: int | No
   by `seed`, re-indexed 0..m-1); grayscale: decode an image folder as L instead of RGB;
   image_key / label_key / splits: tfds feature names and split strings.
   """
-  kind = dataset_kind(name)
+  loader = dataset_loader(name)
   if examples_per_class is not None and examples_per_class < 1:
     raise ValueError(f"examples_per_class={examples_per_class} must be positive")
-  if kind == "digits":
-    loaded = load_digits(test_fraction)
-  elif kind in _IDX_DATASETS:
-    loaded = load_idx(kind, data_dir)
-  elif kind == "image_folder":
-    if image_size is None:
-      raise ValueError("dataset 'image_folder' needs image_size (images are decoded lazily at that size)")
-    loaded = load_image_folder(data_dir, image_size, test_fraction, grayscale)
-  else:
-    loaded = load_tfds(name[len("tfds:"):], data_dir, image_size=image_size, image_key=image_key,
-                       label_key=label_key, splits=splits)
+  loaded = loader.load(DatasetRequest(name, data_dir, image_size, test_fraction, grayscale, image_key, label_key,
+                                      splits))
   if examples_per_class is not None:
     keep = examples_per_class_subset(loaded.train.labels, examples_per_class, seed)
     loaded = loaded._replace(train=loaded.train.take(keep))

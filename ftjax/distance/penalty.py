@@ -1,14 +1,14 @@
 """Soft distance constraints (docs/methods.md §2.3): penalties on W_i - W_i^(s) and the transform that adds
 their gradient to the loss gradient."""
 
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from ftjax import tree_paths
-from ftjax.distance import norms
+from ftjax.distance import anchors, norms
 
 
 def squared_frobenius_norm(t: jax.Array) -> jax.Array:
@@ -35,11 +35,6 @@ def l2sp_penalty(params, anchor, weights: Mapping[str, float]) -> jax.Array:
   return layerwise_penalty(params, anchor, weights, "frobenius")
 
 
-class PenaltyGradientState(NamedTuple):
-  """anchor: W^(s) as a tree shaped like the params."""
-  anchor: Any
-
-
 def add_penalty_gradient(penalty_fn: Callable[[Any, Any], jax.Array], anchor_params) -> optax.GradientTransformation:
   """Chained first (before the optimiser): updates + grad_params penalty_fn(params, anchor), so the
   loss stays the data term. `penalty_fn(params, anchor) -> scalar`, e.g.
@@ -48,7 +43,7 @@ def add_penalty_gradient(penalty_fn: Callable[[Any, Any], jax.Array], anchor_par
 
   def init_fn(params):
     del params
-    return PenaltyGradientState(anchor=jax.tree.map(jnp.array, anchor_params))  # a copy: steps donate state
+    return anchors.AnchorState(anchor=jax.tree.map(jnp.array, anchor_params))  # a copy: steps donate state
 
   def update_fn(updates, state, params=None):
     if params is None:

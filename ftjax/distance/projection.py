@@ -1,14 +1,14 @@
 """Hard distance constraints (docs/methods.md §2.2): project t = W_i - W_i^(s) onto a Frobenius or MARS ball
 after every optimiser update."""
 
-from typing import Any, Mapping, NamedTuple
+from typing import Mapping
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from ftjax import tree_paths
-from ftjax.distance import norms
+from ftjax.distance import anchors, norms
 
 MARS_MODES = ("rescale", "exact")
 PROJECTION_NORMS = ("frobenius", "mars")
@@ -47,11 +47,6 @@ def project_to_mars_ball(t: jax.Array, radius, mode: str = "rescale") -> jax.Arr
   return projected.reshape(t.shape)
 
 
-class DistanceProjectionState(NamedTuple):
-  """anchor: W^(s) as a tree shaped like the params."""
-  anchor: Any
-
-
 def distance_projection(anchor_params, radii: Mapping[str, float], norm: str = "frobenius",
                         mars_mode: str = "rescale") -> optax.GradientTransformation:
   """Chained last: updates such that params + updates = anchor + project(params + updates_in - anchor)
@@ -74,7 +69,7 @@ def distance_projection(anchor_params, radii: Mapping[str, float], norm: str = "
 
   def init_fn(params):
     del params
-    return DistanceProjectionState(anchor=jax.tree.map(jnp.array, anchor_params))  # a copy: steps donate state
+    return anchors.AnchorState(anchor=jax.tree.map(jnp.array, anchor_params))  # a copy: steps donate state
 
   def update_fn(updates, state, params=None):
     if params is None:

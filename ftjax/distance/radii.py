@@ -6,8 +6,6 @@ The same values serve projection radii D_g and penalty weights lambda_g.
 import math
 from typing import Mapping, Sequence
 
-from ftjax.layer_groups import HEAD_GROUP
-
 SCHEDULES = ("depth", "authors")
 
 
@@ -25,25 +23,23 @@ def _exponents(num_groups: int, schedule: str) -> list[int]:
 
 
 def group_values(groups: Sequence[str], value: float, gamma: float, head_value: float,
-                 schedule: str = "depth", overrides: Mapping[str, float] | None = None) -> dict[str, float]:
-  """{group: value} for `groups` in depth order (`layer_groups.group_order`): the non-head groups
-  get value * gamma^k with k from `schedule` ('depth' or 'authors'), the head group `head_value`;
-  `overrides` ({group: value}) then replaces any entry."""
+                 schedule: str = "depth", overrides: Mapping[str, float] | None = None, *,
+                 head: str) -> dict[str, float]:
+  """{group: value} for `groups` in depth order (`layer_groups.group_order`): the groups but `head`
+  get value * gamma^k with k from `schedule` ('depth' or 'authors'), the group `head` `head_value`;
+  `overrides` ({group: value}) then replaces any entry. Values are not checked: radii and weights >= 0 are the
+  config schema's check (ftjax.configs)."""
   if schedule not in SCHEDULES:
     raise ValueError(f"schedule={schedule!r} is not valid; valid: {', '.join(SCHEDULES)}")
   overrides = dict(overrides or {})
   unknown = sorted(set(overrides) - set(groups))
   if unknown:
     raise ValueError(f"values given for unknown groups {unknown}; valid: {list(groups)}")
-  body = [g for g in groups if g != HEAD_GROUP]
+  body = [g for g in groups if g != head]
   values = {g: value * gamma ** k for g, k in zip(body, _exponents(len(body), schedule))}
-  if HEAD_GROUP in groups:
-    values[HEAD_GROUP] = head_value
-  values = {g: float(overrides.get(g, values[g])) for g in groups}
-  negative = {g: v for g, v in values.items() if not v >= 0}
-  if negative:
-    raise ValueError(f"group values must be >= 0; got {negative}")
-  return values
+  if head in groups:
+    values[head] = head_value
+  return {g: float(overrides.get(g, values[g])) for g in groups}
 
 
 def layer_values(groups_by_path: Mapping[str, str], values_by_group: Mapping[str, float]) -> dict[str, float]:

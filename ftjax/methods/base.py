@@ -7,16 +7,21 @@ the train step never changes.
 
 from typing import Any, Callable, NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
+
+from ftjax import data
+from ftjax.models.structure import ModelStructure
 
 
 class LossInputs(NamedTuple):
   """Everything a method's loss may read at one train step.
 
-  logits: [batch, classes]; features: the model's feature dict ('penultimate', stage outputs);
+  logits: [batch, classes]; features: the model's feature dict (its `ModelStructure` names the keys);
   batch: {'image', 'label', 'index'}; method_state: the method's pytree; epoch: int32 scalar;
   params: the params being differentiated.
   """
@@ -47,18 +52,20 @@ class MethodContext(NamedTuple):
   """What a method builder may use: the config, the start variables (pretrained backbone, fresh
   head), the anchor params W^(s) (docs/methods.md §1), the training split's labels as the method will first
   see them (noisy, under synthetic noise), the true noise transition matrix when known, the
-  run's workdir (None outside a run) for what a method prepares before training, and the model
-  (a Flax module) with the training split, for methods that evaluate it before training."""
+  run's workdir (None outside a run) for what a method prepares before training, the model
+  (a Flax module) with the training split, for methods that evaluate it before training, and the
+  model's structure (its layer groups, head and feature maps: `ftjax.models.ModelStructure`)."""
   config: ml_collections.ConfigDict
   init_variables: dict
   anchor_variables: dict
-  train_labels: Any
+  train_labels: np.ndarray
   num_classes: int
-  noise_transition: Any = None
+  noise_transition: np.ndarray | None = None
   workdir: str | None = None
-  model: Any = None
-  train_source: Any = None
-  train_preprocess: Any = None
+  model: nn.Module | None = None
+  train_source: data.Source | None = None
+  train_preprocess: data.Preprocess | None = None
+  structure: ModelStructure | None = None
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:

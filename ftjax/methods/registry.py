@@ -1,12 +1,12 @@
 """Methods by the config's `method` name. A new method adds a module and one entry here."""
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
-from ftjax.methods import (distance_regularization, feature_regularization, label_smoothing, noisy_labels,
-                           transition_estimation)
+from ftjax.methods import bss, delta, distance_regularization, label_smoothing, noisy_labels, transition_estimation
 from ftjax.methods.base import Method, MethodContext, cross_entropy_loss
+from ftjax.models.structure import ModelStructure
 
 
 def plain_finetuning(context: MethodContext) -> Method:
@@ -26,41 +26,36 @@ def consistent_loss(context: MethodContext) -> Method:
   return method._replace(results={**method.results, "transition_max_abs_error": error})
 
 
-METHODS: dict[str, Callable[[MethodContext], Method]] = {
-    "none": plain_finetuning,
-    "l2": distance_regularization.l2,
-    "l2sp": distance_regularization.l2sp,
-    "penalty": distance_regularization.layerwise_penalty,
-    "constraint": distance_regularization.constraint,
-    "regsl": noisy_labels.regsl,
-    "consistent": consistent_loss,
-    "delta": feature_regularization.delta,
-    "bss": feature_regularization.bss,
-    "label_smoothing": label_smoothing.label_smoothing,
+class MethodEntry(NamedTuple):
+  """`build(context) -> Method`; `check(config, param_shapes, structure)`: what the method needs beyond the
+  config's fields, checked on the model's param shapes and structure before anything compiles (None: nothing)."""
+  build: Callable[[MethodContext], Method]
+  check: Callable | None = None
+
+
+METHODS: dict[str, MethodEntry] = {
+    "none": MethodEntry(plain_finetuning),
+    "l2": MethodEntry(distance_regularization.l2, distance_regularization.check_layer_groups),
+    "l2sp": MethodEntry(distance_regularization.l2sp, distance_regularization.check_layer_groups),
+    "penalty": MethodEntry(distance_regularization.layerwise_penalty, distance_regularization.check_layer_groups),
+    "constraint": MethodEntry(distance_regularization.constraint, distance_regularization.check_layer_groups),
+    "regsl": MethodEntry(noisy_labels.regsl, distance_regularization.check_layer_groups),
+    "consistent": MethodEntry(consistent_loss, distance_regularization.check_layer_groups),
+    "delta": MethodEntry(delta.delta, distance_regularization.check_layer_groups),
+    "bss": MethodEntry(bss.bss, bss.check_bss),
+    "label_smoothing": MethodEntry(label_smoothing.label_smoothing),
 }
 
 
-# Checks a method needs beyond the config's fields, on the model's param shapes (before compiling).
-METHOD_CHECKS: dict[str, Callable] = {
-    **{name: distance_regularization.check_layer_groups
-       for name in ("l2", "l2sp", "penalty", "constraint", "regsl", "consistent", "delta")},
-    "bss": feature_regularization.check_bss,
-}
-
-
-def check_method_name(name: str) -> None:
-  if name not in METHODS:
-    raise ValueError(f"method={name!r} is not a known method; valid: {', '.join(METHODS)}")
-
-
-def check_method(config, param_shapes) -> None:
-  """Raises a one-line ValueError if `config.method` cannot be built for a model with `param_shapes`."""
-  check_method_name(config.method)
-  if config.method in METHOD_CHECKS:
-    METHOD_CHECKS[config.method](config, param_shapes)
+# `config.method` is checked against METHODS by the config schema (ftjax.configs): here it is a known name.
+def check_method(config, param_shapes, structure: ModelStructure) -> None:
+  """Raises a one-line ValueError if `config.method` cannot be built for a model with `param_shapes` and
+  `structure`."""
+  check = METHODS[config.method].check
+  if check is not None:
+    check(config, param_shapes, structure)
 
 
 def build_method(context: MethodContext) -> Method:
   """The `Method` that `context.config.method` names."""
-  check_method_name(context.config.method)
-  return METHODS[context.config.method](context)
+  return METHODS[context.config.method].build(context)

@@ -1,25 +1,26 @@
 """The noise-transition matrix F that the consistent loss corrects with (docs/methods.md §3.4): the true one,
 one read from a file, or an estimate from a plainly fine-tuned model — dual-T (docs/methods.md §3.4, the authors'
-code) or anchor points alone — computed once per workdir and kept in `workdir/transition_matrix.json`.
-The plain run it estimates from is `workdir/transition_estimator`, or an identical finished plain run
-that `consistent.estimator_workdir` names (a sweep's plain cell)."""
+code) or anchor points alone — kept in `workdir/transition_matrix.json`.
+
+An estimate is made by earlier stages of the run, which the driver runs (`ftjax.runs.stages`): the plain
+run it estimates from is trained in `workdir/transition_estimator`, or is an identical finished plain run
+that `consistent.estimator_workdir` names (a sweep's plain cell); this module only says which run that
+is, computes the estimate from its predictions, and writes and reads the file.
+"""
 
 import json
-import logging
 import os
 
 import ml_collections
 import numpy as np
 
-from ftjax import progress_logging
 from ftjax.config_validation import ConfigError
 from ftjax.methods.base import MethodContext
 from ftjax.methods.consistent_loss import anchor_transition, dual_t_estimate
 
 FILE_NAME = "transition_matrix.json"
 ESTIMATOR_DIR = "transition_estimator"
-
-log = logging.getLogger(__name__)
+STAGES_FUNCTION = "ftjax.runs.stages.run_with_stages"  # the driver that runs the stages before such a run
 
 
 def read_matrix(path: str, num_classes: int) -> np.ndarray:
@@ -80,38 +81,48 @@ def check_estimator_workdir(config: ml_collections.ConfigDict, estimator_dir: st
                       "that plain run, or '' for a run of its own in WORKDIR/transition_estimator")
 
 
-def estimate_in_workdir(config: ml_collections.ConfigDict, workdir: str) -> np.ndarray:
-  """The `consistent.estimator` estimate of F from a plain fine-tuning run on the same noisy labels,
-  saved to `workdir/transition_matrix.json`: the run in `consistent.estimator_workdir` (checked to
-  be of `estimator_config(config)`; trained there if unfinished), or, when that is '', one trained
-  (or resumed) in `workdir/transition_estimator`. Its progress lines are labelled 'transition estimator'."""
-  from ftjax.train import loop  # the estimator is itself a training run
+def needs_estimate(config: ml_collections.ConfigDict) -> bool:
+  """Whether `config` trains with an F estimated from another run (which a stage before it trains)."""
+  return config.method == "consistent" and config.consistent.transition == "estimate"
 
-  path = os.path.join(workdir, FILE_NAME)
-  estimator_dir = estimator_workdir(config, workdir)
-  if config.consistent.estimator_workdir:
-    check_estimator_workdir(config, estimator_dir)
-  plain = estimator_config(config)
-  with progress_logging.labelled("transition estimator"):
-    log.info("plain fine-tuning run in %s", estimator_dir)
-    loop.train_and_evaluate(plain, estimator_dir)
-    exp = loop.build_experiment(plain, estimator_dir)
-    probs = loop.predict_probabilities(exp, loop.restore_trained_state(exp, estimator_dir), exp.splits.train)
+
+def estimate_path(workdir: str) -> str:
+  return os.path.join(workdir, FILE_NAME)
+
+
+def estimate_from_probabilities(config: ml_collections.ConfigDict, probs: np.ndarray,
+                                noisy_labels: np.ndarray) -> np.ndarray:
+  """The `consistent.estimator` estimate of F (float64 [C, C]) from the estimator run's probabilities
+  [n, C] on the noisy training examples and their labels [n]."""
   percentile = config.consistent.anchor_percentile
   if config.consistent.estimator == "dual_t":
-    estimate = dual_t_estimate(probs, np.asarray(exp.splits.train.labels), percentile)
-  else:
-    estimate = anchor_transition(probs, percentile)
-  os.makedirs(workdir, exist_ok=True)  # the run builds its method before it creates its workdir
+    return dual_t_estimate(probs, np.asarray(noisy_labels), percentile)
+  return anchor_transition(probs, percentile)
+
+
+def write_estimate(config: ml_collections.ConfigDict, workdir: str, estimator_dir: str, estimate: np.ndarray) -> str:
+  """Writes `workdir/transition_matrix.json` (the estimate, with how it was made); returns its path."""
+  path = estimate_path(workdir)
+  os.makedirs(workdir, exist_ok=True)
   with open(path, "w") as f:
     json.dump({"estimate": np.asarray(estimate).tolist(), "estimator": config.consistent.estimator,
-               "estimator_workdir": estimator_dir, "anchor_percentile": percentile}, f, indent=2)
-  return np.asarray(estimate)
+               "estimator_workdir": estimator_dir, "anchor_percentile": config.consistent.anchor_percentile}, f,
+              indent=2)
+  return path
+
+
+def check_estimate_in(config: ml_collections.ConfigDict, workdir: str | None) -> None:
+  """One-line `ConfigError` when `config` trains with an estimated F that `workdir` does not hold yet:
+  the stages before it (`STAGES_FUNCTION` runs them) make it."""
+  if needs_estimate(config) and not (workdir and os.path.exists(estimate_path(workdir))):
+    raise ConfigError(f"config.consistent.transition='estimate' needs F in {estimate_path(workdir or 'WORKDIR')!r}, "
+                      f"which the run's earlier stages write; valid: run the config through {STAGES_FUNCTION} "
+                      "(as python -m experiments.finetune does), or give F as 'true' or a .json/.npy path")
 
 
 def transition_matrix(context: MethodContext) -> np.ndarray:
   """F as `config.consistent.transition` says: 'true' (the synthetic noise's matrix), 'estimate'
-  (read from the workdir, or estimated there first), or a .json / .npy path."""
+  (read from the workdir, where the run's earlier stages wrote it), or a .json / .npy path."""
   spec, config = context.config.consistent.transition, context.config
   if spec == "true":
     if context.noise_transition is None:
@@ -120,9 +131,5 @@ def transition_matrix(context: MethodContext) -> np.ndarray:
     return np.asarray(context.noise_transition)
   if spec != "estimate":
     return read_matrix(spec, context.num_classes)
-  if context.workdir is None:
-    raise ValueError("consistent.transition='estimate' needs the run's workdir to keep the estimate in")
-  saved = os.path.join(context.workdir, FILE_NAME)
-  if os.path.exists(saved):
-    return read_matrix(saved, context.num_classes)
-  return estimate_in_workdir(config, context.workdir)
+  check_estimate_in(config, context.workdir)
+  return read_matrix(estimate_path(context.workdir), context.num_classes)

@@ -17,9 +17,9 @@ import jax
 import numpy as np
 
 from ftjax import tree_paths
+from ftjax.models import structure, torchvision_import
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "pretrained_weights")
-TORCH_SUFFIXES = (".safetensors", ".pth", ".pt")
 # The config fields that `model='auto'` takes from the source: its architecture and input format.
 ARCHITECTURE_FIELDS = ("model", "width", "stem", "image_size", "channels", "mean", "std")
 
@@ -49,7 +49,7 @@ def check_spec(spec: str) -> None:
     return
   if not os.path.exists(spec):
     raise FileNotFoundError(f"pretrained={spec!r} does not exist; valid: {describe_valid()}")
-  if os.path.isfile(spec) and not spec.endswith((".msgpack",) + TORCH_SUFFIXES):
+  if os.path.isfile(spec) and not spec.endswith((".msgpack",) + torchvision_import.TORCH_SUFFIXES):
     raise ValueError(f"pretrained={spec!r} has an unknown file type; valid: {describe_valid()}")
 
 
@@ -77,14 +77,13 @@ def load_source(spec: str) -> SourceModel | None:
     return _read_msgpack(os.path.join(WEIGHTS_DIR, spec + ".msgpack"))
   if spec.endswith(".msgpack"):
     return _read_msgpack(spec)
-  if spec.endswith(TORCH_SUFFIXES):
-    from ftjax.models import torchvision_import
+  if spec.endswith(torchvision_import.TORCH_SUFFIXES):
     model_name, variables = torchvision_import.load_torchvision_resnet(spec)
     return SourceModel(variables, {**torchvision_import.IMAGENET_ARCHITECTURE, "model": model_name,
                                    "format": "torchvision"})
-  from ftjax import checkpointing
+  from ftjax import checkpoint_io
   directory = os.path.join(spec, "checkpoints") if os.path.isdir(os.path.join(spec, "checkpoints")) else spec
-  variables, step = checkpointing.restore_model(directory)
+  variables, step = checkpoint_io.restore_model(directory)
   return SourceModel(variables, {**_read_info(_info_path(spec)), "step": step})
 
 
@@ -111,8 +110,7 @@ def source_architecture(spec: str) -> dict:
   if spec == "none":
     raise ValueError("config.model='auto' takes the architecture from the pretrained source, but "
                      "config.pretrained='none'; valid: a model name, or a source other than 'none'")
-  if spec.endswith(TORCH_SUFFIXES):
-    from ftjax.models import torchvision_import
+  if spec.endswith(torchvision_import.TORCH_SUFFIXES):
     return torchvision_import.architecture_of(spec)
   info = _read_info(_info_path(spec))
   if "model" not in info:
@@ -121,14 +119,14 @@ def source_architecture(spec: str) -> dict:
   return {field: info[field] for field in ARCHITECTURE_FIELDS if field in info}
 
 
-def check_fits(source_variables: dict, model_shapes: dict, head_prefix: str = "head") -> None:
-  """One-line error naming the first tensor of the model (outside the head) that the source
-  lacks or holds with another shape."""
+def check_fits(source_variables: dict, model_shapes: dict, head: str) -> None:
+  """One-line error naming the first tensor of the model (outside the head, whose parameter paths the regex
+  `head` fullmatches) that the source lacks or holds with another shape."""
   source = tree_paths.named_leaves(source_variables)
   model = tree_paths.named_leaves(model_shapes)
   for name in sorted(model, key=lambda n: not n.startswith("params/")):  # weights before statistics
     leaf = model[name]
-    if _in_head(name, head_prefix):
+    if _in_head(name, head):
       continue
     if name not in source:
       raise ValueError(f"pretrained weights lack tensor {name!r} of the model; source has e.g. "
@@ -138,19 +136,18 @@ def check_fits(source_variables: dict, model_shapes: dict, head_prefix: str = "h
                        f"expects {tuple(leaf.shape)} (is `model`/`width`/`stem`/`channels` the source's?)")
 
 
-def _in_head(name: str, head_prefix: str) -> bool:
-  """Whether 'collection/path' lies under the head (e.g. 'params/head/kernel')."""
-  rest = name.partition("/")[2]
-  return rest == head_prefix or rest.startswith(head_prefix + "/")
+def _in_head(name: str, head: str) -> bool:
+  """Whether 'collection/path' lies in the head: `head` fullmatches its path (e.g. 'params/head/kernel')."""
+  return structure.in_head(name.partition("/")[2], head)
 
 
-def merge_into(init_variables: dict, source_variables: dict, head_prefix: str = "head") -> dict:
-  """`init_variables` with every tensor outside the head replaced by the source's (docs/methods.md §1:
-  the head stays a fresh classifier)."""
-  check_fits(source_variables, init_variables, head_prefix)
+def merge_into(init_variables: dict, source_variables: dict, head: str) -> dict:
+  """`init_variables` with every tensor outside the head (the paths the regex `head` fullmatches) replaced by
+  the source's (docs/methods.md §1: the head stays a fresh classifier)."""
+  check_fits(source_variables, init_variables, head)
   source = tree_paths.named_leaves(source_variables)
 
   def pick(name: str, leaf: Any):
-    return leaf if _in_head(name, head_prefix) else np.asarray(source[name], dtype=leaf.dtype)
+    return leaf if _in_head(name, head) else np.asarray(source[name], dtype=leaf.dtype)
 
   return tree_paths.map_with_names(pick, init_variables)

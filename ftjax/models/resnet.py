@@ -1,7 +1,8 @@
 """ResNet-18/34/50/101 (torchvision layout, v1.5 strides) with an ImageNet or small-image stem.
 
 Parameter paths: 'stem/conv', 'stem/bn', 'stage{1..4}/block{k}/{conv1,bn1,conv2,bn2[,conv3,bn3],
-downsample_conv,downsample_bn}', 'head'. Layer groups (docs/methods.md §1) are patterns over these paths.
+downsample_conv,downsample_bn}', 'head'. `STRUCTURE` declares its layer groups (docs/methods.md §1) over these
+paths, its head and its feature maps.
 """
 
 import functools
@@ -10,7 +11,16 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from ftjax.models.structure import ModelStructure
+
 STEMS = ("imagenet", "small")
+STRUCTURE = ModelStructure(
+    groups=((r"stem/.*", "stem"), (r"stage1/.*", "stage1"), (r"stage2/.*", "stage2"), (r"stage3/.*", "stage3"),
+            (r"stage4/.*", "stage4"), (r"head/.*", "head")),
+    head="head",
+    feature_maps=("stage1", "stage2", "stage3", "stage4"),
+    penultimate="penultimate",
+)
 
 
 def _conv(features: int, kernel: int, stride: int = 1, name: str | None = None) -> nn.Conv:

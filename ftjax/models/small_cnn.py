@@ -1,10 +1,19 @@
 """A small CNN for fast experiments and tests: two conv-BN-ReLU-pool stages, a dense layer, a head.
 
-Parameter paths: 'conv1', 'bn1', 'conv2', 'bn2', 'dense', 'head'.
+Parameter paths: 'conv1', 'bn1', 'conv2', 'bn2', 'dense', 'head'; `STRUCTURE` declares their groups.
 """
 
 import flax.linen as nn
 import jax.numpy as jnp
+
+from ftjax.models.structure import ModelStructure
+
+STRUCTURE = ModelStructure(
+    groups=((r"conv1/.*", "stage1"), (r"conv2/.*", "stage2"), (r"dense/.*", "stage3"), (r"head/.*", "head")),
+    head="head",
+    feature_maps=("stage1", "stage2"),
+    penultimate="penultimate",
+)
 
 
 class SmallCNN(nn.Module):

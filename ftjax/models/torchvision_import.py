@@ -17,11 +17,12 @@ from ftjax import tree_paths
 from ftjax.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from ftjax.models.registry import MODELS, create_model
 
-SUFFIXES = (".safetensors", ".pth", ".pt")
+TORCH_SUFFIXES = (".safetensors", ".pth", ".pt")  # the torchvision files this module reads
+
 # The input torchvision's ImageNet weights expect, and the ftjax ResNet fields that hold them.
 IMAGENET_ARCHITECTURE = dict(width=64, stem="imagenet", image_size=224, channels=3, mean=IMAGENET_MEAN,
                              std=IMAGENET_STD)
-_ARCHITECTURES = {(tuple(f.keywords["stage_sizes"]), f.keywords["bottleneck"]): name
+_ARCHITECTURES = {(tuple(f.module.keywords["stage_sizes"]), f.module.keywords["bottleneck"]): name
                   for name, f in MODELS.items() if name.startswith("resnet")}
 _MODULES = {"stem/conv": "conv1", "stem/bn": "bn1", "head": "fc",
             "downsample_conv": "downsample.0", "downsample_bn": "downsample.1"}
@@ -101,9 +102,9 @@ def load_torchvision_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray
   if path.endswith(".safetensors"):
     from safetensors.numpy import load_file
     return load_file(path)
-  if not path.endswith(SUFFIXES):
+  if not path.endswith(TORCH_SUFFIXES):
     raise ValueError(f"{path!r} has an unsupported extension {os.path.splitext(path)[1]!r}; "
-                     f"expected one of {', '.join(SUFFIXES)}")
+                     f"expected one of {', '.join(TORCH_SUFFIXES)}")
   try:
     import torch
   except ImportError:

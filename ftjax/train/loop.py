@@ -7,28 +7,31 @@ import logging
 import os
 import signal
 import time
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 
-from ftjax import checkpointing, data, label_noise, parallel, plots
+from ftjax import checkpoint_io, data, label_noise, parallel, plots
 from ftjax.config_validation import ConfigChangeError, ConfigError
 from ftjax.distance import norms
+from ftjax.methods import transition_estimation
 from ftjax.metrics_writer import MetricsWriter, read_metrics
-from ftjax.train import interruptions
-from ftjax.train.experiment import Experiment, build_experiment, checked_config
+from ftjax.train import checkpointing, interruptions
+from ftjax.train.experiment import Experiment, RunSetup, build_experiment, checked_config
 from ftjax.train.state import TrainState
-from ftjax.train.steps import CompiledSteps
+from ftjax.train.steps import CompiledSteps, EvalSteps, eval_steps
 
 log = logging.getLogger(__name__)
 
 CURVES_FILE = "curves.png"
 
 
-def evaluate(steps: CompiledSteps, state: TrainState, source, preprocess: data.Preprocess, batch_size: int,
-             mesh) -> dict:
+def evaluate(steps: "CompiledSteps | EvalSteps", state: "TrainState | TrainedModel", source: data.Source,
+             preprocess: data.Preprocess, batch_size: int, mesh: jax.sharding.Mesh) -> dict:
   """Mean loss, accuracy and largest per-example loss of `state` over every example of `source`."""
   totals = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
   max_loss = -np.inf
@@ -41,15 +44,27 @@ def evaluate(steps: CompiledSteps, state: TrainState, source, preprocess: data.P
           "max_loss": max_loss, "count": int(totals["count"])}
 
 
-def predict_probabilities(exp: Experiment, state: TrainState, source) -> np.ndarray:
+class TrainedModel(NamedTuple):
+  """A trained model's variables (replicated) at checkpoint `step`: all that evaluating it needs
+  (`evaluate` and `predict_probabilities` also take a `TrainState`)."""
+  step: int
+  params: dict
+  batch_stats: dict
+
+
+def predict_probabilities(run: Experiment | RunSetup, state: TrainState | TrainedModel,
+                          source: data.Source) -> np.ndarray:
   """Softmax probabilities [len(source), C] of `state` in eval mode, in example order."""
-  steps = CompiledSteps(exp.mesh, model=exp.model, method=exp.method, tx=exp.tx,
-                        steps_per_epoch=exp.steps_per_epoch, donate=False)
+  steps = eval_steps(run.mesh, run.model)
   chunks = []
-  for batch in data.eval_batches(source, exp.eval_preprocess, exp.config.eval_batch_size):
-    probs, mask = jax.device_get(steps.predict(state, parallel.shard_batch(batch, exp.mesh)))
+  for batch in data.eval_batches(source, run.eval_preprocess, run.config.eval_batch_size):
+    probs, mask = jax.device_get(steps.predict(state, parallel.shard_batch(batch, run.mesh)))
     chunks.append(np.asarray(probs)[np.asarray(mask) > 0])
   return np.concatenate(chunks)
+
+
+def no_checkpoint_error(workdir: str) -> ConfigError:
+  return ConfigError(f"workdir {workdir!r} holds no checkpoint; valid: a workdir of a run of experiments.finetune")
 
 
 def restore_trained_state(exp: Experiment, workdir: str) -> TrainState:
@@ -58,8 +73,23 @@ def restore_trained_state(exp: Experiment, workdir: str) -> TrainState:
   state = checkpointing.restore_latest(manager, parallel.replicate(exp.initial_state, exp.mesh))
   manager.close()
   if state is None:
-    raise ConfigError(f"workdir {workdir!r} holds no checkpoint; valid: a workdir of a run of experiments.finetune")
+    raise no_checkpoint_error(workdir)
   return state
+
+
+def restore_trained_model(setup: RunSetup, workdir: str) -> TrainedModel:
+  """The model variables of the latest checkpoint of the run in `workdir` (its 'model' item), typed
+  and replicated like `setup.variables` over `setup.mesh`: no method or optimiser is built."""
+  manager = checkpoint_io.checkpoint_manager(os.path.join(workdir, "checkpoints"))
+  like = {"params": setup.variables["params"], "batch_stats": setup.variables.get("batch_stats", {})}
+  try:
+    step = manager.latest_step()
+    variables = checkpoint_io.restore_latest_item(manager, "model", parallel.replicate(like, setup.mesh))
+  finally:
+    manager.close()
+  if variables is None:
+    raise no_checkpoint_error(workdir)
+  return TrainedModel(step, variables["params"], variables["batch_stats"])
 
 
 def recorded_config(workdir: str) -> dict | None:
@@ -113,6 +143,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, allow
     log_output_paths(workdir)
     return stored
   check_config_unchanged(workdir, config, allow_config_change)
+  transition_estimation.check_estimate_in(config, workdir)
   exp = build_experiment(config, workdir)
   os.makedirs(workdir, exist_ok=True)
   mesh = exp.mesh
@@ -146,7 +177,7 @@ def label_report(exp: Experiment, state: TrainState) -> dict:
           "fraction_correct": label_noise.fraction_correct(now, clean), "num_changed": int(np.sum(now != start))}
 
 
-def measured_against(config: ml_collections.ConfigDict, method_state) -> dict[str, str]:
+def measured_against(config: ml_collections.ConfigDict, method_state: Any) -> dict[str, str]:
   """What the train step's 'loss' and 'accuracy' are measured against, as suffixes of their names.
   A method that keeps labels in its state (e.g. regsl, docs/methods.md §3.2) computes its loss on those
   current labels; the accuracy is always on the training split's labels as given (`batch['label']`),
@@ -159,7 +190,7 @@ def measured_against(config: ml_collections.ConfigDict, method_state) -> dict[st
   return {"loss": " (vs current labels)" if keeps_labels else "", "accuracy": given}
 
 
-def tracks_labels(config: ml_collections.ConfigDict, method_state) -> bool:
+def tracks_labels(config: ml_collections.ConfigDict, method_state: Any) -> bool:
   """Whether the training labels can be wrong: synthetic noise, or a method that changes them."""
   return config.noise.type != "none" or getattr(method_state, "labels", None) is not None
 
@@ -179,7 +210,7 @@ def log_output_paths(workdir: str) -> None:
            f"  curves: {curves}" if os.path.exists(curves) else "")
 
 
-def flat_distances(params, anchor_params) -> dict[str, float]:
+def flat_distances(params: dict, anchor_params: dict) -> dict[str, float]:
   """{'<layer path>/<norm>': distance} for the metrics log (docs/methods.md §2.1)."""
   distances = norms.layer_distances(jax.device_get(params), anchor_params)
   return {f"{name}/{norm}": value for name, by_norm in distances.items() for norm, value in by_norm.items()}
@@ -196,8 +227,8 @@ def train_summary(pending: list[dict]) -> dict:
   return {name: float(np.mean(values)) for name, values in stacked.items()}
 
 
-def train(exp: Experiment, steps: CompiledSteps, state: TrainState, manager, writer: MetricsWriter,
-          start_step: int) -> tuple[TrainState, dict | None]:
+def train(exp: Experiment, steps: CompiledSteps, state: TrainState, manager: ocp.CheckpointManager,
+          writer: MetricsWriter, start_step: int) -> tuple[TrainState, dict | None]:
   """Runs the steps from `start_step` to the end; every `log_every` steps logs the mean metrics and
   the per-layer distances, every epoch the label counts, every `eval_every` epochs and at the last
   step the test metrics (one metrics record per step), and checkpoints every `checkpoint_every`

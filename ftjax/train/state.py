@@ -13,14 +13,15 @@ class TrainState:
   method_state: a method's own pytree (e.g. per-example labels, docs/methods.md §3.2), `()` if none;
   rng: the run's base key — every draw folds in the step, never an iteration count."""
   step: jax.Array
-  params: Any
-  batch_stats: Any
+  params: dict
+  batch_stats: dict
   opt_state: optax.OptState
   method_state: Any
   rng: jax.Array
 
 
-def create_train_state(variables: dict, tx: optax.GradientTransformation, method_state: Any, rng: jax.Array) -> TrainState:
+def create_train_state(variables: dict, tx: optax.GradientTransformation, method_state: Any,
+                       rng: jax.Array) -> TrainState:
   """A step-0 state from model variables ({'params', 'batch_stats'})."""
   params = variables["params"]
   return TrainState(

@@ -1,7 +1,7 @@
-"""Pure train and eval steps over the global batch; `compile_steps` jits them for a mesh."""
+"""Pure train and eval steps over the global batch; `CompiledSteps` and `eval_steps` jit them for a mesh."""
 
 import functools
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -43,11 +43,22 @@ def train_step(state: TrainState, batch: dict, *, model: nn.Module, method: Meth
   return new_state, metrics
 
 
+def eval_losses(model: nn.Module, params: dict, batch_stats: dict, batch: dict) -> tuple[jax.Array, jax.Array]:
+  """(logits [batch, classes], per-example cross-entropy [batch]) of `batch` in eval mode."""
+  logits = model.apply({"params": params, "batch_stats": batch_stats}, batch["image"], train=False)
+  return logits, optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
+
+
+def masked_cross_entropy(model: nn.Module, params: dict, batch_stats: dict, batch: dict) -> jax.Array:
+  """Mean cross-entropy over the real examples of `batch` (mask 1) in eval mode: `eval_step`'s loss_sum / count."""
+  _, losses = eval_losses(model, params, batch_stats, batch)
+  return jnp.sum(losses * batch["mask"]) / jnp.sum(batch["mask"])
+
+
 def eval_step(state: TrainState, batch: dict, *, model: nn.Module) -> dict:
   """Sums over the real examples of `batch` (padding has mask 0): loss_sum, correct, count, and
   the largest per-example loss."""
-  logits = model.apply({"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False)
-  losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
+  logits, losses = eval_losses(model, state.params, state.batch_stats, batch)
   mask = batch["mask"]
   return {
       "loss_sum": jnp.sum(losses * mask),
@@ -63,14 +74,27 @@ def predict_step(state: TrainState, batch: dict, *, model: nn.Module) -> tuple[j
   return jax.nn.softmax(logits), batch["mask"]
 
 
+class EvalSteps(NamedTuple):
+  """The jitted eval and predict steps of one model (no method, no optimiser), state replicated."""
+  eval: Callable
+  predict: Callable
+
+
+def eval_steps(mesh: jax.sharding.Mesh, model: nn.Module) -> EvalSteps:
+  """`eval_step` and `predict_step` of `model` jitted for `mesh`, outputs replicated."""
+  rep = parallel.replicated(mesh)
+  return EvalSteps(jax.jit(functools.partial(eval_step, model=model), out_shardings=rep),
+                   jax.jit(functools.partial(predict_step, model=model), out_shardings=rep))
+
+
 class CompiledSteps:
   """The jitted steps for one mesh: state replicated, batches sharded over 'data'; outputs
   replicated, so every process can read them."""
 
-  def __init__(self, mesh, *, model, method, tx, steps_per_epoch: int, donate: bool = True):
+  def __init__(self, mesh: jax.sharding.Mesh, *, model: nn.Module, method: Method, tx: optax.GradientTransformation,
+               steps_per_epoch: int, donate: bool = True):
     rep = parallel.replicated(mesh)
     self.train: Callable = jax.jit(
         functools.partial(train_step, model=model, method=method, tx=tx, steps_per_epoch=steps_per_epoch),
         out_shardings=(rep, rep), donate_argnums=(0,) if donate else ())
-    self.eval: Callable = jax.jit(functools.partial(eval_step, model=model), out_shardings=rep)
-    self.predict: Callable = jax.jit(functools.partial(predict_step, model=model), out_shardings=rep)
+    self.eval, self.predict = eval_steps(mesh, model)

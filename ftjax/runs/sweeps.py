@@ -20,20 +20,20 @@ import json
 import logging
 import os
 import time
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import ml_collections
 import numpy as np
 
-from ftjax import measures, plots, progress_logging
+from ftjax import label_noise, plots, progress_logging
 from ftjax.config_validation import ConfigError
 from ftjax.methods import transition_estimation
-from ftjax.train import loop
+from ftjax.runs import measure, stages
 from ftjax.train.experiment import checked_config
 
 log = logging.getLogger(__name__)
-NOISE_TYPES = ("none", "symmetric", "pairflip")
+SWEEP_NOISE_TYPES = tuple(kind for kind in label_noise.NOISE_TYPES if kind != "matrix")  # 'TYPE:RATE' settings
 
 
 class Run(NamedTuple):
@@ -53,7 +53,7 @@ class Run(NamedTuple):
     return os.path.abspath(os.path.join(root, self.name))
 
 
-def parse_value(text: str):
+def parse_value(text: str) -> Any:
   """A Python literal ('2.0', 'True', "('a',)") or, failing that, the string itself."""
   try:
     return ast.literal_eval(text)
@@ -61,7 +61,7 @@ def parse_value(text: str):
     return text
 
 
-def apply_overrides(config: ml_collections.ConfigDict, overrides) -> ml_collections.ConfigDict:
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]) -> ml_collections.ConfigDict:
   """A copy of `config` with each 'dotted.field=value' of `overrides` set; unknown fields are errors."""
   config = ml_collections.ConfigDict(config.to_dict())
   for item in overrides:
@@ -81,13 +81,13 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides) -> ml_collecti
 def noise_overrides(setting: str) -> list[str]:
   """'none' | 'TYPE:RATE' -> the noise.* overrides of that setting."""
   kind, _, rate = setting.partition(":")
-  if kind not in NOISE_TYPES or (kind != "none") != bool(rate):
+  if kind not in SWEEP_NOISE_TYPES or (kind != "none") != bool(rate):
     raise ConfigError(f"sweep noise setting {setting!r} is invalid; valid: 'none' or 'TYPE:RATE' with TYPE in "
-                      f"{', '.join(NOISE_TYPES[1:])}")
+                      f"{', '.join(SWEEP_NOISE_TYPES[1:])}")
   return [f"noise.type={kind}"] + ([f"noise.rate={float(rate)}"] if rate else [])
 
 
-def ordered_variants(sweep) -> list[tuple[str, tuple]]:
+def ordered_variants(sweep: ml_collections.ConfigDict) -> list[tuple[str, tuple]]:
   """(name, overrides) of every variant: those `sweep.order` names first, in its order, then the
   rest by name (a ConfigDict keeps its keys sorted)."""
   order = tuple(sweep.get("order", ()))
@@ -99,7 +99,7 @@ def ordered_variants(sweep) -> list[tuple[str, tuple]]:
   return [(name, tuple(sweep.variants[name])) for name in names]
 
 
-def selected_variants(sweep) -> tuple[str, ...]:
+def selected_variants(sweep: ml_collections.ConfigDict) -> tuple[str, ...]:
   """The names of the variants `sweep.only` selects (a comma-separated string; '' = every variant),
   in `ordered_variants` order."""
   names = [name for name, _ in ordered_variants(sweep)]
@@ -115,7 +115,7 @@ def selected_variants(sweep) -> tuple[str, ...]:
   return tuple(name for name in names if not chosen or name in chosen)
 
 
-def check_measure_seeds(sweep) -> None:
+def check_measure_seeds(sweep: ml_collections.ConfigDict) -> None:
   """One-line error unless every seed of `sweep.measure_seeds` is one the sweep runs."""
   outside = [seed for seed in sweep.get("measure_seeds", ()) if seed not in sweep.seeds]
   if outside:
@@ -145,7 +145,7 @@ def reuse_plain_runs(runs: list[Run], root: str) -> list[Run]:
   dataset, noise and seed that is its estimator run: whose config.json (or, not started yet, its
   config) equals `transition_estimation.estimator_config` as resolved JSON. The estimate then
   reuses that run instead of training one of its own."""
-  def is_estimator(config, other: Run) -> bool:
+  def is_estimator(config: ml_collections.ConfigDict, other: Run) -> bool:
     recorded = read_json(other.workdir(root), "config.json") or json.loads(other.config.to_json())
     return not transition_estimation.estimator_run_differences(config, recorded)
 
@@ -178,17 +178,17 @@ def training_order(runs: list[Run], root: str) -> list[Run]:
   return list(ordered.values())
 
 
-def measure_settings(sweep) -> measures.MeasureSettings | None:
+def measure_settings(sweep: ml_collections.ConfigDict) -> measure.MeasureSettings | None:
   """The checked measure settings of a sweep config, or None when it does not measure."""
   if not sweep.get("measure", False):
     return None
   overrides = sweep.get("measure_settings", ml_collections.ConfigDict()).to_dict()
-  unknown = sorted(set(overrides) - set(measures.MeasureSettings._fields))
+  unknown = sorted(set(overrides) - set(measure.MeasureSettings._fields))
   if unknown:
     raise ConfigError(f"config.sweep.measure_settings.{unknown[0]} is unknown; valid: "
-                      f"{', '.join(measures.MeasureSettings._fields)}")
-  settings = measures.DEFAULTS._replace(**overrides)
-  measures.check_settings(settings, prefix="config.sweep.measure_settings.")
+                      f"{', '.join(measure.MeasureSettings._fields)}")
+  settings = measure.DEFAULTS._replace(**overrides)
+  measure.check_settings(settings, prefix="config.sweep.measure_settings.")
   return settings
 
 
@@ -227,7 +227,7 @@ def summarise(runs: list[Run], root: str) -> list[dict]:
     if measured:
       row.update({"measured_seeds": len(measured),
                   "bound_mean": float(np.mean([m["bound"] for m in measured])),
-                  "generalization_gap_mean": float(np.mean([measures.matched_gap(m) for m in measured])),
+                  "generalization_gap_mean": float(np.mean([measure.matched_gap(m) for m in measured])),
                   "network_trace_mean": float(np.mean([m["network"]["trace"] for m in measured]))})
     rows.append(row)
   return rows
@@ -294,7 +294,7 @@ def plot_bound_vs_gap(runs: list[Run], root: str) -> str | None:
     measured = read_json(os.path.join(root, run.name), "measures.json")
     if measured is not None:
       label = f"{run.dataset} {run.noise} s{run.seed}"
-      points.append(plots.BoundPoint(label, run.variant, measures.matched_gap(measured), measured["bound"]))
+      points.append(plots.BoundPoint(label, run.variant, measure.matched_gap(measured), measured["bound"]))
   return plots.plot_bound_vs_gap(points, os.path.join(root, "bound_vs_gap.png")) if points else None
 
 
@@ -343,7 +343,7 @@ def run_sweep(config: ml_collections.ConfigDict, root: str,
         log.info("finished earlier, skipped")
       else:
         log.info("training (method=%s)", run.config.method)
-        loop.train_and_evaluate(run.config, workdir)
+        stages.run_with_stages(run.config, workdir)
       if measure_run is not None and run.seed in measured_seeds and read_json(workdir, "measures.json") is None:
         measure_run(workdir)
     # Each run compiles its own executables; dropping them keeps a long sweep within the process's

@@ -1,32 +1,24 @@
-"""Hessian-based generalisation measures of finished fine-tuning runs (docs/methods.md §4): a workdir's latest
-checkpoint is measured on the first evaluation batches of its training split, and measures.json is
-written beside per-layer bar plots (layer_traces.png, layer_distances.png), layers in network
-order; with several workdirs, bound_vs_gap.png plots each run's Hessian bound against its measured
-generalisation gap. Progress bars with the time left go to stderr (process 0)."""
+"""Hessian-based generalisation measures of a finished fine-tuning run (docs/methods.md §4): its latest
+checkpoint, restored with its data and model but without its method, measured on the first evaluation
+batches of its training split. `measure` computes them as a dict; `measure_reports` writes them
+(measures.json and plots). Progress bars with the time left go to stderr (process 0)."""
 
 import functools
 import json
 import logging
 import os
-import time
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import ml_collections
-import optax
-from matplotlib.figure import Figure
 from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
-from ftjax import data, generalization, hessian, label_noise, layer_groups, parallel, plots
+from ftjax import data, generalization, hessian, label_noise, layer_groups, parallel
 from ftjax.config_validation import ConfigError
 from ftjax.distance import norms
 from ftjax.methods import distance_regularization
-from ftjax.train import loop
-from ftjax.train.experiment import Experiment, build_experiment
-from ftjax.train.state import TrainState
-from ftjax.train.steps import CompiledSteps
+from ftjax.train import loop, steps as train_steps
+from ftjax.train.experiment import RunSetup, build_run_setup
 
 log = logging.getLogger("ftjax.measure")
 
@@ -76,13 +68,6 @@ def check_finished(workdir: str) -> None:
                       "valid: a workdir of a completed python -m experiments.finetune")
 
 
-def masked_cross_entropy(model, params, batch_stats, batch) -> jax.Array:
-  """Mean cross-entropy over the real examples of `batch` (mask 1) in eval mode."""
-  logits = model.apply({"params": params, "batch_stats": batch_stats}, batch["image"], train=False)
-  losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
-  return jnp.sum(losses * batch["mask"]) / jnp.sum(batch["mask"])
-
-
 def recorded_config(workdir: str, defaults: ml_collections.ConfigDict | None = None) -> ml_collections.ConfigDict:
   """The config the run in `workdir` recorded (config.json); fields it lacks (added to ftjax after
   the run was made) take their value in `defaults`."""
@@ -95,35 +80,42 @@ def recorded_config(workdir: str, defaults: ml_collections.ConfigDict | None = N
   return config
 
 
-def load_finished_run(workdir: str, batch_size: int, defaults: ml_collections.ConfigDict | None = None
-                      ) -> tuple[Experiment, TrainState, dict]:
-  """(experiment rebuilt from config.json, completed by `defaults`; the latest checkpointed state;
-  results.json), checked to describe the same step."""
+class FinishedRun(NamedTuple):
+  """A finished run restored for measuring: its workdir, its setup (config, data, model; no method),
+  its latest checkpoint's model variables and its results.json."""
+  workdir: str
+  setup: RunSetup
+  trained: loop.TrainedModel
+  results: dict
+
+
+def load_finished_run(workdir: str, batch_size: int, defaults: ml_collections.ConfigDict | None = None) -> FinishedRun:
+  """The run in `workdir` (its config.json, completed by `defaults`) rebuilt without its method, with
+  its latest checkpointed model variables and results.json, checked to describe the same step."""
   check_finished(workdir)
   with open(os.path.join(workdir, "results.json")) as f:
     results = json.load(f)
-  exp = build_experiment(recorded_config(workdir, defaults), workdir)
+  setup = build_run_setup(recorded_config(workdir, defaults), check_method=False)
   try:
-    parallel.check_global_batch_size(batch_size, exp.mesh)
+    parallel.check_global_batch_size(batch_size, setup.mesh)
   except ValueError as e:
     raise ConfigError(f"--batch_size: {e}") from e
-  state = loop.restore_trained_state(exp, workdir)
-  step = int(jax.device_get(state.step))
-  if step != results["steps"]:
-    raise ConfigError(f"workdir {workdir!r}: its latest checkpoint is step {step} but results.json describes step "
-                      f"{results['steps']}; valid: a finished run (rerun experiments.finetune to finish it)")
-  return exp, state, results
+  trained = loop.restore_trained_model(setup, workdir)
+  if trained.step != results["steps"]:
+    raise ConfigError(f"workdir {workdir!r}: its latest checkpoint is step {trained.step} but results.json describes "
+                      f"step {results['steps']}; valid: a finished run (rerun experiments.finetune to finish it)")
+  return FinishedRun(workdir, setup, trained, results)
 
 
-def batch_losses(exp: Experiment, state: TrainState, settings: MeasureSettings) -> tuple[list, int]:
+def batch_losses(setup: RunSetup, state: loop.TrainedModel, settings: MeasureSettings) -> tuple[list, int]:
   """([params -> masked mean cross-entropy on batch b] for the first `max_batches` evaluation
   batches of the training split, sharded over the mesh; the number of real examples in them)."""
-  loss = functools.partial(masked_cross_entropy, exp.model)
-  batches = data.eval_batches(exp.splits.train, exp.eval_preprocess, settings.batch_size)
+  loss = functools.partial(train_steps.masked_cross_entropy, setup.model)
+  batches = data.eval_batches(setup.splits.train, setup.eval_preprocess, settings.batch_size)
   losses, count = [], 0
   for batch, _ in zip(batches, range(settings.max_batches)):
     losses.append(jax.tree_util.Partial(loss, batch_stats=state.batch_stats,
-                                        batch=parallel.shard_batch(batch, exp.mesh)))
+                                        batch=parallel.shard_batch(batch, setup.mesh)))
     count += int(batch["mask"].sum())
   return losses, count
 
@@ -133,7 +125,8 @@ def progress_bar(description: str, unit: str) -> hessian.Progress:
   return lambda iterable: tqdm(iterable, desc=description, unit=unit, disable=jax.process_index() != 0)
 
 
-def layer_measures(losses: list, params, anchor, settings: MeasureSettings, key: jax.Array) -> dict[str, dict]:
+def layer_measures(losses: list, params: dict, anchor: dict, settings: MeasureSettings,
+                   key: jax.Array) -> dict[str, dict]:
   """{layer: top eigenvalue of H_ii (on all batches) and v_i^T H_ii^+ v_i (max over batches)},
   logging each layer as it is done."""
   differences = generalization.layer_differences(params, anchor)
@@ -162,31 +155,23 @@ def bound_text(value: float, vacuous: bool, trivial: str) -> str:
   return f"{value:.4g}" + (f" (vacuous: {trivial})" if vacuous else "")
 
 
-def measure_run(workdir: str, settings: MeasureSettings, defaults: ml_collections.ConfigDict | None = None) -> dict:
-  """Computes every measure of the run in `workdir` and writes measures.json and the plots
-  (`defaults` completes a config.json written before some fields existed); progress lines of the
-  'ftjax' loggers print above the bars."""
-  with logging_redirect_tqdm(loggers=[logging.getLogger("ftjax")]):
-    return _measure_run(workdir, settings, defaults)
-
-
-def _measure_run(workdir: str, settings: MeasureSettings, defaults: ml_collections.ConfigDict | None) -> dict:
-  start = time.time()
-  exp, state, results = load_finished_run(workdir, settings.batch_size, defaults)
+def measure(run: FinishedRun, settings: MeasureSettings) -> dict:
+  """Every measure of `run` (the content of its measures.json but the wall time), logging progress."""
+  setup, state, results, workdir = run.setup, run.trained, run.results, run.workdir
   log.info("%s: step %d, evaluating", workdir, results["steps"])
-  steps = CompiledSteps(exp.mesh, model=exp.model, method=exp.method, tx=exp.tx,
-                        steps_per_epoch=exp.steps_per_epoch, donate=False)
-  train_eval = loop.evaluate(steps, state, exp.splits.train, exp.eval_preprocess, settings.batch_size, exp.mesh)
-  test_eval = loop.evaluate(steps, state, exp.splits.test, exp.eval_preprocess, settings.batch_size, exp.mesh)
+  steps = train_steps.eval_steps(setup.mesh, setup.model)
+  train_eval = loop.evaluate(steps, state, setup.splits.train, setup.eval_preprocess, settings.batch_size, setup.mesh)
+  test_eval = loop.evaluate(steps, state, setup.splits.test, setup.eval_preprocess, settings.batch_size, setup.mesh)
   num_train, max_loss = train_eval["count"], train_eval["max_loss"]
   gap = {"generalization_gap": test_eval["loss"] - train_eval["loss"]}
-  if exp.label_noise.transition is not None:  # the test loss under the noise the training labels carry
+  if setup.label_noise.transition is not None:  # the test loss under the noise the training labels carry
     noisy_test_loss = label_noise.expected_noisy_cross_entropy(
-        loop.predict_probabilities(exp, state, exp.splits.test), exp.splits.test.labels, exp.label_noise.transition)
+        loop.predict_probabilities(setup, state, setup.splits.test), setup.splits.test.labels,
+        setup.label_noise.transition)
     gap.update(test_loss_noisy_labels=noisy_test_loss,
                generalization_gap_noisy_labels=noisy_test_loss - train_eval["loss"])
-  losses, num_measured = batch_losses(exp, state, settings)
-  params, anchor = state.params, parallel.replicate(exp.anchor_params, exp.mesh)
+  losses, num_measured = batch_losses(setup, state, settings)
+  params, anchor = state.params, parallel.replicate(setup.anchor_params, setup.mesh)
   key = jax.random.key(settings.seed)
 
   log.info("traces: %d probes (%s) on %d examples", settings.num_probes, settings.trace_method, num_measured)
@@ -201,7 +186,7 @@ def _measure_run(workdir: str, settings: MeasureSettings, defaults: ml_collectio
       [generalization.full_hvp_quadratic_forms(loss, params, anchor) for loss in losses])
   paper = {name: layer["paper_positive_part"] for name, layer in per_layer.items()}
   distances = {name: d["frobenius"]
-               for name, d in norms.layer_distances(jax.device_get(params), exp.anchor_params).items()}
+               for name, d in norms.layer_distances(jax.device_get(params), setup.anchor_params).items()}
 
   log.info("noise stability: %d draws per layer", settings.noise_draws)
   sigmas = generalization.relative_sigmas(params, settings.noise_scale)
@@ -213,7 +198,8 @@ def _measure_run(workdir: str, settings: MeasureSettings, defaults: ml_collectio
   bounds = {"bound": generalization.hessian_bound(paper, max_loss, num_train),
             "bound_authors_full_hvp": generalization.hessian_bound(authors, max_loss, num_train)}
   trivial_gap = generalization.trivial_gap_bound(max_loss, train_eval["loss"])
-  in_network_order = layer_groups.network_order(per_layer, distance_regularization.group_patterns(exp.config))
+  in_network_order = layer_groups.network_order(
+      per_layer, distance_regularization.group_patterns(setup.config, setup.structure), setup.structure.head)
 
   measures = {
       "workdir": workdir,
@@ -250,76 +236,5 @@ def _measure_run(workdir: str, settings: MeasureSettings, defaults: ml_collectio
       "noise_stability_all_layers": together._asdict(),
       "pac_bayes": {**pac_bayes._asdict(), "noise_scale": settings.noise_scale},
       "settings": settings._asdict(),
-      "wall_seconds": time.time() - start,
   }
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "measures.json"), "w") as f:
-      json.dump(measures, f, indent=2)
-    plot_layers(measures, workdir)
-  hessian_trivial = f">= max_train_loss - train_loss = {trivial_gap:.4g}"
-  log.info("%s: measured gap %.4g, Hessian bound %s (authors' full-HVP variant %s)", workdir, matched_gap(measures),
-           bound_text(measures["bound"], measures["bound_vacuous"], hessian_trivial),
-           bound_text(measures["bound_authors_full_hvp"], measures["bound_authors_full_hvp_vacuous"], hessian_trivial))
-  log.info("%s: PAC-Bayes bound %s on the test risk (loss in [0, 1]) of the noise-perturbed network (%.0f s)",
-           workdir, bound_text(pac_bayes.bound, pac_bayes.vacuous, ">= 1"), measures["wall_seconds"])
   return measures
-
-
-def bar_plot(path: str, names: list[str], panels: list[tuple[str, list[float], list[float] | None]],
-             title: str) -> Figure:
-  """Writes `path` (PNG, `title` also in its metadata) and returns its figure: one horizontal bar
-  chart per (panel title, values, error bars or None) over the layer `names`, the first at the
-  top, the figure's height growing with the number of layers."""
-  fig = Figure(figsize=(5 * len(panels), 0.28 * len(names) + 1.8), layout="constrained")
-  axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)
-  for ax, (panel_title, values, errors) in zip(axes[0], panels):
-    ax.barh(range(len(names)), values, xerr=errors)
-    ax.axvline(0.0, color="black", linewidth=0.8)
-    ax.set_title(panel_title, fontsize=10)
-    ax.tick_params(axis="x", labelsize=9)
-    ax.grid(axis="x", alpha=0.3)
-  axes[0, 0].set_yticks(range(len(names)), names, fontsize=9)
-  axes[0, 0].invert_yaxis()
-  fig.suptitle(title, fontsize=11)
-  fig.savefig(path, dpi=100, metadata={"Title": title})
-  return fig
-
-
-def plot_layers(measures: dict, workdir: str) -> None:
-  """layer_traces.png (tr(H_ii) ± stderr, top eigenvalue) and layer_distances.png (||v_i||_F,
-  v_i^T H_ii^+ v_i) in `workdir`, layers in the order of measures['layers'] from the top, titled
-  with the run's name (the workdir's) and method."""
-  layers = measures["layers"]
-  names = list(layers)
-  column = lambda key: [layers[name][key] for name in names]
-  run = f"{os.path.basename(os.path.normpath(workdir))} (method {measures['method']})"
-  bar_plot(os.path.join(workdir, "layer_traces.png"), names,
-           [("Hessian trace tr(H_ii)", column("trace"), column("trace_stderr")),
-            ("top eigenvalue of H_ii", column("top_eigenvalue"), None)], f"{run}: Hessian of each layer")
-  bar_plot(os.path.join(workdir, "layer_distances.png"), names,
-           [("distance ||W_i - W_i^(s)||_F", column("distance_frobenius"), None),
-            ("v_i^T H_ii^+ v_i (max over batches)",
-             [layers[name]["hessian_quantity"]["paper_positive_part"] for name in names], None)],
-           f"{run}: distance from the source weights")
-
-
-def plot_bound_vs_gap(all_measures: list[dict], out: str) -> str:
-  """bound_vs_gap.png in `out`: each run's Hessian bound against its measured generalisation gap."""
-  points = [plots.BoundPoint(name, name, matched_gap(m), m["bound"])
-            for m in all_measures for name in [os.path.basename(os.path.normpath(m["workdir"]))]]
-  return plots.plot_bound_vs_gap(points, os.path.join(out, "bound_vs_gap.png"))
-
-
-def measure_workdirs(workdirs: list[str], settings: MeasureSettings, out: str | None = None,
-                     defaults: ml_collections.ConfigDict | None = None) -> list[dict]:
-  """`measure_run` on each workdir (all checked first), then the bound-against-gap plot when there
-  are several."""
-  check_settings(settings)
-  for workdir in workdirs:
-    check_finished(workdir)
-  all_measures = [measure_run(workdir, settings, defaults) for workdir in workdirs]
-  if len(all_measures) > 1 and jax.process_index() == 0:
-    out = out or workdirs[0]
-    os.makedirs(out, exist_ok=True)
-    log.info("wrote %s", plot_bound_vs_gap(all_measures, out))
-  return all_measures

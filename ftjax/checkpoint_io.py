@@ -1,4 +1,5 @@
-"""Orbax checkpoints of the `TrainState`, restored with an abstract target so its types survive.
+"""Reading and opening the orbax checkpoints a run writes, without the training state's type: what a
+model source or a measurement needs from a run's checkpoint (`ftjax.train.checkpointing` saves them).
 
 Each checkpoint holds two items: 'state' (the whole TrainState: the resume point) and 'model'
 ({'params', 'batch_stats'}: what another run loads as its pretrained source).
@@ -11,8 +12,6 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from ftjax.config_validation import ConfigError
-from ftjax.train.state import TrainState
-
 
 ITEMS = ("state", "model")
 
@@ -27,14 +26,6 @@ def checkpoint_manager(directory: str, max_to_keep: int = 2, create: bool = True
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create)
   handlers = {item: ocp.StandardCheckpointHandler() for item in ITEMS}
   return ocp.CheckpointManager(os.path.abspath(directory), options=options, item_handlers=handlers)
-
-
-def save(manager: ocp.CheckpointManager, state: TrainState, *, force: bool = False) -> bool:
-  """Saves `state` at its own step (asynchronously); returns whether a save started."""
-  step = int(jax.device_get(state.step))
-  model = {"params": state.params, "batch_stats": state.batch_stats}
-  return manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                   model=ocp.args.StandardSave(model)), force=force)
 
 
 def abstract_like(tree):
@@ -55,23 +46,24 @@ def check_fits(saved_metadata, like) -> None:
       raise ValueError(f"tensor {name!r} has shape {saved_shape} in the checkpoint, {wanted_shape} in this config")
 
 
-def restore_latest(manager: ocp.CheckpointManager, like: TrainState) -> TrainState | None:
-  """The latest saved state, typed and sharded like `like`; None when there is none. The saved
-  tree is checked against `like` from its metadata first: orbax's restore, failing partway, leaves
-  TensorStore reads pending on a closed event loop ('Exception ignored' dumps at exit)."""
+def restore_latest_item(manager: ocp.CheckpointManager, item: str, like):
+  """Item `item` ('state' or 'model') of the latest checkpoint, typed and sharded like `like`; None
+  when there is none. The saved tree is checked against `like` from its metadata first: orbax's
+  restore, failing partway, leaves TensorStore reads pending on a closed event loop ('Exception
+  ignored' dumps at exit)."""
   step = manager.latest_step()
   if step is None:
     return None
   try:
     abstract = abstract_like(like)
-    check_fits(manager.item_metadata(step)["state"], abstract)
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+    check_fits(manager.item_metadata(step)[item], abstract)
+    restored = manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(abstract)}))
   except Exception as e:  # orbax raises many types for unreadable or mismatched checkpoints
     raise UnreadableCheckpointError(
         f"checkpoint {os.path.join(str(manager.directory), str(step))} is damaged or was not written by this "
         f"config ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); valid: move that step folder "
         "away to resume from an earlier one, or use a new workdir") from e
-  return restored["state"]
+  return restored[item]
 
 
 def restore_model(directory: str, sharding=None) -> tuple[dict, int]:

@@ -1,15 +1,16 @@
-"""Feature regularisation baselines (docs/methods.md §5): DELTA (Li et al. 2019) and BSS (Chen et al. 2019).
+"""DELTA feature-map regularisation (Li et al. 2019; docs/methods.md §5).
 
-DELTA adds α Σ_s Σ_j w_sj ||FM_sj(W, x) − FM_sj(W^(s), x)||² over the channels j of the stage
-outputs s (every feature map the model returns but 'stem' and 'penultimate'), averaged over the
-batch, plus β ||W_head||² over the head's weight tensors (the layer groups of `config.reg`, as
+DELTA adds α Σ_s Σ_j w_sj ||FM_sj(W, x) − FM_sj(W^(s), x)||² over the channels j (the last axis) of
+the feature maps s that the model's `ModelStructure.feature_maps` names, averaged over the batch,
+plus β ||W_head||² over the head group's weight tensors (the layer groups of `config.reg`, as
 L2-SP's head term). FM(W^(s), x) is the pretrained network (the start variables, in eval mode) on
 the same batch; its variables are carried in the method state.
 
 The channel weights are fixed before fine-tuning, from the pretrained network: w_s = softmax over
 the channels of map s of the increase of the loss when channel j is zeroed, on the first
 `delta.num_batches` batches of epoch 0's order (unaugmented). The head is fresh, so the loss is
-that of a linear probe fitted on the pretrained penultimate features of those examples (the DELTA
+that of a linear probe fitted on the pretrained features the head reads (`ModelStructure.penultimate`)
+of those examples (the DELTA
 authors measure with the pretrained model and a fitted classifier). A channel is zeroed by a Flax
 method interceptor under which the module returning the feature map (a ResNet's `stage{s}`)
 returns the map with that channel zeroed, and the network runs on from there; a feature map that
@@ -17,13 +18,11 @@ no module returns (the small CNN's pooled stage outputs) gets uniform weights 1/
 
 `delta.normalization='authors'` takes the authors' code's choices instead of the paper's: weights
 softmax(standardised increase / 5), and the feature term ½ Σ_batch Σ_s Σ_j C_s w_sj ||ΔFM_sj||² / (H·W).
-
-BSS adds η Σ_{i=1..k} σ_{−i}², the squares of the k smallest singular values of the batch's
-penultimate features [batch, features].
 """
 
 import functools
 import math
+import re
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -34,44 +33,12 @@ import numpy as np
 from ftjax import data, layer_groups, tree_paths
 from ftjax.methods import distance_regularization
 from ftjax.methods.base import LossInputs, Method, MethodContext, cross_entropy
+from ftjax.models.structure import ModelStructure
 
 NORMALIZATIONS = ("paper", "authors")
 AUTHORS_TEMPERATURE = 5.0
-UNREGULARIZED_FEATURES = ("stem", "penultimate")
 
 ModulePath = tuple[str, ...]
-
-
-def batch_spectral_shrinkage(features: jax.Array, k: int) -> jax.Array:
-  """Σ_{i=1..k} σ_{−i}²: the squares of the k smallest singular values of features [batch, dim]
-  (docs/methods.md §5); a one-line error unless 1 <= k <= min(batch, dim)."""
-  if not 1 <= k <= min(features.shape):
-    raise ValueError(f"k={k} must be in 1..{min(features.shape)}, the smaller side of the features "
-                     f"{tuple(features.shape)}")
-  singular_values = jnp.linalg.svd(features, compute_uv=False)  # descending
-  return jnp.sum(jnp.square(singular_values[-k:]))
-
-
-def check_bss(config, param_shapes) -> None:
-  """One-line error unless `bss.k` is at most the smaller side of the penultimate feature matrix:
-  the global batch size or the head's input width."""
-  width = param_shapes["head"]["kernel"].shape[0]
-  if config.bss.k > min(config.batch_size, width):
-    raise ValueError(f"bss.k={config.bss.k} exceeds min(batch_size={config.batch_size}, penultimate width "
-                     f"{width}); valid: 1..{min(config.batch_size, width)}")
-
-
-def bss(context: MethodContext) -> Method:
-  """BSS: mean cross-entropy + η · batch_spectral_shrinkage(penultimate, k) with η, k from
-  `config.bss`; metrics 'cross_entropy' and 'spectral_penalty' (the unscaled shrinkage term)."""
-  eta, k = context.config.bss.eta, context.config.bss.k
-
-  def loss(inputs: LossInputs):
-    data_loss = jnp.mean(cross_entropy(inputs.logits, inputs.batch["label"]))
-    shrinkage = batch_spectral_shrinkage(inputs.features["penultimate"], k)
-    return data_loss + eta * shrinkage, {"cross_entropy": data_loss, "spectral_penalty": shrinkage}
-
-  return Method("bss", loss)
 
 
 def feature_map_distance(features: dict, source_features: dict, channel_weights: dict,
@@ -91,14 +58,6 @@ def feature_map_distance(features: dict, source_features: dict, channel_weights:
     else:
       total += 0.5 * difference.shape[-1] / math.prod(difference.shape[1:-1]) * jnp.sum(per_example)
   return total
-
-
-def feature_map_names(model: nn.Module, variables: dict, image_shape: tuple[int, ...]) -> list[str]:
-  """The feature maps DELTA regularises: every key of the model's feature dict but 'stem' and
-  'penultimate' (a ResNet's stage1..stage4, the small CNN's stage1, stage2)."""
-  images = jax.ShapeDtypeStruct(image_shape, jnp.float32)
-  _, features = jax.eval_shape(lambda x: model.apply(variables, x, train=False, return_features=True), images)
-  return [name for name in features if name not in UNREGULARIZED_FEATURES]
 
 
 def feature_map_modules(model: nn.Module, variables: dict, image_shape: tuple[int, ...],
@@ -215,11 +174,25 @@ class ChannelWeighting(NamedTuple):
   probe_accuracy: float | None
 
 
-def channel_weighting(model: nn.Module, variables: dict, batches: list[dict], names, num_classes: int,
-                      normalization: str = "paper") -> ChannelWeighting:
-  """DELTA's channel weights (docs/methods.md §5) for the feature maps `names` of the pretrained `variables`,
-  measured on `batches` ({'image', 'label', 'mask'}, one shape) with the head replaced by a linear
-  probe on the penultimate features (the head is the Dense 'head' that reads them)."""
+def with_head_replaced(params, head: str, probe: dict):
+  """`params` with the head (the paths the regex `head` fullmatches) replaced by `probe` ({'kernel', 'bias'});
+  a one-line error unless the head is one Dense layer of the probe's shapes."""
+  in_head = re.compile(head).fullmatch
+  leaves = {name: leaf for name, leaf in tree_paths.named_leaves(params).items() if in_head(name)}
+  by_kind = {name.rpartition("/")[2]: leaf for name, leaf in leaves.items()}
+  if len(leaves) != 2 or jax.tree.map(np.shape, by_kind) != jax.tree.map(np.shape, dict(probe)):
+    raise ValueError(f"DELTA's channel weights need the head to be one Dense layer (kernel {np.shape(probe['kernel'])}"
+                     f", bias) on the penultimate features; the head has {sorted(leaves)}")
+  return tree_paths.map_with_names(lambda name, leaf: probe[name.rpartition("/")[2]] if in_head(name) else leaf,
+                                   params)
+
+
+def channel_weighting(model: nn.Module, variables: dict, batches: list[dict], structure: ModelStructure,
+                      num_classes: int, normalization: str = "paper") -> ChannelWeighting:
+  """DELTA's channel weights (docs/methods.md §5) for the feature maps `structure.feature_maps` of the pretrained
+  `variables`, measured on `batches` ({'image', 'label', 'mask'}, one shape) with the head replaced by a linear
+  probe on the features it reads (`structure.penultimate`)."""
+  names = structure.feature_maps
   image_shape = batches[0]["image"].shape
   modules = feature_map_modules(model, variables, image_shape, names)
   paths = {name: None if path is None else "/".join(path) for name, path in modules.items()}
@@ -230,16 +203,14 @@ def channel_weighting(model: nn.Module, variables: dict, batches: list[dict], na
   if not zeroed:
     return ChannelWeighting(weights, paths, None)
 
-  penultimate = jax.jit(lambda v, x: model.apply(v, x, train=False, return_features=True)[1]["penultimate"])
+  penultimate = jax.jit(lambda v, x: model.apply(v, x, train=False, return_features=True)[1][structure.penultimate])
   features = np.concatenate([penultimate(variables, b["image"]) for b in batches])
   labels, mask = (np.concatenate([b[key] for b in batches]) for key in ("label", "mask"))
   probe = jax.device_get(fit_linear_probe(features, labels, mask, num_classes))
-  if jax.tree.map(np.shape, probe) != jax.tree.map(np.shape, dict(variables["params"]["head"])):
-    raise ValueError("DELTA's channel weights need the head to be a Dense 'head' on the 'penultimate' features")
+  probed = {**variables, "params": with_head_replaced(variables["params"], structure.head_pattern, probe)}
   probe_accuracy = float(np.sum(mask * (np.argmax(features @ probe["kernel"] + probe["bias"], -1) == labels))
                          / np.sum(mask))
 
-  probed = {**variables, "params": {**variables["params"], "head": probe}}
   measure = jax.jit(lambda v, b: loss_increases(model, v, b, zeroed))
   totals = [measure(probed, {k: b[k] for k in ("image", "label", "mask")}) for b in batches]
   for name in zeroed:
@@ -264,10 +235,10 @@ class DeltaState(NamedTuple):
   channel_weights: dict
 
 
-def head_weight_paths(config, params) -> list[str]:
+def head_weight_paths(config, structure: ModelStructure, params) -> list[str]:
   """The head group's weight-tensor paths under the layer groups of `config.reg` (docs/methods.md §1)."""
-  groups = layer_groups.assign_groups(params, distance_regularization.group_patterns(config))
-  return [name for name, group in groups.items() if group == layer_groups.HEAD_GROUP]
+  groups = layer_groups.assign_groups(params, distance_regularization.group_patterns(config, structure))
+  return [name for name, group in groups.items() if group == structure.head]
 
 
 def delta(context: MethodContext) -> Method:
@@ -278,9 +249,9 @@ def delta(context: MethodContext) -> Method:
   config, model = context.config.delta, context.model
   variables = dict(context.init_variables)
   batches = measurement_batches(context, config.num_batches)
-  names = feature_map_names(model, variables, batches[0]["image"].shape)
-  weighting = channel_weighting(model, variables, batches, names, context.num_classes, config.normalization)
-  head_paths = head_weight_paths(context.config, variables["params"])
+  weighting = channel_weighting(model, variables, batches, context.structure, context.num_classes,
+                                config.normalization)
+  head_paths = head_weight_paths(context.config, context.structure, variables["params"])
 
   def loss(inputs: LossInputs):
     state = inputs.method_state
