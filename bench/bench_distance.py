@@ -32,30 +32,40 @@ def variants(params, batch_stats) -> dict[str, tuple[optax.GradientTransformatio
   anchor = anchors.anchor_params(params, "zero", structure.head_pattern)
   patterns = structure.groups
   groups = layer_groups.assign_groups(params, patterns)
-  per_layer = lambda value: radii.layer_values(groups, radii.group_values(
-      layer_groups.group_order(patterns), value, 2.0, 10 * value, "authors", head=structure.head))
+  per_layer = lambda value: radii.layer_values(
+    groups,
+    radii.group_values(layer_groups.group_order(patterns), value, 2.0, 10 * value, "authors", head=structure.head),
+  )
   identity = optax.identity()
   return {
-      "plain": (identity, identity),
-      "frobenius projection": (identity, projection.distance_projection(anchor, per_layer(1.0), "frobenius")),
-      "mars projection (rescale)": (identity, projection.distance_projection(anchor, per_layer(1.0), "mars")),
-      "mars projection (exact)": (identity, projection.distance_projection(anchor, per_layer(1.0), "mars", "exact")),
-      "l2-sp penalty": (penalty.add_penalty_gradient(
-          functools.partial(penalty.l2sp_penalty, weights=per_layer(1e-3)), anchor), identity),
-      "layer-wise mars penalty": (penalty.add_penalty_gradient(
-          functools.partial(penalty.layerwise_penalty, weights=per_layer(1e-3), norm="mars"), anchor), identity),
-      "batchnorm constraint": (identity, batchnorm.batchnorm_constraint(anchor, batch_stats, 0.1)),
+    "plain": (identity, identity),
+    "frobenius projection": (identity, projection.distance_projection(anchor, per_layer(1.0), "frobenius")),
+    "mars projection (rescale)": (identity, projection.distance_projection(anchor, per_layer(1.0), "mars")),
+    "mars projection (exact)": (identity, projection.distance_projection(anchor, per_layer(1.0), "mars", "exact")),
+    "l2-sp penalty": (
+      penalty.add_penalty_gradient(functools.partial(penalty.l2sp_penalty, weights=per_layer(1e-3)), anchor),
+      identity,
+    ),
+    "layer-wise mars penalty": (
+      penalty.add_penalty_gradient(
+        functools.partial(penalty.layerwise_penalty, weights=per_layer(1e-3), norm="mars"), anchor
+      ),
+      identity,
+    ),
+    "batchnorm constraint": (identity, batchnorm.batchnorm_constraint(anchor, batch_stats, 0.1)),
   }
 
 
 def main(rounds: int, steps: int) -> None:
   model = create_model("resnet18", 10, width=16, stem="small")
   rng = np.random.default_rng(0)
-  batch = {"image": rng.normal(size=(BATCH, 28, 28, 1)).astype(np.float32),
-           "label": rng.integers(0, 10, BATCH).astype(np.int32), "index": np.arange(BATCH, dtype=np.int32)}
+  batch = {
+    "image": rng.normal(size=(BATCH, 28, 28, 1)).astype(np.float32),
+    "label": rng.integers(0, 10, BATCH).astype(np.int32),
+    "index": np.arange(BATCH, dtype=np.int32),
+  }
   # Host copies: every variant's state is placed from them, and the train step donates its state.
-  variables = jax.device_get(jax.jit(functools.partial(model.init, train=False))(jax.random.key(0),
-                                                                                    batch["image"][:1]))
+  variables = jax.device_get(jax.jit(functools.partial(model.init, train=False))(jax.random.key(0), batch["image"][:1]))
   mesh = parallel.data_mesh(jax.devices()[:1])
   batch = parallel.shard_batch(batch, mesh)
 

@@ -30,8 +30,10 @@ def loss_and_params():
   """(loss as a Partial over a random batch, params) of the default model."""
   model = create_model("resnet18", 10, width=16, stem="small")
   rng = np.random.default_rng(0)
-  batch = {"image": rng.normal(size=(BATCH, 28, 28, 1)).astype(np.float32),
-           "label": rng.integers(0, 10, BATCH).astype(np.int32)}
+  batch = {
+    "image": rng.normal(size=(BATCH, 28, 28, 1)).astype(np.float32),
+    "label": rng.integers(0, 10, BATCH).astype(np.int32),
+  }
   variables = jax.jit(functools.partial(model.init, train=False))(jax.random.key(0), batch["image"][:1])
 
   def loss(params, batch_stats, batch):
@@ -48,12 +50,14 @@ def variants(loss_fn, params, probes: int) -> dict[str, tuple[Callable[[], objec
   tangents = jax.random.normal(jax.random.key(1), (VMAPPED, sum(x.size for x in jax.tree.leaves(params))))
   key = jax.random.key(2)
   return {
-      "gradient": (lambda: jax.block_until_ready(grad(loss_fn, params)), 1),
-      "HVP": (lambda: jax.block_until_ready(hvp(loss_fn, params, params)), 1),
-      f"HVP, vmapped x{VMAPPED}": (lambda: jax.block_until_ready(hessian.flat_products(loss_fn, params, tangents)),
-                                   VMAPPED),
-      f"per-layer traces ({probes} probes)": (lambda: hessian.layer_traces(loss_fn, params, key, probes), probes),
-      f"network trace ({probes} probes)": (lambda: hessian.network_trace(loss_fn, params, key, probes), probes),
+    "gradient": (lambda: jax.block_until_ready(grad(loss_fn, params)), 1),
+    "HVP": (lambda: jax.block_until_ready(hvp(loss_fn, params, params)), 1),
+    f"HVP, vmapped x{VMAPPED}": (
+      lambda: jax.block_until_ready(hessian.flat_products(loss_fn, params, tangents)),
+      VMAPPED,
+    ),
+    f"per-layer traces ({probes} probes)": (lambda: hessian.layer_traces(loss_fn, params, key, probes), probes),
+    f"network trace ({probes} probes)": (lambda: hessian.network_trace(loss_fn, params, key, probes), probes),
   }
 
 
@@ -77,8 +81,10 @@ def main(rounds: int, probes: int) -> None:
   print(f"{'variant':30s} {'ms':>9s} {'ms/unit':>9s} {'/ gradient':>11s} {'/ network trace':>16s}")
   for name, (_, units) in runs.items():
     per_unit = median[name] / units
-    print(f"{name:30s} {median[name] * 1e3:9.1f} {per_unit * 1e3:9.1f} {per_unit / gradient:11.2f} "
-          f"{median[name] / network:16.3f}")
+    print(
+      f"{name:30s} {median[name] * 1e3:9.1f} {per_unit * 1e3:9.1f} {per_unit / gradient:11.2f} "
+      f"{median[name] / network:16.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from ftjax import configs, progress_logging
 from ftjax.config_validation import ConfigChangeError, ConfigError
 from ftjax.train import interruptions
 
-log = logging.getLogger('ftjax.launch')
+log = logging.getLogger("ftjax.launch")
 
 flags.DEFINE_bool("distributed", False, "Initialise jax.distributed for a multi-host run.")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host, outside TPU/SLURM).")
@@ -24,7 +24,6 @@ flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host, ou
 flags.DEFINE_integer("process_id", None, "This process's index (multi-host, outside TPU/SLURM).")
 MULTI_HOST_FLAGS = ("distributed", "coordinator_address", "num_processes", "process_id")
 HELP_ARGS = ("-h", "-?", "--help", "--helpshort", "--helpfull")
-
 
 
 def setup() -> None:
@@ -35,8 +34,14 @@ def setup() -> None:
   if FLAGS.distributed:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes (tests); GPUs/TPUs ignore it
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-  log.info("JAX process %d of %d, %d local / %d global devices (%s)", jax.process_index(),
-           jax.process_count(), jax.local_device_count(), jax.device_count(), jax.devices()[0].platform)
+  log.info(
+    "JAX process %d of %d, %d local / %d global devices (%s)",
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_device_count(),
+    jax.device_count(),
+    jax.devices()[0].platform,
+  )
 
 
 def fail(message: str) -> None:
@@ -48,8 +53,7 @@ def fail(message: str) -> None:
 def _unknown_field(error: Exception, argv: list[str]) -> None:
   overrides = " ".join(a for a in argv[1:] if a.startswith("--config."))
   detail = str(error).replace("\\n", " ").replace("\\'", "").replace("'", "").strip('"')
-  fail(f"unknown config field ({detail}) in {overrides}; valid: the fields of the config file "
-       "(--help lists them)")
+  fail(f"unknown config field ({detail}) in {overrides}; valid: the fields of the config file (--help lists them)")
 
 
 def _without_traceback(message: str) -> str:
@@ -91,8 +95,13 @@ def command_help_lines() -> list[str]:
   has_config = "config" in flags.FLAGS
   usage = " ".join(f"--{f.name}={f.name.upper()}" for f in own if _is_required(f))
   config_usage = " [--config=FILE.py[:ARG]] [--config.FIELD=VALUE ...]" if has_config else ""
-  lines = [f"usage: python -m {command} {usage}{config_usage} [--FLAG=VALUE ...]", "",
-           *(main.__doc__ or "").strip().splitlines(), "", "flags:"]
+  lines = [
+    f"usage: python -m {command} {usage}{config_usage} [--FLAG=VALUE ...]",
+    "",
+    *(main.__doc__ or "").strip().splitlines(),
+    "",
+    "flags:",
+  ]
   rows = [_flag_row(f) for f in own]
   if has_config:
     path = config_flags.get_config_filename(flags.FLAGS["config"])
@@ -101,8 +110,11 @@ def command_help_lines() -> list[str]:
   lines.append("multi-host flags (on TPU pods and SLURM --distributed alone finds the peers):")
   lines += _columns([_flag_row(flags.FLAGS[name]) for name in MULTI_HOST_FLAGS])
   if has_config:
-    lines += ["", f"config {path} (set any field with --config.FIELD=VALUE; docs/config.md has them all):",
-              *configs.help_lines(flags.FLAGS.config)]
+    lines += [
+      "",
+      f"config {path} (set any field with --config.FIELD=VALUE; docs/config.md has them all):",
+      *configs.help_lines(flags.FLAGS.config),
+    ]
   return lines
 
 
@@ -141,6 +153,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def run(main) -> None:
   """`absl.app.run(main)`, turning a bad-input error into one line on stderr and exit code 2."""
+
   def guarded(argv):
     try:
       return main(argv)
@@ -154,4 +167,5 @@ def run(main) -> None:
     except interruptions.Preempted as e:
       log.warning("%s", e)
       sys.exit(128 + e.signal_number)
+
   app.run(guarded, flags_parser=parse_flags)

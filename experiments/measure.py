@@ -16,8 +16,7 @@ from ftjax.runs import measure_reports
 from ftjax.runs.measure import DEFAULTS, MeasureSettings
 
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_string("workdir", None, "Workdir of a finished experiments.finetune run",
-                          required=True)
+flags.DEFINE_multi_string("workdir", None, "Workdir of a finished experiments.finetune run", required=True)
 flags.DEFINE_string("out", None, "Where bound_vs_gap.png goes with several workdirs (default: the first).")
 flags.DEFINE_integer("num_probes", DEFAULTS.num_probes, "HVPs (probes) for the Hessian traces.")
 flags.DEFINE_enum("trace_method", DEFAULTS.trace_method, ["hutchinson", "hutchpp"], "Trace estimator.")

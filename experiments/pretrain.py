@@ -33,8 +33,13 @@ def main(argv):
   if FLAGS.export and jax.process_index() == 0:
     variables, step = checkpoint_io.restore_model(f"{FLAGS.workdir}/checkpoints")
     info = {key: config[key] for key in ("model", "width", "stem", "image_size", "channels", "dataset")}
-    info.update(mean=list(config.mean), std=list(config.std), step=step, test_accuracy=results["test_accuracy"],
-                command="python -m experiments.pretrain " + " ".join(sys.argv[1:]))
+    info.update(
+      mean=list(config.mean),
+      std=list(config.std),
+      step=step,
+      test_accuracy=results["test_accuracy"],
+      command="python -m experiments.pretrain " + " ".join(sys.argv[1:]),
+    )
     pretrained.save_variables(FLAGS.export, variables, info)
 
 

@@ -27,8 +27,11 @@ def main(argv):
   del argv
   launch.setup()
   settings = sweeps.measure_settings(FLAGS.config.sweep)
-  measure_run = (functools.partial(measure_reports.measure_run, settings=settings, defaults=configs.default_config())
-                 if settings else None)
+  measure_run = (
+    functools.partial(measure_reports.measure_run, settings=settings, defaults=configs.default_config())
+    if settings
+    else None
+  )
   sweeps.run_sweep(FLAGS.config, FLAGS.workdir, measure_run)
 
 

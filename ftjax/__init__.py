@@ -22,5 +22,19 @@ from ftjax import (
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "configs", "data", "distance", "generalization", "hessian", "label_noise", "layer_groups",
-           "methods", "models", "optim", "progress_logging", "runs", "train"]
+__all__ = [
+  "__version__",
+  "configs",
+  "data",
+  "distance",
+  "generalization",
+  "hessian",
+  "label_noise",
+  "layer_groups",
+  "methods",
+  "models",
+  "optim",
+  "progress_logging",
+  "runs",
+  "train",
+]

@@ -60,9 +60,10 @@ def restore_latest_item(manager: ocp.CheckpointManager, item: str, like):
     restored = manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(abstract)}))
   except Exception as e:  # orbax raises many types for unreadable or mismatched checkpoints
     raise UnreadableCheckpointError(
-        f"checkpoint {os.path.join(str(manager.directory), str(step))} is damaged or was not written by this "
-        f"config ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); valid: move that step folder "
-        "away to resume from an earlier one, or use a new workdir") from e
+      f"checkpoint {os.path.join(str(manager.directory), str(step))} is damaged or was not written by this "
+      f"config ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); valid: move that step folder "
+      "away to resume from an earlier one, or use a new workdir"
+    ) from e
   return restored[item]
 
 
@@ -73,12 +74,17 @@ def restore_model(directory: str, sharding=None) -> tuple[dict, int]:
   try:
     step = manager.latest_step()
     if step is None:
-      raise FileNotFoundError(f"no ftjax checkpoint under {directory!r}: expected step folders written by "
-                              "experiments.finetune (DIR/checkpoints/<step>/model)")
+      raise FileNotFoundError(
+        f"no ftjax checkpoint under {directory!r}: expected step folders written by "
+        "experiments.finetune (DIR/checkpoints/<step>/model)"
+      )
     metadata = manager.item_metadata(step)["model"]
     sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), metadata,
-                            is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
+    abstract = jax.tree.map(
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
+      metadata,
+      is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"),
+    )
     restored = manager.restore(step, args=ocp.args.Composite(model=ocp.args.StandardRestore(abstract)))
   finally:
     manager.close()

@@ -14,6 +14,7 @@ class ConfigError(ValueError):
 class ConfigChangeError(ConfigError):
   """A workdir was started with another config. The message names the Python argument that resumes
   it anyway (`allow_config_change=True`); `for_command_line()` names the flag instead."""
+
   ARGUMENT, FLAG = "allow_config_change=True", "--allow_config_change"
 
   def for_command_line(self) -> str:
@@ -32,6 +33,7 @@ def as_config_error():
 class FieldCheck(NamedTuple):
   """`is_valid(value)` decides; `valid` says in words what would be valid; `problem` what an
   invalid value is."""
+
   is_valid: Callable[[Any], bool]
   valid: str
   problem: str = "is invalid"
@@ -43,8 +45,10 @@ def one_of(choices) -> FieldCheck:
 
 
 def integer(low: int | None = None) -> FieldCheck:
-  return FieldCheck(lambda v: isinstance(v, int) and not isinstance(v, bool) and (low is None or v >= low),
-                    f"an integer >= {low}" if low is not None else "an integer")
+  return FieldCheck(
+    lambda v: isinstance(v, int) and not isinstance(v, bool) and (low is None or v >= low),
+    f"an integer >= {low}" if low is not None else "an integer",
+  )
 
 
 def number(low: float | None = None, high: float | None = None, *, low_open=False, high_open=False) -> FieldCheck:
@@ -54,6 +58,7 @@ def number(low: float | None = None, high: float | None = None, *, low_open=Fals
     above = low is None or (v > low if low_open else v >= low)
     below = high is None or (v < high if high_open else v <= high)
     return above and below
+
   lo = "" if low is None else ("(" if low_open else "[") + f"{low}, "
   hi = "" if high is None else f"{high}" + (")" if high_open else "]")
   return FieldCheck(ok, f"a number in {lo or '(-inf, '}{hi or 'inf)'}")
@@ -67,14 +72,17 @@ def numbers(low: float, *, low_open: bool = False, length: int | None = None) ->
   """A tuple of numbers, each above `low` (optionally of fixed length)."""
   each = number(low, low_open=low_open)
   return FieldCheck(
-      lambda v: isinstance(v, (tuple, list)) and (length is None or len(v) == length)
-      and all(each.is_valid(x) for x in v),
-      f"a tuple of numbers each {'>' if low_open else '>='} {low}")
+    lambda v: (
+      isinstance(v, (tuple, list)) and (length is None or len(v) == length) and all(each.is_valid(x) for x in v)
+    ),
+    f"a tuple of numbers each {'>' if low_open else '>='} {low}",
+  )
 
 
 def pairs(first_type: type, second_type: type) -> FieldCheck:
   """A tuple of 2-tuples (first, second): `first` an instance of `first_type`, `second` of `second_type` (an
   int counts as a float; a bool never counts as a number)."""
+
   def fits(value, kind) -> bool:
     if kind is float:
       return isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -82,8 +90,10 @@ def pairs(first_type: type, second_type: type) -> FieldCheck:
 
   def ok(items):
     return isinstance(items, (tuple, list)) and all(
-        isinstance(item, (tuple, list)) and len(item) == 2 and fits(item[0], first_type) and fits(item[1], second_type)
-        for item in items)
+      isinstance(item, (tuple, list)) and len(item) == 2 and fits(item[0], first_type) and fits(item[1], second_type)
+      for item in items
+    )
+
   return FieldCheck(ok, f"a tuple of ({first_type.__name__}, {second_type.__name__}) pairs")
 
 

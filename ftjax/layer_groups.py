@@ -34,8 +34,9 @@ def assign_groups(params, patterns: GroupPatterns) -> dict[str, str]:
       continue
     group = group_of(name, compiled)
     if group is None:
-      raise ValueError(f"weight tensor {name!r} matches no layer-group pattern; patterns: "
-                       f"{[pattern for pattern, _ in patterns]}")
+      raise ValueError(
+        f"weight tensor {name!r} matches no layer-group pattern; patterns: {[pattern for pattern, _ in patterns]}"
+      )
     groups[name] = group
   return groups
 

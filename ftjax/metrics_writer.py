@@ -17,6 +17,7 @@ class MetricsWriter:
     self._path = os.path.join(workdir, "metrics.jsonl")
     if self.enabled:
       from tensorboardX import SummaryWriter
+
       self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
   def truncate_after(self, step: int) -> None:

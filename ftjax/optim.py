@@ -30,8 +30,11 @@ def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule) 
   added to the gradient (classic L2) for sgd and adam."""
   if config.optimizer == "adamw":
     return optax.adamw(schedule, weight_decay=config.weight_decay)
-  base = (optax.sgd(schedule, momentum=config.momentum or None, nesterov=config.nesterov)
-          if config.optimizer == "sgd" else optax.adam(schedule))
+  base = (
+    optax.sgd(schedule, momentum=config.momentum or None, nesterov=config.nesterov)
+    if config.optimizer == "sgd"
+    else optax.adam(schedule)
+  )
   if config.weight_decay:
     return optax.chain(optax.add_decayed_weights(config.weight_decay), base)
   return base

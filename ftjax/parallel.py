@@ -42,5 +42,4 @@ def shard_batch(local_batch: dict, mesh: Mesh) -> dict:
 def check_global_batch_size(global_batch_size: int, mesh: Mesh) -> None:
   """One-line error unless the global batch splits evenly over the devices of `mesh`."""
   if global_batch_size % mesh.size:
-    raise ValueError(
-        f"batch_size={global_batch_size} must be a multiple of the number of devices ({mesh.size})")
+    raise ValueError(f"batch_size={global_batch_size} must be a multiple of the number of devices ({mesh.size})")

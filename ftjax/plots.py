@@ -8,6 +8,7 @@ from matplotlib.figure import Figure
 
 class BoundPoint(NamedTuple):
   """One run on the bound-against-gap plot (docs/methods.md §4.4); runs of one `group` share a colour."""
+
   label: str
   group: str
   generalization_gap: float
@@ -41,22 +42,30 @@ def _series(records: list[dict], metric: str) -> tuple[list[int], list[float]]:
   return [r["step"] for r in kept], [r[metric] for r in kept]
 
 
-def plot_training_curves(records: list[dict], path: str, title: str, *, train_loss_label: str = "train",
-                         train_accuracy_label: str = "train", label_fraction: bool = False) -> str:
+def plot_training_curves(
+  records: list[dict],
+  path: str,
+  title: str,
+  *,
+  train_loss_label: str = "train",
+  train_accuracy_label: str = "train",
+  label_fraction: bool = False,
+) -> str:
   """Writes `path`: loss and accuracy against the step, train ('train/loss', 'train/accuracy': means
   since the previous log line) and test ('test/loss', 'test/accuracy'), from metrics records
   ({'step', **scalars}, as `metrics.jsonl` holds them); with `label_fraction`, a third panel of the
   fraction of training labels that are correct ('labels/fraction_correct', once per epoch)."""
-  panels = [("loss", [("train/loss", train_loss_label), ("test/loss", "test")]),
-            ("accuracy", [("train/accuracy", train_accuracy_label), ("test/accuracy", "test")])]
+  panels = [
+    ("loss", [("train/loss", train_loss_label), ("test/loss", "test")]),
+    ("accuracy", [("train/accuracy", train_accuracy_label), ("test/accuracy", "test")]),
+  ]
   if label_fraction:
     panels.append(("fraction of training labels correct", [("labels/fraction_correct", "training labels")]))
   fig = Figure(figsize=(4.6 * len(panels), 3.8), layout="constrained")
   for ax, (quantity, lines) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
     for metric, label in lines:
       steps, values = _series(records, metric)
-      ax.plot(steps, values, marker="o" if metric.startswith(("test/", "labels/")) else None, markersize=3,
-              label=label)
+      ax.plot(steps, values, marker="o" if metric.startswith(("test/", "labels/")) else None, markersize=3, label=label)
     ax.set_xlabel("step")
     ax.set_ylabel(quantity)
     ax.grid(alpha=0.3)

@@ -51,7 +51,7 @@ def test_positive_part_quadratic_forms_match_the_eigendecomposition(problem):
     part = leaf_slices(params)[name]
     values, vectors = np.linalg.eigh(h[part, part])
     coefficients = vectors.T @ v[part]
-    expected = np.sum(np.maximum(values, 0) * coefficients ** 2)
+    expected = np.sum(np.maximum(values, 0) * coefficients**2)
     np.testing.assert_allclose(got[name], expected, rtol=2e-3, atol=1e-7)
 
 
@@ -65,8 +65,10 @@ def test_max_over_batches_and_the_bound_by_hand():
 def quadratic_problem():
   """loss(params) = 1/2 x^T A x over x = ravel(params), for two layers 'a' [3, 4] and 'b' [5, 2]."""
   rng = np.random.default_rng(0)
-  params = {"a": {"kernel": jnp.asarray(rng.normal(size=(3, 4)), jnp.float32)},
-            "b": {"kernel": jnp.asarray(rng.normal(size=(5, 2)), jnp.float32)}}
+  params = {
+    "a": {"kernel": jnp.asarray(rng.normal(size=(3, 4)), jnp.float32)},
+    "b": {"kernel": jnp.asarray(rng.normal(size=(5, 2)), jnp.float32)},
+  }
   m = rng.normal(size=(22, 22))
   a = jnp.asarray(m @ m.T / 22, jnp.float32)
   loss_fn = jax.tree_util.Partial(lambda p, a: 0.5 * ravel_pytree(p)[0] @ a @ ravel_pytree(p)[0], a=a)
@@ -91,8 +93,9 @@ def test_progress_sees_each_case_and_changes_no_number():
   sigmas = {"a/kernel": 0.3, "b/kernel": 0.1}
   quiet = generalization.layer_noise_stability(loss_fn, params, sigmas, jax.random.key(0), num_draws=3)
   progress = RecordingProgress()
-  shown = generalization.layer_noise_stability(loss_fn, params, sigmas, jax.random.key(0), num_draws=3,
-                                               progress=progress)
+  shown = generalization.layer_noise_stability(
+    loss_fn, params, sigmas, jax.random.key(0), num_draws=3, progress=progress
+  )
   assert shown == quiet
   assert [name for name, _ in progress.items] == ["a/kernel", "b/kernel", generalization.ALL_LAYERS]
 
@@ -117,7 +120,7 @@ def test_pac_bayes_bound_by_hand():
 @pytest.mark.parametrize("distance,vacuous", [(0.1, False), (10.0, True)])
 def test_a_pac_bayes_bound_of_one_or_more_is_vacuous(distance, vacuous):
   bound = generalization.pac_bayes_bound(0.2, {"a": distance}, {"a": 0.1}, num_train=1000, delta=0.05)
-  value = 0.2 + math.sqrt((distance ** 2 / (2 * 0.01) + math.log(2 * math.sqrt(1000) / 0.05)) / 2000)
+  value = 0.2 + math.sqrt((distance**2 / (2 * 0.01) + math.log(2 * math.sqrt(1000) / 0.05)) / 2000)
   assert bound.bound == pytest.approx(value) and (value >= 1.0) is vacuous
   assert bound.vacuous is vacuous and bound._asdict()["vacuous"] is vacuous
 

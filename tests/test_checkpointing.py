@@ -56,8 +56,10 @@ def test_another_configs_checkpoint_is_refused_even_when_changes_are_allowed(fin
   with pytest.raises(checkpointing.UnreadableCheckpointError) as error:
     loop.train_and_evaluate(tiny_config(width=8), copy, allow_config_change=True)
   # small_cnn's first BatchNorm has `width` channels: 4 in the finished run, 8 here.
-  assert "checkpoints/44 is damaged or was not written by this config (ValueError: tensor 'batch_stats/bn1/mean' " \
-         "has shape (4,) in the checkpoint, (8,) in this config)" in str(error.value)
+  assert (
+    "checkpoints/44 is damaged or was not written by this config (ValueError: tensor 'batch_stats/bn1/mean' "
+    "has shape (4,) in the checkpoint, (8,) in this config)" in str(error.value)
+  )
   variables, step = checkpointing.restore_model(os.path.join(copy, "checkpoints"))
   original, _ = checkpointing.restore_model(os.path.join(workdir, "checkpoints"))
   assert step == 44

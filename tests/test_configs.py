@@ -13,9 +13,17 @@ from ftjax.config_validation import ConfigError, check_fields
 from ftjax.configs import help_text, reference, schema
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHIPPED_CONFIGS = [("default", None), ("pretrain", None), ("torchvision", None), ("torchvision", "resnet18"),
-                   ("sweep_distance", None), ("sweep_noisy_digits", None), ("sweep_noisy_digits", "ablation"),
-                   ("sweep_noisy_digits", "settings"), ("sweep_noisy_digits", "full")]
+SHIPPED_CONFIGS = [
+  ("default", None),
+  ("pretrain", None),
+  ("torchvision", None),
+  ("torchvision", "resnet18"),
+  ("sweep_distance", None),
+  ("sweep_noisy_digits", None),
+  ("sweep_noisy_digits", "ablation"),
+  ("sweep_noisy_digits", "settings"),
+  ("sweep_noisy_digits", "full"),
+]
 FIELD_LINE = re.compile(r"^  (\S+) {2,}(.*?)(?: {2,}(.*))?$")
 
 
@@ -42,12 +50,14 @@ def test_default_config_holds_every_run_field_at_its_default_and_nothing_else():
     value = lookup(config, field.name)
     assert value == field.default and type(value) is type(field.default), field.name
   flat = {}
+
   def walk(node, prefix=""):
     for key, value in node.items():
       if isinstance(value, ml_collections.ConfigDict):
         walk(value, f"{prefix}{key}.")
       else:
         flat[prefix + key] = value
+
   walk(config)
   assert sorted(flat) == sorted(f.name for f in run_fields)
   assert "sweep" not in config and config.eval_every == 1
@@ -91,27 +101,42 @@ def bad(**overrides):
   return config
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (dict(dataset="cifar7"), "config.dataset='cifar7' is not a known dataset; valid: digits, fashion_mnist, mnist, "
-                             "image_folder or 'tfds:NAME'"),
+@pytest.mark.parametrize(
+  "overrides, message",
+  [
+    (
+      dict(dataset="cifar7"),
+      "config.dataset='cifar7' is not a known dataset; valid: digits, fashion_mnist, mnist, "
+      "image_folder or 'tfds:NAME'",
+    ),
     (dict(channels=2), "config.channels=2 is invalid; valid: one of 1, 3"),
     (dict(optimizer="rmsprop"), "config.optimizer='rmsprop' is invalid; valid: one of 'sgd', 'adam', 'adamw'"),
     (dict(noise__rate=1.0), "config.noise.rate=1.0 is invalid; valid: a number in [0.0, 1.0)"),
     (dict(num_epochs=0), "config.num_epochs=0 is invalid; valid: an integer >= 1"),
     (dict(flip="yes"), "config.flip='yes' is invalid; valid: True or False"),
-    (dict(reg__groups=("stage1=early",)), "config.reg.groups=('stage1=early',) is invalid; valid: a tuple of "
-                                          "(str, str) pairs"),
-    (dict(reg__group_values=(("stage1", -1.0),)), "config.reg.group_values=(('stage1', -1.0),) is invalid; valid: "
-                                                   "a tuple of (str, float) pairs with values >= 0"),
+    (
+      dict(reg__groups=("stage1=early",)),
+      "config.reg.groups=('stage1=early',) is invalid; valid: a tuple of (str, str) pairs",
+    ),
+    (
+      dict(reg__group_values=(("stage1", -1.0),)),
+      "config.reg.group_values=(('stage1', -1.0),) is invalid; valid: a tuple of (str, float) pairs with values >= 0",
+    ),
     (dict(reg__radius=-0.5), "config.reg.radius=-0.5 is invalid; valid: a number in [0.0, inf)"),
-    (dict(method="sam"), "config.method='sam' is invalid; valid: one of 'none', 'l2', 'l2sp', 'penalty', "
-                         "'constraint', 'regsl', 'consistent', 'delta', 'bss', 'label_smoothing'"),
+    (
+      dict(method="sam"),
+      "config.method='sam' is invalid; valid: one of 'none', 'l2', 'l2sp', 'penalty', "
+      "'constraint', 'regsl', 'consistent', 'delta', 'bss', 'label_smoothing'",
+    ),
     (dict(std=(0.5, 0.5)), "config.std=(0.5, 0.5) is invalid; valid: 1 values, one per channel (config.channels=1)"),
     (dict(warmup_epochs=20.0), "config.warmup_epochs=20.0 must be below num_epochs=20"),
-    (dict(method="consistent", consistent__transition="true"),
-     "config.consistent.transition='true' needs synthetic noise (config.noise.type != 'none'); valid: 'estimate' "
-     "or a .json/.npy matrix"),
-])
+    (
+      dict(method="consistent", consistent__transition="true"),
+      "config.consistent.transition='true' needs synthetic noise (config.noise.type != 'none'); valid: 'estimate' "
+      "or a .json/.npy matrix",
+    ),
+  ],
+)
 def test_validation_refuses_a_bad_value_with_one_line(overrides, message):
   with pytest.raises(ConfigError) as error:
     configs.validate_config(bad(**overrides))
@@ -145,8 +170,9 @@ def test_help_lists_every_field_with_its_value_meaning_and_choices():
 
 def test_help_shows_a_sweep_section_unset_fields_and_fields_the_schema_lacks():
   config = configs.default_config()
-  config.sweep = ml_collections.ConfigDict(dict(variants={"plain": ("method=none",)}, datasets=("digits",),
-                                                noise=("none",), seeds=(0, 1)))
+  config.sweep = ml_collections.ConfigDict(
+    dict(variants={"plain": ("method=none",)}, datasets=("digits",), noise=("none",), seeds=(0, 1))
+  )
   config.extra_field = 3
   fields = parse_help(configs.help_lines(config))
   assert fields["sweep.variants"][0] == "{'plain': ('method=none',)}" and fields["sweep.seeds"][0] == "(0, 1)"

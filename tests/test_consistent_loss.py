@@ -27,9 +27,9 @@ def _numpy_forward_loss(logits, labels, transition):
 
 
 TRANSITIONS = {
-    "symmetric": label_noise.symmetric_transition(C, 0.3),
-    "pairflip_with_zeros": label_noise.pairflip_transition(C, 0.4),
-    "dense": np.array([[0.7, 0.1, 0.1, 0.1], [0.0, 0.5, 0.5, 0.0], [0.2, 0.0, 0.8, 0.0], [0.25, 0.25, 0.25, 0.25]]),
+  "symmetric": label_noise.symmetric_transition(C, 0.3),
+  "pairflip_with_zeros": label_noise.pairflip_transition(C, 0.4),
+  "dense": np.array([[0.7, 0.1, 0.1, 0.1], [0.0, 0.5, 0.5, 0.0], [0.2, 0.0, 0.8, 0.0], [0.25, 0.25, 0.25, 0.25]]),
 }
 
 
@@ -46,8 +46,10 @@ def test_forward_loss_is_minus_log_of_p_times_f(name):
   # Numerical gradient of the numpy loss along a random direction.
   direction = rng.normal(size=logits.shape)
   eps = 1e-3
-  numeric = (_numpy_forward_loss(logits + eps * direction, labels, transition)
-             - _numpy_forward_loss(logits - eps * direction, labels, transition)) / (2 * eps)
+  numeric = (
+    _numpy_forward_loss(logits + eps * direction, labels, transition)
+    - _numpy_forward_loss(logits - eps * direction, labels, transition)
+  ) / (2 * eps)
   np.testing.assert_allclose(np.sum(np.asarray(grad) * direction), numeric, rtol=1e-3, atol=1e-5)
 
 
@@ -65,8 +67,11 @@ def test_forward_loss_with_identity_is_cross_entropy():
   rng = np.random.default_rng(1)
   logits = rng.normal(size=(32, C)).astype(np.float32)
   labels = rng.integers(0, C, 32)
-  np.testing.assert_allclose(forward_corrected_loss(logits, labels, np.eye(C)),
-                             np.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels)), rtol=1e-6)
+  np.testing.assert_allclose(
+    forward_corrected_loss(logits, labels, np.eye(C)),
+    np.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels)),
+    rtol=1e-6,
+  )
 
 
 def dual_t_by_loops(probs, noisy, percentile):
@@ -102,7 +107,8 @@ def _clean_posteriors(labels, num_classes, rng):
 def _synthetic(num_classes=5, n=20_000, seed=0):
   rng = np.random.default_rng(seed)
   transition = 0.5 * label_noise.pairflip_transition(num_classes, 0.3) + 0.5 * label_noise.symmetric_transition(
-      num_classes, 0.2)
+    num_classes, 0.2
+  )
   clean = rng.integers(0, num_classes, n)
   noisy = label_noise.corrupt_labels(clean, transition, seed + 1)
   return transition, clean, noisy, _clean_posteriors(clean, num_classes, rng)
@@ -113,8 +119,11 @@ def test_dual_t_matches_the_loop_restatement():
   probs = jax.nn.softmax(2 * rng.normal(size=(300, C)))
   noisy = rng.integers(0, C, 300)
   for percentile in (97.0, 90.0):
-    np.testing.assert_allclose(dual_t_estimate(probs, noisy, percentile),
-                               dual_t_by_loops(np.asarray(probs, np.float64), noisy, percentile), atol=1e-12)
+    np.testing.assert_allclose(
+      dual_t_estimate(probs, noisy, percentile),
+      dual_t_by_loops(np.asarray(probs, np.float64), noisy, percentile),
+      atol=1e-12,
+    )
 
 
 def test_dual_t_recovers_the_matrix_from_a_model_of_the_clean_classes():
@@ -181,8 +190,9 @@ def test_constraint_flag_chains_the_layerwise_projection(name):
   build = {"regsl": noisy_labels.regsl, "consistent": lambda context: noisy_labels.consistent(context, np.eye(C))}[name]
   for constrained in (True, False):
     config[name].constraint = constrained
-    context = MethodContext(config, variables, {"params": variables["params"]}, np.zeros(4, np.int32), C,
-                            structure=structure_of(config.model))
+    context = MethodContext(
+      config, variables, {"params": variables["params"]}, np.zeros(4, np.int32), C, structure=structure_of(config.model)
+    )
     expected = distance_regularization.constraint(context).post_optimizer if constrained else optax.identity()
     state = build(context).post_optimizer.init(variables["params"])
     chex.assert_trees_all_equal_structs(state, expected.init(variables["params"]))

@@ -37,8 +37,9 @@ def write_idx(path, array):
 
 def index_source(num_examples, size=4, num_classes=3):
   """Image i is filled with i (so a batch's images name its examples); label i % num_classes."""
-  pixels = np.broadcast_to(np.arange(num_examples, dtype=np.uint8)[:, None, None, None],
-                           (num_examples, size, size, 1)).copy()
+  pixels = np.broadcast_to(
+    np.arange(num_examples, dtype=np.uint8)[:, None, None, None], (num_examples, size, size, 1)
+  ).copy()
   labels = (np.arange(num_examples) % num_classes).astype(np.int32)
   return data.ArraySource(pixels, labels, [str(c) for c in range(num_classes)])
 
@@ -96,17 +97,18 @@ def test_labels_can_be_replaced():
 @pytest.mark.parametrize("suffix", ["", ".gz"])
 def test_idx_reader_against_files_written_with_struct(tmp_path, suffix):
   rng = np.random.default_rng(0)
-  arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (5, 3, 4), dtype=np.uint8),
-            "train-labels-idx1-ubyte": np.array([3, 1, 4, 1, 5], np.uint8),
-            "t10k-images-idx3-ubyte": rng.integers(0, 256, (2, 3, 4), dtype=np.uint8),
-            "t10k-labels-idx1-ubyte": np.array([9, 2], np.uint8)}
+  arrays = {
+    "train-images-idx3-ubyte": rng.integers(0, 256, (5, 3, 4), dtype=np.uint8),
+    "train-labels-idx1-ubyte": np.array([3, 1, 4, 1, 5], np.uint8),
+    "t10k-images-idx3-ubyte": rng.integers(0, 256, (2, 3, 4), dtype=np.uint8),
+    "t10k-labels-idx1-ubyte": np.array([9, 2], np.uint8),
+  }
   for stem, array in arrays.items():
     write_idx(str(tmp_path / (stem + suffix)), array)
   splits = data.load_dataset("mnist", str(tmp_path))
   np.testing.assert_array_equal(splits.train.pixels, arrays["train-images-idx3-ubyte"][..., None])
   np.testing.assert_array_equal(splits.train.labels, [3, 1, 4, 1, 5])
-  np.testing.assert_array_equal(splits.test.images(np.array([1, 0])),
-                                arrays["t10k-images-idx3-ubyte"][::-1, ..., None])
+  np.testing.assert_array_equal(splits.test.images(np.array([1, 0])), arrays["t10k-images-idx3-ubyte"][::-1, ..., None])
   assert splits.test.labels.dtype == np.int32 and splits.train.class_names == [str(d) for d in range(10)]
   wide = np.array([[1, -2], [70000, 3]], np.int32)
   write_idx(str(tmp_path / "wide.idx"), wide)
@@ -194,8 +196,15 @@ def test_tfds_array_record_random_access(tfds_dir):
   np.testing.assert_array_equal(np.sort(fills), 10 * np.arange(10))
   np.testing.assert_array_equal(splits.train.labels, (fills // 10) % 3)  # labels belong to their images
   np.testing.assert_array_equal(splits.train.images(np.array([7, 2])), images[[7, 2]])
-  few = data.load_dataset("tfds:ftjax_tiny_images", tfds_dir, image_size=4, image_key="picture",
-                          examples_per_class=2, seed=0, splits=("train", "test[:2]"))
+  few = data.load_dataset(
+    "tfds:ftjax_tiny_images",
+    tfds_dir,
+    image_size=4,
+    image_key="picture",
+    examples_per_class=2,
+    seed=0,
+    splits=("train", "test[:2]"),
+  )
   np.testing.assert_array_equal(np.bincount(few.train.labels), [2, 2, 2])
   assert len(few.test) == 2
   kept = few.train.images(np.arange(6))[:, 0, 0, 0]
@@ -223,8 +232,10 @@ def test_tfds_tfrecord_without_tensorflow_names_what_is_needed(tfds_dir, tmp_pat
   info_path = tmp_path / "ftjax_tiny_images" / "1.0.0" / "dataset_info.json"
   info = json.loads(info_path.read_text())
   info_path.write_text(json.dumps({**info, "fileFormat": "tfrecord"}))
-  for call in (lambda: data.check_dataset("tfds:ftjax_tiny_images", str(tmp_path)),
-               lambda: data.load_dataset("tfds:ftjax_tiny_images", str(tmp_path), image_size=4)):
+  for call in (
+    lambda: data.check_dataset("tfds:ftjax_tiny_images", str(tmp_path)),
+    lambda: data.load_dataset("tfds:ftjax_tiny_images", str(tmp_path), image_size=4),
+  ):
     with pytest.raises(ImportError) as excinfo:
       call()
     one_line_error(excinfo, "'ftjax_tiny_images'", "tfrecord", "tensorflow-cpu", "file_format=array_record")
@@ -285,11 +296,12 @@ def test_crop_and_flip_invariants():
   padded = np.zeros((4, 9, 9, 3), np.float32)
   padded[:, 2:7, 2:7] = images
   for i, (top, left) in enumerate(corner.crop_offsets):
-    np.testing.assert_array_equal(cropped[i], padded[i, top:top + 5, left:left + 5])
+    np.testing.assert_array_equal(cropped[i], padded[i, top : top + 5, left : left + 5])
   uint8 = (images * 255).astype(np.uint8)
   no_augmentation = data.Preprocess(crop_padding=0, flip=False)
-  np.testing.assert_array_equal(data.preprocess(uint8, no_augmentation, np.random.default_rng(0)),
-                                data.preprocess(uint8, no_augmentation))
+  np.testing.assert_array_equal(
+    data.preprocess(uint8, no_augmentation, np.random.default_rng(0)), data.preprocess(uint8, no_augmentation)
+  )
   augmenting = data.Preprocess(crop_padding=2, flip=True)
   first = data.preprocess(uint8, augmenting, np.random.default_rng(5))
   np.testing.assert_array_equal(first, data.preprocess(uint8, augmenting, np.random.default_rng(5)))
@@ -308,10 +320,13 @@ PLAIN = data.Preprocess(channels=1)
 
 def test_train_batch_is_a_pure_function_of_seed_epoch_step():
   source = index_source(50)
-  batch = data.train_batch(source, PLAIN, seed=3, epoch=1, step=2, global_batch_size=8, process_count=1,
-                           process_index=0)
-  chex.assert_trees_all_equal(batch, data.train_batch(source, PLAIN, seed=3, epoch=1, step=2, global_batch_size=8,
-                                                      process_count=1, process_index=0))
+  batch = data.train_batch(
+    source, PLAIN, seed=3, epoch=1, step=2, global_batch_size=8, process_count=1, process_index=0
+  )
+  chex.assert_trees_all_equal(
+    batch,
+    data.train_batch(source, PLAIN, seed=3, epoch=1, step=2, global_batch_size=8, process_count=1, process_index=0),
+  )
   assert batch["image"].shape == (8, 4, 4, 1) and batch["image"].dtype == np.float32
   assert batch["index"].dtype == np.int32 and batch["label"].dtype == np.int32
   np.testing.assert_array_equal(batch["image"][:, 0, 0, 0] * 255, batch["index"])  # images are the indexed ones
@@ -319,8 +334,9 @@ def test_train_batch_is_a_pure_function_of_seed_epoch_step():
   reference = np.random.default_rng([3, 1]).permutation(50)[16:24]
   np.testing.assert_array_equal(batch["index"], reference)
   noisy = dataclasses.replace(source, labels=(source.labels + 1) % 3)
-  relabelled = data.train_batch(noisy, PLAIN, seed=3, epoch=1, step=2, global_batch_size=8, process_count=1,
-                                process_index=0)
+  relabelled = data.train_batch(
+    noisy, PLAIN, seed=3, epoch=1, step=2, global_batch_size=8, process_count=1, process_index=0
+  )
   np.testing.assert_array_equal(relabelled["label"], (batch["index"] + 1) % 3)
 
 
@@ -329,8 +345,14 @@ def test_each_epoch_visits_every_example_once_in_a_new_order():
   assert data.steps_per_epoch(50, 8) == 6
   orders = []
   for epoch in range(2):
-    indices = np.concatenate([data.train_batch(source, PLAIN, seed=0, epoch=epoch, step=step, global_batch_size=8,
-                                               process_count=1, process_index=0)["index"] for step in range(6)])
+    indices = np.concatenate(
+      [
+        data.train_batch(
+          source, PLAIN, seed=0, epoch=epoch, step=step, global_batch_size=8, process_count=1, process_index=0
+        )["index"]
+        for step in range(6)
+      ]
+    )
     assert len(np.unique(indices)) == 48 and set(indices) <= set(range(50))  # 2 dropped
     orders.append(indices)
   assert not np.array_equal(orders[0], orders[1])
@@ -356,15 +378,31 @@ def test_process_slices_union_is_the_global_batch():
 def test_train_batches_resume_and_prefetch_match_train_batch():
   source = random_source(30, size=5)
   config = data.Preprocess(image_size=7, crop_padding=1, flip=True)  # in-memory source fitted once up front
-  run = list(data.train_batches(source, config, seed=4, global_batch_size=8, num_steps=8, process_index=1,
-                                process_count=2))
+  run = list(
+    data.train_batches(source, config, seed=4, global_batch_size=8, num_steps=8, process_index=1, process_count=2)
+  )
   assert [step for step, _ in run] == list(range(8))
   for global_step, batch in run:
     epoch, step = divmod(global_step, 3)
-    chex.assert_trees_all_equal(batch, data.train_batch(source, config, seed=4, epoch=epoch, step=step,
-                                                        global_batch_size=8, process_index=1, process_count=2))
-  resumed = list(data.train_batches(source, config, seed=4, global_batch_size=8, num_steps=8, start_step=5,
-                                    process_index=1, process_count=2, prefetch=0))
+    chex.assert_trees_all_equal(
+      batch,
+      data.train_batch(
+        source, config, seed=4, epoch=epoch, step=step, global_batch_size=8, process_index=1, process_count=2
+      ),
+    )
+  resumed = list(
+    data.train_batches(
+      source,
+      config,
+      seed=4,
+      global_batch_size=8,
+      num_steps=8,
+      start_step=5,
+      process_index=1,
+      process_count=2,
+      prefetch=0,
+    )
+  )
   chex.assert_trees_all_equal(resumed, run[5:])
 
 
@@ -373,8 +411,9 @@ def test_eval_batches_cover_every_example_once_with_a_mask():
   config = data.Preprocess(crop_padding=2, flip=True)
   per_process = [list(data.eval_batches(source, config, 8, process_index=p, process_count=2)) for p in range(2)]
   assert len(per_process[0]) == 3
-  batches = [{k: np.concatenate([per_process[0][b][k], per_process[1][b][k]]) for k in per_process[0][b]}
-             for b in range(3)]
+  batches = [
+    {k: np.concatenate([per_process[0][b][k], per_process[1][b][k]]) for k in per_process[0][b]} for b in range(3)
+  ]
   index = np.concatenate([b["index"] for b in batches])
   mask = np.concatenate([b["mask"] for b in batches])
   assert mask.dtype == np.float32 and per_process[0][0]["mask"].shape == (4,)
@@ -388,8 +427,7 @@ def test_eval_batches_cover_every_example_once_with_a_mask():
 def test_bad_batch_sizes_raise_one_line():
   source = index_source(20)
   with pytest.raises(ValueError) as excinfo:
-    data.train_batch(source, PLAIN, seed=0, epoch=0, step=0, global_batch_size=10, process_index=0,
-                     process_count=3)
+    data.train_batch(source, PLAIN, seed=0, epoch=0, step=0, global_batch_size=10, process_index=0, process_count=3)
   one_line_error(excinfo, "global_batch_size=10", "process_count=3")
   with pytest.raises(ValueError) as excinfo:
     data.train_batches(source, PLAIN, seed=0, global_batch_size=32, num_steps=1, process_index=0, process_count=1)
@@ -402,6 +440,7 @@ def test_bad_batch_sizes_raise_one_line():
 def test_process_defaults_come_from_jax():
   source = index_source(20)
   default = data.train_batch(source, PLAIN, seed=0, epoch=0, step=0, global_batch_size=4)
-  explicit = data.train_batch(source, PLAIN, seed=0, epoch=0, step=0, global_batch_size=4, process_index=0,
-                              process_count=1)
+  explicit = data.train_batch(
+    source, PLAIN, seed=0, epoch=0, step=0, global_batch_size=4, process_index=0, process_count=1
+  )
   chex.assert_trees_all_equal(default, explicit)

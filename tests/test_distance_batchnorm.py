@@ -23,20 +23,27 @@ def test_bn_scale_paths_of_real_models():
   variables = _abstract_variables("resnet18", width=4, stem="small")
   pairs = batchnorm.bn_scale_paths(variables["params"], variables["batch_stats"])
   assert len(pairs) == 20 and "stem/bn/scale" in pairs and "stage2/block0/downsample_bn/scale" in pairs
-  assert all(var == scale[:-len("scale")] + "var" for scale, var in pairs.items())
+  assert all(var == scale[: -len("scale")] + "var" for scale, var in pairs.items())
   variables = _abstract_variables("small_cnn", width=4)
   assert batchnorm.bn_scale_paths(variables["params"], variables["batch_stats"]) == {
-      "bn1/scale": "bn1/var", "bn2/scale": "bn2/var"}
+    "bn1/scale": "bn1/var",
+    "bn2/scale": "bn2/var",
+  }
 
 
 def random_problem(seed: int):
   """(params, updates, batch_stats, anchor_params, anchor_stats) with two BN layers and a dense kernel."""
   rng = np.random.default_rng(seed)
-  bn = lambda n, low, high: {"scale": rng.uniform(low, high, n).astype(np.float32),
-                             "bias": rng.normal(size=n).astype(np.float32)}
+  bn = lambda n, low, high: {
+    "scale": rng.uniform(low, high, n).astype(np.float32),
+    "bias": rng.normal(size=n).astype(np.float32),
+  }
   var = lambda n: {"mean": rng.normal(size=n).astype(np.float32), "var": rng.uniform(0.1, 3, n).astype(np.float32)}
-  tree = lambda low, high: {"bn1": bn(6, low, high), "block": {"bn2": bn(4, low, high)},
-                            "dense": {"kernel": rng.normal(size=(4, 3)).astype(np.float32)}}
+  tree = lambda low, high: {
+    "bn1": bn(6, low, high),
+    "block": {"bn2": bn(4, low, high)},
+    "dense": {"kernel": rng.normal(size=(4, 3)).astype(np.float32)},
+  }
   stats = lambda: {"bn1": var(6), "block": {"bn2": var(4)}}
   return tree(0.5, 2), tree(-0.3, 0.3), stats(), tree(0.5, 2), stats()
 
@@ -55,7 +62,6 @@ BN_LAYERS = {"bn1": lambda tree: tree["bn1"], "bn2": lambda tree: tree["block"][
 
 
 class BatchNormConstraintTest(chex.TestCase):
-
   @chex.variants(with_jit=True, without_jit=True)
   @parameterized.product(seed=[0, 1, 2], radius=[0.05, 0.3])
   def test_matches_formula_and_bounds_the_effective_scale(self, seed, radius):

@@ -71,20 +71,29 @@ def test_constraint_in_the_eight_device_step_matches_one_device():
   one, _ = _run(1, method_fn=constrained)
   eight, _ = _run(8, method_fn=constrained)
   chex.assert_trees_all_close(one.params, eight.params, atol=1e-5, rtol=1e-5)
-  assert float(np.abs(np.asarray(eight.params["conv1"]["kernel"]) - np.asarray(
-      one.opt_state[2].anchor["conv1"]["kernel"])).sum(axis=(0, 1, 2)).max()) <= 0.01 * (1 + 1e-5)
+  assert float(
+    np.abs(np.asarray(eight.params["conv1"]["kernel"]) - np.asarray(one.opt_state[2].anchor["conv1"]["kernel"]))
+    .sum(axis=(0, 1, 2))
+    .max()
+  ) <= 0.01 * (1 + 1e-5)
 
 
-@pytest.mark.parametrize("field, value, message", [
+@pytest.mark.parametrize(
+  "field, value, message",
+  [
     ("gamma", 0.5, "config.reg.gamma=0.5 is invalid; valid: a number in [1.0, inf)"),
     ("radius", -1.0, "config.reg.radius=-1.0 is invalid"),
     ("norm", "spectral", "config.reg.norm='spectral' is invalid; valid: one of 'frobenius', 'mars'"),
-    ("groups", (("conv.*", "early"), ("head/.*", "head")),
-     "weight tensor 'dense/kernel' matches no layer-group pattern"),
+    (
+      "groups",
+      (("conv.*", "early"), ("head/.*", "head")),
+      "weight tensor 'dense/kernel' matches no layer-group pattern",
+    ),
     ("group_values", (("stage9", 1.0),), "values given for unknown groups ['stage9']"),
     ("group_values", ("stage1=1.0",), "config.reg.group_values=('stage1=1.0',) is invalid"),
     ("group_values", (("stage1", "big"),), "valid: a tuple of (str, float) pairs"),
-])
+  ],
+)
 def test_bad_regularisation_settings_are_refused(tmp_path, field, value, message):
   config = tiny_config(method="constraint")
   config.reg[field] = value

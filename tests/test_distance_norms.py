@@ -22,13 +22,18 @@ def test_norms_match_written_out_formulas(shape):
 
 def test_layer_distances_cover_kernels_only():
   rng = np.random.default_rng(1)
-  params = {"conv": {"kernel": rng.normal(size=(3, 3, 2, 4))}, "bn": {"scale": np.ones(4), "bias": np.zeros(4)},
-            "head": {"kernel": rng.normal(size=(4, 3)), "bias": rng.normal(size=3)}}
-  anchor = {"conv": {"kernel": rng.normal(size=(3, 3, 2, 4))}, "bn": {"scale": np.zeros(4), "bias": np.ones(4)},
-            "head": {"kernel": np.zeros((4, 3)), "bias": np.zeros(3)}}
+  params = {
+    "conv": {"kernel": rng.normal(size=(3, 3, 2, 4))},
+    "bn": {"scale": np.ones(4), "bias": np.zeros(4)},
+    "head": {"kernel": rng.normal(size=(4, 3)), "bias": rng.normal(size=3)},
+  }
+  anchor = {
+    "conv": {"kernel": rng.normal(size=(3, 3, 2, 4))},
+    "bn": {"scale": np.zeros(4), "bias": np.ones(4)},
+    "head": {"kernel": np.zeros((4, 3)), "bias": np.zeros(3)},
+  }
   distances = norms.layer_distances(params, anchor)
   assert set(distances) == {"conv/kernel", "head/kernel"}
   diff = params["conv"]["kernel"] - anchor["conv"]["kernel"]
   np.testing.assert_allclose(distances["conv/kernel"]["frobenius"], np.linalg.norm(diff.ravel()), rtol=1e-5)
-  np.testing.assert_allclose(distances["head/kernel"]["mars"], np.abs(params["head"]["kernel"]).sum(0).max(),
-                             rtol=1e-5)
+  np.testing.assert_allclose(distances["head/kernel"]["mars"], np.abs(params["head"]["kernel"]).sum(0).max(), rtol=1e-5)

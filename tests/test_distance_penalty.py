@@ -15,10 +15,11 @@ from ftjax.distance import penalty
 def random_problem(seed: int):
   """(params, anchor, grads, weights): conv, dense and head kernels weighted, a bias not."""
   rng = np.random.default_rng(seed)
-  tree = lambda: {"conv": {"kernel": rng.normal(size=(3, 3, 2, 4)).astype(np.float32),
-                           "bias": rng.normal(size=4).astype(np.float32)},
-                  "dense": {"kernel": rng.normal(size=(8, 5)).astype(np.float32)},
-                  "head": {"kernel": rng.normal(size=(5, 3)).astype(np.float32)}}
+  tree = lambda: {
+    "conv": {"kernel": rng.normal(size=(3, 3, 2, 4)).astype(np.float32), "bias": rng.normal(size=4).astype(np.float32)},
+    "dense": {"kernel": rng.normal(size=(8, 5)).astype(np.float32)},
+    "head": {"kernel": rng.normal(size=(5, 3)).astype(np.float32)},
+  }
   weights = {"conv/kernel": 0.1, "dense/kernel": 0.3, "head/kernel": 2.0}
   return tree(), tree(), tree(), weights
 
@@ -32,7 +33,7 @@ def penalty_by_numpy(params, anchor, weights, norm):
   total = 0.0
   for path, weight in weights.items():
     t = _leaf(params, path) - _leaf(anchor, path)
-    total += weight * (np.sum(t ** 2) if norm == "frobenius" else np.abs(t.reshape(-1, t.shape[-1])).sum(0).max())
+    total += weight * (np.sum(t**2) if norm == "frobenius" else np.abs(t.reshape(-1, t.shape[-1])).sum(0).max())
   return total
 
 
@@ -54,22 +55,24 @@ def penalty_gradient_by_hand(params, anchor, weights, norm):
 
 
 class PenaltyTest(chex.TestCase):
-
   @parameterized.product(norm=["frobenius", "mars"], seed=[0, 1, 2])
   def test_penalties_match_numpy(self, norm, seed):
     params, anchor, _, weights = random_problem(seed)
-    np.testing.assert_allclose(penalty.layerwise_penalty(params, anchor, weights, norm),
-                               penalty_by_numpy(params, anchor, weights, norm), rtol=1e-5)
+    np.testing.assert_allclose(
+      penalty.layerwise_penalty(params, anchor, weights, norm),
+      penalty_by_numpy(params, anchor, weights, norm),
+      rtol=1e-5,
+    )
     if norm == "frobenius":
-      np.testing.assert_allclose(penalty.l2sp_penalty(params, anchor, weights),
-                                 penalty_by_numpy(params, anchor, weights, norm), rtol=1e-5)
+      np.testing.assert_allclose(
+        penalty.l2sp_penalty(params, anchor, weights), penalty_by_numpy(params, anchor, weights, norm), rtol=1e-5
+      )
 
   @chex.variants(with_jit=True, without_jit=True)
   @parameterized.product(norm=["frobenius", "mars"], seed=[0, 1, 2])
   def test_added_gradient_is_the_penalty_gradient(self, norm, seed):
     params, anchor, grads, weights = random_problem(seed)
-    tx = penalty.add_penalty_gradient(functools.partial(penalty.layerwise_penalty, weights=weights, norm=norm),
-                                      anchor)
+    tx = penalty.add_penalty_gradient(functools.partial(penalty.layerwise_penalty, weights=weights, norm=norm), anchor)
     updates, _ = self.variant(tx.update)(grads, tx.init(params), params)
     added = jax.tree.map(lambda u, g: np.asarray(u, np.float64) - g, updates, grads)
     chex.assert_trees_all_close(added, penalty_gradient_by_hand(params, anchor, weights, norm), atol=1e-5)
@@ -92,8 +95,10 @@ def test_chained_with_sgd_converges_to_the_penalised_minimum():
   target = {"dense": {"kernel": rng.normal(size=(4, 3)).astype(np.float32)}}
   lam = 0.5
   loss = lambda p: jnp.sum((p["dense"]["kernel"] - target["dense"]["kernel"]) ** 2)
-  tx = optax.chain(penalty.add_penalty_gradient(
-      functools.partial(penalty.l2sp_penalty, weights={"dense/kernel": lam}), anchor), optax.sgd(0.1, momentum=0.5))
+  tx = optax.chain(
+    penalty.add_penalty_gradient(functools.partial(penalty.l2sp_penalty, weights={"dense/kernel": lam}), anchor),
+    optax.sgd(0.1, momentum=0.5),
+  )
 
   @jax.jit
   def run(params):
@@ -101,6 +106,7 @@ def test_chained_with_sgd_converges_to_the_penalised_minimum():
       params, state = carry
       updates, state = tx.update(jax.grad(loss)(params), state, params)
       return optax.apply_updates(params, updates), state
+
     return jax.lax.fori_loop(0, 200, step, (params, tx.init(params)))[0]
 
   expected = (target["dense"]["kernel"] + lam * anchor["dense"]["kernel"]) / (1 + lam)

@@ -10,8 +10,10 @@ from absl.testing import parameterized
 from ftjax.distance import norms, projection
 
 SHAPES = {"conv/kernel": (3, 3, 4, 6), "dense/kernel": (12, 5), "head/kernel": (5, 3)}
-NORM_NP = {"frobenius": lambda t: np.sqrt(np.sum(t.astype(np.float64) ** 2)),
-           "mars": lambda t: np.abs(t.reshape(-1, t.shape[-1]).astype(np.float64)).sum(0).max()}
+NORM_NP = {
+  "frobenius": lambda t: np.sqrt(np.sum(t.astype(np.float64) ** 2)),
+  "mars": lambda t: np.abs(t.reshape(-1, t.shape[-1]).astype(np.float64)).sum(0).max(),
+}
 
 
 def _nest(flat: dict) -> dict:
@@ -27,8 +29,10 @@ def random_problem(seed: int, norm: str):
   constrained tensor's new distance is inside (radius 1.5x) or outside (0.3x) its ball, alternating
   with the seed."""
   rng = np.random.default_rng(seed)
-  flat = lambda scale: {**{p: (scale * rng.normal(size=s)).astype(np.float32) for p, s in SHAPES.items()},
-                        "conv/bias": (scale * rng.normal(size=6)).astype(np.float32)}
+  flat = lambda scale: {
+    **{p: (scale * rng.normal(size=s)).astype(np.float32) for p, s in SHAPES.items()},
+    "conv/bias": (scale * rng.normal(size=6)).astype(np.float32),
+  }
   anchor, params, updates = flat(1.0), flat(1.0), flat(0.5)
   inside, radii = {}, {}
   for i, path in enumerate(SHAPES):
@@ -63,7 +67,6 @@ def l1_ball_by_sorting(v: np.ndarray, radius: float) -> np.ndarray:
 
 
 class DistanceProjectionTest(chex.TestCase):
-
   def _apply(self, norm, seed, mars_mode="rescale"):
     anchor, params, updates, radii, inside = random_problem(seed, norm)
     tx = projection.distance_projection(anchor, radii, norm, mars_mode)
@@ -121,9 +124,11 @@ class DistanceProjectionTest(chex.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   def test_zero_difference_and_zero_radius_give_no_nan(self):
     t = jnp.zeros((3, 3, 2, 4))
-    fns = [projection.project_to_frobenius_ball,
-           lambda x, r: projection.project_to_mars_ball(x, r, "rescale"),
-           lambda x, r: projection.project_to_mars_ball(x, r, "exact")]
+    fns = [
+      projection.project_to_frobenius_ball,
+      lambda x, r: projection.project_to_mars_ball(x, r, "rescale"),
+      lambda x, r: projection.project_to_mars_ball(x, r, "exact"),
+    ]
     for fn in fns:
       for radius in (0.0, 1.0):
         value, grad = self.variant(jax.value_and_grad(lambda x: jnp.sum(fn(x, radius) ** 2)))(t)  # noqa: B023
@@ -160,8 +165,10 @@ def test_unknown_paths_and_norms_are_errors():
 def test_chained_with_sgd_and_adam_under_jit_hold_the_constraint_every_step():
   """A tiny quadratic pulls a dense and a conv kernel far from the anchor; the chain keeps them inside."""
   rng = np.random.default_rng(3)
-  anchor = {"dense": {"kernel": rng.normal(size=(6, 4)).astype(np.float32)},
-            "conv": {"kernel": rng.normal(size=(3, 3, 2, 4)).astype(np.float32)}}
+  anchor = {
+    "dense": {"kernel": rng.normal(size=(6, 4)).astype(np.float32)},
+    "conv": {"kernel": rng.normal(size=(3, 3, 2, 4)).astype(np.float32)},
+  }
   target = jax.tree.map(lambda a: a + 3.0, anchor)
   radii = {"dense/kernel": 0.5, "conv/kernel": 1.5}
   loss = lambda p: sum(jnp.sum((x - y) ** 2) for x, y in zip(jax.tree.leaves(p), jax.tree.leaves(target)))

@@ -88,8 +88,12 @@ def broken_links(root: pathlib.Path) -> list[str]:
 
 def forbidden_mentions(root: pathlib.Path) -> list[str]:
   """'file: text' for every mention of a document outside the repository."""
-  return [f"{doc.relative_to(root)}: {text}" for doc in documentation_files(root)
-          for text in FORBIDDEN if text in doc.read_text(encoding="utf-8")]
+  return [
+    f"{doc.relative_to(root)}: {text}"
+    for doc in documentation_files(root)
+    for text in FORBIDDEN
+    if text in doc.read_text(encoding="utf-8")
+  ]
 
 
 def methods_sections(root: pathlib.Path) -> set[str]:
@@ -166,27 +170,35 @@ def faulty_repository(tmp_path):
   """A repository whose documentation has one fault of each kind the checks look for."""
   (tmp_path / "docs").mkdir()
   (tmp_path / "docs" / "methods.md").write_text(
-      '# Methods\n\n<a id="s1"></a>\n## 1 One\n\n<a id="s2-1"></a>\n### 2.1 Two point one\n', encoding="utf-8")
+    '# Methods\n\n<a id="s1"></a>\n## 1 One\n\n<a id="s2-1"></a>\n### 2.1 Two point one\n', encoding="utf-8"
+  )
   (tmp_path / "docs" / "guide.md").write_text(
-      "See [two point one](methods.md#s2-1), [the heading](methods.md#21-two-point-one),\n"
-      "[missing anchor](methods.md#s9), [up](../README.md) and `[code](not-a-link.md)`.\n", encoding="utf-8")
+    "See [two point one](methods.md#s2-1), [the heading](methods.md#21-two-point-one),\n"
+    "[missing anchor](methods.md#s9), [up](../README.md) and `[code](not-a-link.md)`.\n",
+    encoding="utf-8",
+  )
   (tmp_path / "README.md").write_text(
-      "[guide](docs/guide.md) [gone](docs/gone.md) [web](https://example.org/x.md)\n"
-      "[spec](../shared/SPEC.md)\n\n```\n[in a fence](nowhere.md)\n```\n", encoding="utf-8")
+    "[guide](docs/guide.md) [gone](docs/gone.md) [web](https://example.org/x.md)\n"
+    "[spec](../shared/SPEC.md)\n\n```\n[in a fence](nowhere.md)\n```\n",
+    encoding="utf-8",
+  )
   (tmp_path / "pkg").mkdir()
   (tmp_path / "pkg" / "mod.py").write_text(
-      '"""Cites docs/methods.md §2.1, docs/methods.md §1–2.1 and docs/methods.md §2.4."""\n', encoding="utf-8")
+    '"""Cites docs/methods.md §2.1, docs/methods.md §1–2.1 and docs/methods.md §2.4."""\n', encoding="utf-8"
+  )
   (tmp_path / "note.ipynb").write_text(json.dumps({"cells": [{"source": ["see methods.md §3.2"]}]}), encoding="utf-8")
   return tmp_path
 
 
 def test_checks_report_each_fault_of_a_faulty_repository(faulty_repository):
   root = faulty_repository
-  assert sorted(broken_links(root)) == sorted([
+  assert sorted(broken_links(root)) == sorted(
+    [
       "README.md: docs/gone.md (no such file)",
       "README.md: ../shared/SPEC.md (outside the repository)",
       "docs/guide.md: methods.md#s9 (no anchor #s9 in docs/methods.md)",
-  ])
+    ]
+  )
   assert forbidden_mentions(root) == ["README.md: ../shared", "README.md: SPEC.md"]
   assert sorted(unknown_citations(root)) == ["note.ipynb: methods.md §3.2", "pkg/mod.py: methods.md §2.4"]
 
@@ -194,4 +206,4 @@ def test_checks_report_each_fault_of_a_faulty_repository(faulty_repository):
 def test_github_slugs_of_headings():
   assert github_slug("2.4 Radii that grow with depth") == "24-radii-that-grow-with-depth"
   assert github_slug("Running `experiments` ([docs](x.md))") == "running-experiments-docs"
-  assert anchors("# A\n## A\n<a id=\"x\"></a>\n```\n# not a heading\n```\n") == {"a", "a-1", "x"}
+  assert anchors('# A\n## A\n<a id="x"></a>\n```\n# not a heading\n```\n') == {"a", "a-1", "x"}

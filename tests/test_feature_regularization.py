@@ -100,7 +100,9 @@ def test_zeroing_a_channel_through_the_interceptor_equals_running_the_stages_by_
   small_cnn = create_model("small_cnn", 3, width=WIDTH)
   small_variables = random_variables(small_cnn)
   assert delta.feature_map_modules(small_cnn, small_variables, images.shape, ["stage1", "stage2"]) == {
-      "stage1": None, "stage2": None}
+    "stage1": None,
+    "stage2": None,
+  }
 
   params, stats = variables["params"], variables["batch_stats"]
   sub = lambda name: {"params": params[name], "batch_stats": stats[name]}
@@ -118,7 +120,8 @@ def test_zeroing_a_channel_through_the_interceptor_equals_running_the_stages_by_
   np.testing.assert_allclose(logits, jax.jit(model.apply)(variables, images), atol=1e-5)
   _, expected = by_hand(images, np.array([1, 1, 0, 1], np.float32))
   zeroed = jax.jit(delta.logits_from_feature_map, static_argnums=(0, 3))(
-      model, variables, images, ("stage1",), stage1.at[..., 2].set(0.0))
+    model, variables, images, ("stage1",), stage1.at[..., 2].set(0.0)
+  )
   np.testing.assert_allclose(zeroed, expected, atol=1e-5)
   assert not np.allclose(expected, logits, atol=1e-3)
 
@@ -146,8 +149,10 @@ def test_channel_weights_are_a_distribution_that_gives_a_dead_channel_the_least(
   penultimate = np.asarray(features["penultimate"])
   labels = np.argmax((penultimate - penultimate.mean(0)) @ np.random.default_rng(2).normal(size=(8, 3)), 1)
   mask = np.r_[np.ones(28), np.zeros(4)].astype(np.float32)  # the last batch padded
-  batches = [{"image": images[i:i + 16], "label": labels[i:i + 16].astype(np.int32), "mask": mask[i:i + 16]}
-             for i in (0, 16)]
+  batches = [
+    {"image": images[i : i + 16], "label": labels[i : i + 16].astype(np.int32), "mask": mask[i : i + 16]}
+    for i in (0, 16)
+  ]
   weighting = delta.channel_weighting(model, variables, batches, TINY_RESNET, 3, normalization)
   assert weighting.zeroed_modules == {"stage1": "stage1", "stage2": "stage2"}
   assert weighting.probe_accuracy > 0.8
@@ -172,9 +177,17 @@ def _context(config, model, variables, num_examples=48):
   pixels = np.random.default_rng(3).integers(0, 256, size=(num_examples, 8, 8, 1), dtype=np.uint8)
   labels = np.arange(num_examples, dtype=np.int32) % 3
   source = data.ArraySource(pixels, labels, ["a", "b", "c"])
-  return MethodContext(config=config, init_variables=variables, anchor_variables={"params": variables["params"]},
-                       train_labels=labels, num_classes=3, model=model, train_source=source, structure=TINY_RESNET,
-                       train_preprocess=data.Preprocess(image_size=8, channels=1, mean=(0.5,), std=(0.5,)))
+  return MethodContext(
+    config=config,
+    init_variables=variables,
+    anchor_variables={"params": variables["params"]},
+    train_labels=labels,
+    num_classes=3,
+    model=model,
+    train_source=source,
+    structure=TINY_RESNET,
+    train_preprocess=data.Preprocess(image_size=8, channels=1, mean=(0.5,), std=(0.5,)),
+  )
 
 
 @pytest.mark.parametrize("method", ["delta", "bss"])
@@ -202,8 +215,9 @@ def test_a_train_step_reduces_the_total_loss_on_a_repeated_batch(method):
   else:
     terms = {"spectral_penalty": config.bss.eta}
   assert all(float(metrics[name]) > 0 for name in terms)
-  np.testing.assert_allclose(metrics["loss"], metrics["cross_entropy"] + sum(
-      weight * metrics[name] for name, weight in terms.items()), rtol=1e-5)
+  np.testing.assert_allclose(
+    metrics["loss"], metrics["cross_entropy"] + sum(weight * metrics[name] for name, weight in terms.items()), rtol=1e-5
+  )
 
 
 @pytest.mark.parametrize("method", ["delta", "bss"])

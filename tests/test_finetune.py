@@ -23,8 +23,19 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def tiny_config(**overrides):
   config = default.get_config()
-  config.update(dict(model="small_cnn", width=4, pretrained="none", image_size=8, num_epochs=2, batch_size=64,
-                     eval_batch_size=128, checkpoint_every=10, log_every=5))
+  config.update(
+    dict(
+      model="small_cnn",
+      width=4,
+      pretrained="none",
+      image_size=8,
+      num_epochs=2,
+      batch_size=64,
+      eval_batch_size=128,
+      checkpoint_every=10,
+      log_every=5,
+    )
+  )
   config.update(overrides)
   return config
 
@@ -39,8 +50,21 @@ def test_results_hold_the_promised_fields(finished_run):
   workdir, results = finished_run
   with open(os.path.join(workdir, "results.json")) as f:
     assert json.load(f) == json.loads(json.dumps(results))
-  for key in ("test_accuracy", "test_loss", "train_accuracy", "train_loss", "steps", "epochs", "wall_seconds",
-              "num_devices", "method", "dataset", "model", "config", "layer_distances"):
+  for key in (
+    "test_accuracy",
+    "test_loss",
+    "train_accuracy",
+    "train_loss",
+    "steps",
+    "epochs",
+    "wall_seconds",
+    "num_devices",
+    "method",
+    "dataset",
+    "model",
+    "config",
+    "layer_distances",
+  ):
     assert key in results, key
   assert results["num_devices"] == jax.device_count() == 8
   assert results["steps"] == 2 * (1437 // 64)
@@ -56,8 +80,13 @@ def test_results_hold_the_promised_fields(finished_run):
   assert all(np.isfinite(r["train/loss"]) for r in logged)
   assert [r["step"] for r in records if "labels/fraction_correct" in r] == [22, 44]
   assert all(r["labels/fraction_correct"] == 1.0 for r in records if "labels/fraction_correct" in r)
-  assert results["label_noise"] == {"type": "none", "rate": 0.0, "fraction_correct_start": 1.0,
-                                    "fraction_correct": 1.0, "num_changed": 0}
+  assert results["label_noise"] == {
+    "type": "none",
+    "rate": 0.0,
+    "fraction_correct_start": 1.0,
+    "fraction_correct": 1.0,
+    "num_changed": 0,
+  }
   assert os.listdir(os.path.join(workdir, "tensorboard"))
 
 
@@ -112,7 +141,9 @@ def _misfit_source(tmp_path) -> str:
   return path
 
 
-@pytest.mark.parametrize("overrides, message", [
+@pytest.mark.parametrize(
+  "overrides, message",
+  [
     (dict(dataset="cifar7"), "config.dataset='cifar7' is not a known dataset; valid: digits"),
     (dict(model="resnet7"), "config.model='resnet7' is invalid; valid: one of 'resnet18'"),
     (dict(dataset="fashion_mnist", data_dir="/no/such/dir"), "/no/such/dir"),
@@ -121,10 +152,13 @@ def _misfit_source(tmp_path) -> str:
     (dict(pretrained="MISFIT"), "'params/bn1/bias' has shape (8,) but the model expects (4,)"),
     (dict(learning_rate=-1.0), "config.learning_rate=-1.0 is invalid"),
     (dict(std=(0.0,)), "config.std=(0.0,) is invalid"),
-    (dict(model="auto"), "config.model='auto' takes the architecture from the pretrained source, but "
-                         "config.pretrained='none'"),
+    (
+      dict(model="auto"),
+      "config.model='auto' takes the architecture from the pretrained source, but config.pretrained='none'",
+    ),
     (dict(model="auto", pretrained="MISFIT"), "records no architecture"),
-])
+  ],
+)
 def test_bad_input_stops_before_training_and_keeps_the_workdir(tmp_path, overrides, message):
   if overrides.get("pretrained") == "MISFIT":
     overrides["pretrained"] = _misfit_source(tmp_path)
@@ -138,14 +172,22 @@ def test_bad_input_stops_before_training_and_keeps_the_workdir(tmp_path, overrid
   assert (workdir / "results.json").read_text() == "earlier results"
 
 
-@pytest.mark.parametrize("flag, message", [
+@pytest.mark.parametrize(
+  "flag, message",
+  [
     ("--config.model=resnet7", "config.model='resnet7' is invalid"),
     ("--config.no_such_field=1", "unknown config field (no_such_field)"),
     ("--config=experiments/configs/missing.py", "missing.py"),
-])
+  ],
+)
 def test_command_line_bad_input_is_one_line_and_exit_code_2(tmp_path, flag, message):
-  proc = subprocess.run([sys.executable, "-m", "experiments.finetune", f"--workdir={tmp_path / 'w'}", flag],
-                        cwd=REPO, capture_output=True, text=True, timeout=120)
+  proc = subprocess.run(
+    [sys.executable, "-m", "experiments.finetune", f"--workdir={tmp_path / 'w'}", flag],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert proc.returncode == 2
   errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
   assert len(errors) == 1 and message in errors[0], proc.stderr

@@ -14,16 +14,17 @@ from tests.test_configs import has, lookup, parse_help
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = {  # command: (help argument, config module it runs by default, its own flags)
-    "finetune": ("--help", "default", ("--workdir", "--config", "--allow_config_change")),
-    "measure": ("-h", None, ("--workdir", "--out", "--num_probes", "--trace_method", "--max_batches", "--seed")),
-    "sweep": ("--helpfull", "sweep_noisy_digits", ("--workdir", "--config")),
-    "pretrain": ("--help", "pretrain", ("--workdir", "--config", "--export", "--allow_config_change")),
+  "finetune": ("--help", "default", ("--workdir", "--config", "--allow_config_change")),
+  "measure": ("-h", None, ("--workdir", "--out", "--num_probes", "--trace_method", "--max_batches", "--seed")),
+  "sweep": ("--helpfull", "sweep_noisy_digits", ("--workdir", "--config")),
+  "pretrain": ("--help", "pretrain", ("--workdir", "--config", "--export", "--allow_config_change")),
 }
 
 
 def command_help(command: str, *args: str) -> list[str]:
-  proc = subprocess.run([sys.executable, "-m", f"experiments.{command}", *args], cwd=REPO, capture_output=True,
-                        text=True, timeout=120)
+  proc = subprocess.run(
+    [sys.executable, "-m", f"experiments.{command}", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+  )
   assert proc.returncode == 0, proc.stderr
   for text in ("absl", "--flagfile", "--only_check_args", "Traceback"):
     assert text not in proc.stdout + proc.stderr
@@ -63,8 +64,9 @@ def test_measure_help_shows_its_defaults_and_choices():
 
 
 def test_help_shows_the_values_of_the_config_given_and_its_overrides():
-  lines = command_help("sweep", "--config", "experiments/configs/sweep_noisy_digits.py:full", "--help",
-                       "--config.learning_rate=0.2")
+  lines = command_help(
+    "sweep", "--config", "experiments/configs/sweep_noisy_digits.py:full", "--help", "--config.learning_rate=0.2"
+  )
   fields = parse_help(lines)
   assert fields["model"][0] == "'auto'" and fields["learning_rate"][0] == "0.2"
   assert fields["sweep.noise"][0] == repr(tuple(f"{k}:{r}" for k in ("symmetric", "pairflip") for r in (0.2, 0.4, 0.6)))
@@ -73,17 +75,30 @@ def test_help_shows_the_values_of_the_config_given_and_its_overrides():
 
 def test_group_pairs_parse_from_the_command_line_as_tuples_of_tuples():
   groups = (("conv.*", "early"), ("head/.*", "head"))
-  fields = parse_help(command_help("finetune", "--help", f"--config.reg.groups={groups!r}",
-                                   "--config.reg.group_values=(('early', 0.5),)"))
+  fields = parse_help(
+    command_help("finetune", "--help", f"--config.reg.groups={groups!r}", "--config.reg.group_values=(('early', 0.5),)")
+  )
   assert fields["reg.groups"][0] == repr(groups)
   assert fields["reg.group_values"][0] == repr((("early", 0.5),))
 
 
 def test_help_with_a_bad_config_argument_is_one_line_and_exit_code_2():
-  proc = subprocess.run([sys.executable, "-m", "experiments.finetune", "--help", "--config",
-                         "experiments/configs/sweep_noisy_digits.py:nope"], cwd=REPO, capture_output=True, text=True,
-                        timeout=120)
+  proc = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "experiments.finetune",
+      "--help",
+      "--config",
+      "experiments/configs/sweep_noisy_digits.py:nope",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert proc.returncode == 2 and "Traceback" not in proc.stderr
   assert proc.stderr.strip().splitlines() == [
-      "error: flag --config=experiments/configs/sweep_noisy_digits.py:nope: ValueError: sweep_noisy_digits config "
-      "argument 'nope'; valid: none, 'ablation', 'settings', 'full'"]
+    "error: flag --config=experiments/configs/sweep_noisy_digits.py:nope: ValueError: sweep_noisy_digits config "
+    "argument 'nope'; valid: none, 'ablation', 'settings', 'full'"
+  ]

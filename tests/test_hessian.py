@@ -37,8 +37,10 @@ def cross_entropy(model, params, batch):
 def tiny_problem(model, input_shape, seed=0, batch_size=32):
   """(loss_fn as a Partial over the batch, params, batch, the batch loss as a function of (params, batch))."""
   rng = np.random.default_rng(seed)
-  batch = {"x": rng.normal(size=(batch_size, *input_shape)).astype(np.float32),
-           "y": rng.integers(0, 3, batch_size).astype(np.int32)}
+  batch = {
+    "x": rng.normal(size=(batch_size, *input_shape)).astype(np.float32),
+    "y": rng.integers(0, 3, batch_size).astype(np.int32),
+  }
   params = model.init(jax.random.key(seed), batch["x"][:1])["params"]
   loss = lambda p, batch: cross_entropy(model, p, batch)
   return jax.tree_util.Partial(loss, batch=batch), params, batch, loss
@@ -92,8 +94,9 @@ def within(estimate: hessian.TraceEstimate, exact: float, sigmas: float = 3.0) -
 @pytest.mark.parametrize("method,num_probes", [("hutchinson", 400), ("hutchpp", 60)])
 def test_traces_match_exact_block_traces(problem, method, num_probes):
   loss_fn, params, h = problem
-  every_leaf = hessian.layer_traces(loss_fn, params, jax.random.key(3), num_probes, is_layer=lambda n, leaf: True,
-                                    method=method, probes_per_batch=8)
+  every_leaf = hessian.layer_traces(
+    loss_fn, params, jax.random.key(3), num_probes, is_layer=lambda n, leaf: True, method=method, probes_per_batch=8
+  )
   for name, part in leaf_slices(params).items():
     assert every_leaf[name].num_probes == num_probes
     assert within(every_leaf[name], np.trace(h[part, part])), (name, every_leaf[name], np.trace(h[part, part]))
@@ -108,8 +111,9 @@ def test_hutchpp_captures_a_low_rank_hessian_exactly():
   loss_fn, params, _, _ = tiny_problem(MLP(), (1,))
   h = full_hessian(loss_fn, params)
   assert len(h) == 28
-  traces = hessian.layer_traces(loss_fn, params, jax.random.key(0), 90, is_layer=lambda n, leaf: True, method="hutchpp",
-                                probes_per_batch=30)
+  traces = hessian.layer_traces(
+    loss_fn, params, jax.random.key(0), 90, is_layer=lambda n, leaf: True, method="hutchpp", probes_per_batch=30
+  )
   for name, part in leaf_slices(params).items():
     np.testing.assert_allclose(traces[name].estimate, np.trace(h[part, part]), rtol=1e-3, atol=1e-6)
     assert traces[name].stderr < 1e-5
@@ -124,8 +128,9 @@ def test_one_hvp_per_probe_serves_every_layer(problem, monkeypatch):
   traces = hessian.block_traces(loss_fn, params, jax.random.key(5), 12, blocks=blocks, probes_per_batch=4)
   assert rows == [4, 4, 4]
   # The same probes give every block: the network sample is the sum of the leaves' samples.
-  np.testing.assert_allclose(sum(traces[name].estimate for name in leaf_slices(params)),
-                             traces[hessian.NETWORK].estimate, rtol=1e-5)
+  np.testing.assert_allclose(
+    sum(traces[name].estimate for name in leaf_slices(params)), traces[hessian.NETWORK].estimate, rtol=1e-5
+  )
 
 
 def test_relative_tolerance_stops_the_probes(problem):
@@ -149,10 +154,15 @@ class RecordingProgress:
       yield item
 
 
-@pytest.mark.parametrize("options,calls", [(dict(method="hutchinson", probes_per_batch=4), 3),
-                                           (dict(method="hutchpp", probes_per_batch=2), 6),  # 4 + 4 + 4 HVPs
-                                           (dict(rtol=10.0, max_probes=40), 12),  # converged at num_probes
-                                           (dict(rtol=1e-6, max_probes=40), 40)])
+@pytest.mark.parametrize(
+  "options,calls",
+  [
+    (dict(method="hutchinson", probes_per_batch=4), 3),
+    (dict(method="hutchpp", probes_per_batch=2), 6),  # 4 + 4 + 4 HVPs
+    (dict(rtol=10.0, max_probes=40), 12),  # converged at num_probes
+    (dict(rtol=1e-6, max_probes=40), 40),
+  ],
+)
 def test_progress_sees_each_hvp_call_and_changes_no_number(problem, monkeypatch, options, calls):
   loss_fn, params, _ = problem
   blocks = {**hessian.layer_blocks(params), **hessian.network_block(params)}
@@ -169,8 +179,7 @@ def test_a_tqdm_bar_over_hutchpp_ends_full():
   loss_fn, params, _, _ = tiny_problem(MLP(), (4,))
   out = io.StringIO()
   progress = lambda calls: tqdm.tqdm(calls, file=out, mininterval=0)
-  hessian.network_trace(loss_fn, params, jax.random.key(0), 14, method="hutchpp", probes_per_batch=4,
-                        progress=progress)
+  hessian.network_trace(loss_fn, params, jax.random.key(0), 14, method="hutchpp", probes_per_batch=4, progress=progress)
   final = out.getvalue().split("\r")[-1]  # 4 sketch + 4 basis + 6 probe HVPs, 4 per call: 1 + 1 + 2 calls
   assert "100%" in final and " 4/4 " in final, out.getvalue()
 
@@ -211,8 +220,9 @@ def test_lanczos_quadrature_is_exact_on_the_krylov_space():
   np.testing.assert_allclose(got, positive, rtol=1e-4)
   alphas, betas = hessian.lanczos(matvec, jnp.asarray(v, jnp.float32), 8)
   assert len(alphas) == 6 and len(betas) == 5  # breakdown: 5 distinct eigenvalues + the null space
-  np.testing.assert_allclose(hessian.quadratic_form(matvec, jnp.asarray(v, jnp.float32), 3, lambda x: x),
-                             v @ a @ v, rtol=1e-4)  # f(x) = x: exact from one node on
+  np.testing.assert_allclose(
+    hessian.quadratic_form(matvec, jnp.asarray(v, jnp.float32), 3, lambda x: x), v @ a @ v, rtol=1e-4
+  )  # f(x) = x: exact from one node on
 
 
 def test_eight_devices_give_the_hvp_of_one():

@@ -16,14 +16,27 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FLOORS = {
-    "ftjax.data": 0, "ftjax.models": 0, "ftjax.distance": 0, "ftjax.hessian": 0, "ftjax.generalization": 0,
-    "ftjax.tree_paths": 0, "ftjax.config_validation": 0, "ftjax.label_noise": 0, "ftjax.parallel": 0,
-    "ftjax.plots": 0, "ftjax.progress_logging": 0, "ftjax.metrics_writer": 0, "ftjax.layer_groups": 0,
-    "ftjax.optim": 0, "ftjax.checkpoint_io": 0,
-    "ftjax.methods": 1,
-    "ftjax.configs": 2,
-    "ftjax.train": 3,
-    "ftjax.runs": 4, "ftjax": 4, "experiments": 4,
+  "ftjax.data": 0,
+  "ftjax.models": 0,
+  "ftjax.distance": 0,
+  "ftjax.hessian": 0,
+  "ftjax.generalization": 0,
+  "ftjax.tree_paths": 0,
+  "ftjax.config_validation": 0,
+  "ftjax.label_noise": 0,
+  "ftjax.parallel": 0,
+  "ftjax.plots": 0,
+  "ftjax.progress_logging": 0,
+  "ftjax.metrics_writer": 0,
+  "ftjax.layer_groups": 0,
+  "ftjax.optim": 0,
+  "ftjax.checkpoint_io": 0,
+  "ftjax.methods": 1,
+  "ftjax.configs": 2,
+  "ftjax.train": 3,
+  "ftjax.runs": 4,
+  "ftjax": 4,
+  "experiments": 4,
 }
 
 
@@ -34,7 +47,7 @@ def module_files(root: str, package: str) -> dict[str, str]:
   for folder, _, files in os.walk(os.path.join(root, package)):
     for name in files:
       if name.endswith(".py"):
-        parts = os.path.relpath(os.path.join(folder, name), root)[:-len(".py")].split(os.sep)
+        parts = os.path.relpath(os.path.join(folder, name), root)[: -len(".py")].split(os.sep)
         modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = os.path.join(folder, name)
   return modules
 
@@ -50,7 +63,7 @@ def imported_modules(path: str, module: str, is_package: bool, known: set[str]) 
     elif isinstance(node, ast.ImportFrom):
       base = node.module or ""
       if node.level:  # relative: from the module's own package upwards
-        parts = module.split(".")[:len(module.split(".")) - node.level + (1 if is_package else 0)]
+        parts = module.split(".")[: len(module.split(".")) - node.level + (1 if is_package else 0)]
         base = ".".join(parts + ([base] if base else []))
       for alias in node.names:
         found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base)
@@ -61,8 +74,9 @@ def import_graph(root: str, packages: tuple[str, ...]) -> dict[str, set[str]]:
   """{module: the modules of `packages` it imports} for every module of `packages` under `root`."""
   files = {name: path for package in packages for name, path in module_files(root, package).items()}
   known = set(files)
-  return {name: imported_modules(path, name, path.endswith("__init__.py"), known) - {name}
-          for name, path in files.items()}
+  return {
+    name: imported_modules(path, name, path.endswith("__init__.py"), known) - {name} for name, path in files.items()
+  }
 
 
 def floor_of(module: str, floors: dict[str, int]) -> int | None:
@@ -141,19 +155,49 @@ def write_package(root, files: dict[str, str]) -> None:
 FAKE_FLOORS = {"pkg": 1, "pkg.low": 0, "pkg.high": 1}
 
 
-@pytest.mark.parametrize("files, floors, violations, cycles", [
-    ({"pkg/__init__.py": "", "pkg/low/__init__.py": "from pkg.low.a import f\n",
-      "pkg/low/a.py": "def f():\n  from pkg.high import b  # inside a function\n  return b\n",
-      "pkg/high/__init__.py": "", "pkg/high/b.py": "import pkg.low.a\n"},
-     FAKE_FLOORS, ["pkg.low.a (floor 0) imports pkg.high.b (floor 1)"], [["pkg.high.b", "pkg.low.a"]]),
-    ({"pkg/__init__.py": "", "pkg/low/__init__.py": "", "pkg/low/a.py": "from . import c\n",
-      "pkg/low/c.py": "from pkg.low import a\n", "pkg/high/__init__.py": "", "pkg/high/b.py": "from ..low import a\n",
-      "pkg/stray.py": ""},
-     {"pkg.low": 0, "pkg.high": 1}, ["pkg has no floor", "pkg.stray has no floor"], [["pkg.low.a", "pkg.low.c"]]),
-    ({"pkg/__init__.py": "", "pkg/low/__init__.py": "X = 1\n", "pkg/low/a.py": "import os\nfrom pkg.low import X\n",
-      "pkg/high/__init__.py": "", "pkg/high/b.py": "from pkg.low import a, X\nfrom pkg import low\n"},
-     FAKE_FLOORS, [], []),
-])
+@pytest.mark.parametrize(
+  "files, floors, violations, cycles",
+  [
+    (
+      {
+        "pkg/__init__.py": "",
+        "pkg/low/__init__.py": "from pkg.low.a import f\n",
+        "pkg/low/a.py": "def f():\n  from pkg.high import b  # inside a function\n  return b\n",
+        "pkg/high/__init__.py": "",
+        "pkg/high/b.py": "import pkg.low.a\n",
+      },
+      FAKE_FLOORS,
+      ["pkg.low.a (floor 0) imports pkg.high.b (floor 1)"],
+      [["pkg.high.b", "pkg.low.a"]],
+    ),
+    (
+      {
+        "pkg/__init__.py": "",
+        "pkg/low/__init__.py": "",
+        "pkg/low/a.py": "from . import c\n",
+        "pkg/low/c.py": "from pkg.low import a\n",
+        "pkg/high/__init__.py": "",
+        "pkg/high/b.py": "from ..low import a\n",
+        "pkg/stray.py": "",
+      },
+      {"pkg.low": 0, "pkg.high": 1},
+      ["pkg has no floor", "pkg.stray has no floor"],
+      [["pkg.low.a", "pkg.low.c"]],
+    ),
+    (
+      {
+        "pkg/__init__.py": "",
+        "pkg/low/__init__.py": "X = 1\n",
+        "pkg/low/a.py": "import os\nfrom pkg.low import X\n",
+        "pkg/high/__init__.py": "",
+        "pkg/high/b.py": "from pkg.low import a, X\nfrom pkg import low\n",
+      },
+      FAKE_FLOORS,
+      [],
+      [],
+    ),
+  ],
+)
 def test_checker_finds_upward_imports_and_cycles_in_a_fake_package(tmp_path, files, floors, violations, cycles):
   write_package(tmp_path, files)
   graph = import_graph(str(tmp_path), ("pkg",))

@@ -19,16 +19,32 @@ from ftjax.train import interruptions, loop
 from tests.test_finetune import REPO, tiny_config
 
 # A small noisy-label regsl run, so that params, corrected labels and metrics all have to survive.
-FLAGS = ["--config.model=small_cnn", "--config.width=4", "--config.pretrained=none", "--config.image_size=8",
-         "--config.eval_batch_size=128", "--config.num_epochs=6", "--config.checkpoint_every=20",
-         "--config.log_every=5", "--config.method=regsl", "--config.noise.type=symmetric", "--config.noise.rate=0.4",
-         "--config.correction.threshold=0.1", "--config.correction.start_epoch=1",
-         "--config.reweighting.start_epoch=1"]
+FLAGS = [
+  "--config.model=small_cnn",
+  "--config.width=4",
+  "--config.pretrained=none",
+  "--config.image_size=8",
+  "--config.eval_batch_size=128",
+  "--config.num_epochs=6",
+  "--config.checkpoint_every=20",
+  "--config.log_every=5",
+  "--config.method=regsl",
+  "--config.noise.type=symmetric",
+  "--config.noise.rate=0.4",
+  "--config.correction.threshold=0.1",
+  "--config.correction.start_epoch=1",
+  "--config.reweighting.start_epoch=1",
+]
 
 
 def start(workdir, *extra):
-  return subprocess.Popen([sys.executable, "-m", "experiments.finetune", f"--workdir={workdir}", *FLAGS, *extra],
-                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  return subprocess.Popen(
+    [sys.executable, "-m", "experiments.finetune", f"--workdir={workdir}", *FLAGS, *extra],
+    cwd=REPO,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
 
 
 def wait_for(predicate, process, timeout=180):

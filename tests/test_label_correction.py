@@ -42,20 +42,22 @@ def _hand_batch():
   """Stored labels of 10 examples and a batch of 5 of them in shuffled order, with the rule's verdict."""
   labels = np.array([1, 4, 2, 0, 3, 0, 1, 0, 2, 3], np.int32)
   indices = np.array([7, 2, 5, 0, 9], np.int32)
-  probs = np.array([
+  probs = np.array(
+    [
       [0.02, 0.95, 0.01, 0.01, 0.01],  # 7: confident, disagrees with 0 -> becomes 1
       [0.01, 0.01, 0.95, 0.02, 0.01],  # 2: confident, already agrees
       [0.05, 0.05, 0.02, 0.85, 0.03],  # 5: disagrees but below the threshold
       [0.02, 0.90, 0.04, 0.02, 0.02],  # 0: max exactly at the threshold (not above)
       [0.99, 0.0025, 0.0025, 0.0025, 0.0025],  # 9: confident, disagrees with 3 -> becomes 0
-  ], np.float32)
+    ],
+    np.float32,
+  )
   expected = labels.copy()
   expected[7], expected[9] = 1, 0
   return labels, indices, probs, expected
 
 
 class CorrectLabelsTest(parameterized.TestCase):
-
   @chex.variants(with_jit=True, without_jit=True)
   def test_hand_batch_changes_exactly_the_selected_examples(self):
     labels, indices, probs, expected = _hand_batch()
@@ -96,14 +98,23 @@ def test_weights_are_the_softmax_of_negative_losses_and_carry_no_gradient():
   np.testing.assert_array_equal(grad, np.zeros(5))
 
 
-@pytest.mark.parametrize("epoch, expected", [
-    (5, 2.0), (6, 2.0 * np.exp(-0.1)), (10, 2.0 * np.exp(-0.5)), (11, 2.0 * np.exp(-0.6)),
-    (12, 1.0), (30, 1.0), (3, 2.0 * np.exp(0.2)),  # exp(-0.7) < 0.5 from epoch 12 on
-])
+@pytest.mark.parametrize(
+  "epoch, expected",
+  [
+    (5, 2.0),
+    (6, 2.0 * np.exp(-0.1)),
+    (10, 2.0 * np.exp(-0.5)),
+    (11, 2.0 * np.exp(-0.6)),
+    (12, 1.0),
+    (30, 1.0),
+    (3, 2.0 * np.exp(0.2)),  # exp(-0.7) < 0.5 from epoch 12 on
+  ],
+)
 def test_temperature_schedule_by_hand(epoch, expected):
   np.testing.assert_allclose(reweighting_temperature(epoch, 2.0, 5), expected, rtol=1e-6)
-  np.testing.assert_allclose(jax.jit(reweighting_temperature, static_argnums=(1, 2))(jnp.int32(epoch), 2.0, 5),
-                             expected, rtol=1e-6)
+  np.testing.assert_allclose(
+    jax.jit(reweighting_temperature, static_argnums=(1, 2))(jnp.int32(epoch), 2.0, 5), expected, rtol=1e-6
+  )
 
 
 def _numpy_cross_entropy(logits, labels):
@@ -148,8 +159,9 @@ def _shuffled(batch, seed):
 
 
 def _train_mode_probs(model, state, batch):
-  logits, _ = model.apply({"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=True,
-                          mutable=["batch_stats"])
+  logits, _ = model.apply(
+    {"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=True, mutable=["batch_stats"]
+  )
   return np.asarray(jax.nn.softmax(logits), np.float64)
 
 

@@ -46,12 +46,15 @@ def _random_matrix_with_zeros():
   return matrix / matrix.sum(1, keepdims=True)
 
 
-@pytest.mark.parametrize("transition, flip_rate", [
+@pytest.mark.parametrize(
+  "transition, flip_rate",
+  [
     (label_noise.symmetric_transition(C, 0.4, "other"), 0.4),
     (label_noise.symmetric_transition(C, 0.4, "any"), 0.4 * (C - 1) / C),
     (label_noise.pairflip_transition(C, 0.3), 0.3),
     (_random_matrix_with_zeros(), None),
-])
+  ],
+)
 def test_realised_noise_matches_the_matrix_within_sampling_error(transition, flip_rate):
   clean = _clean()
   noisy = label_noise.corrupt_labels(clean, transition, seed=7)
@@ -114,7 +117,9 @@ def test_check_transition_accepts_a_stochastic_matrix():
   np.testing.assert_array_equal(label_noise.check_transition(matrix.tolist(), C), matrix)
 
 
-@pytest.mark.parametrize("call, message", [
+@pytest.mark.parametrize(
+  "call, message",
+  [
     (lambda: label_noise.symmetric_transition(C, 1.0), "noise rate=1.0 is outside [0, 1)"),
     (lambda: label_noise.pairflip_transition(C, -0.1), "noise rate=-0.1 is outside [0, 1)"),
     (lambda: label_noise.symmetric_transition(C, 0.2, "some"), "mode='some' is not known; valid: other, any"),
@@ -124,7 +129,8 @@ def test_check_transition_accepts_a_stochastic_matrix():
     (lambda: label_noise.check_transition([[1.2, -0.2], [0, 1]], 2), "entry [0, 1]=-0.2 is not a probability"),
     (lambda: label_noise.check_transition([[1, 0], [0.5, 0.4]], 2), "row 1 sums to 0.9; valid: rows summing to 1"),
     (lambda: label_noise.corrupt_labels([0, 5], np.eye(3), 0), "labels contain class 5; valid: 0..2"),
-])
+  ],
+)
 def test_bad_input_is_a_one_line_error_naming_the_value(call, message):
   with pytest.raises(ValueError) as error:
     call()
@@ -136,11 +142,14 @@ def test_expected_noisy_cross_entropy_by_writing_out_the_sum_and_by_sampling():
   probabilities = rng.dirichlet(np.ones(4), size=50)
   labels = rng.integers(0, 4, size=50)
   transition = label_noise.pairflip_transition(4, 0.3)
-  expected = np.mean([sum(transition[labels[i], k] * -np.log(probabilities[i, k]) for k in range(4))
-                      for i in range(50)])
+  expected = np.mean(
+    [sum(transition[labels[i], k] * -np.log(probabilities[i, k]) for k in range(4)) for i in range(50)]
+  )
   assert label_noise.expected_noisy_cross_entropy(probabilities, labels, transition) == pytest.approx(expected)
   clean = np.mean(-np.log(probabilities[np.arange(50), labels]))
   assert label_noise.expected_noisy_cross_entropy(probabilities, labels, np.eye(4)) == pytest.approx(clean)
-  sampled = [np.mean(-np.log(probabilities[np.arange(50), label_noise.corrupt_labels(labels, transition, seed)]))
-             for seed in range(2000)]
+  sampled = [
+    np.mean(-np.log(probabilities[np.arange(50), label_noise.corrupt_labels(labels, transition, seed)]))
+    for seed in range(2000)
+  ]
   assert np.mean(sampled) == pytest.approx(expected, abs=4 * np.std(sampled) / np.sqrt(2000))

@@ -31,8 +31,9 @@ def _logits_and_labels(seed=0):
 def test_loss_is_cross_entropy_against_the_smoothed_target(eps):
   logits, labels = _logits_and_labels()
   log_probs = logits.astype(np.float64) - np.log(np.sum(np.exp(logits.astype(np.float64)), 1, keepdims=True))
-  expected = [-sum(((1 - eps) * (c == labels[b]) + eps / C) * log_probs[b, c] for c in range(C))
-              for b in range(len(labels))]
+  expected = [
+    -sum(((1 - eps) * (c == labels[b]) + eps / C) * log_probs[b, c] for c in range(C)) for b in range(len(labels))
+  ]
   np.testing.assert_allclose(smoothed_cross_entropy(logits, labels, eps), expected, rtol=1e-5)
 
 
@@ -45,13 +46,17 @@ def test_a_train_step_reduces_the_loss_on_a_repeated_batch():
   model = create_model("small_cnn", C, width=4)
   tx = optax.sgd(0.1)
   state = create_train_state(random_variables(model), tx, (), jax.random.key(0))
-  method = label_smoothing(MethodContext(config=tiny_config(), init_variables=None, anchor_variables=None,
-                                         train_labels=None, num_classes=C))
+  method = label_smoothing(
+    MethodContext(config=tiny_config(), init_variables=None, anchor_variables=None, train_labels=None, num_classes=C)
+  )
   mesh = parallel.data_mesh(jax.devices()[:1])
   steps = CompiledSteps(mesh, model=model, method=method, tx=tx, steps_per_epoch=10)
   rng = np.random.default_rng(0)
-  batch = {"image": rng.normal(size=(16, 8, 8, 1)).astype(np.float32),
-           "label": rng.integers(0, C, 16).astype(np.int32), "index": np.arange(16, dtype=np.int32)}
+  batch = {
+    "image": rng.normal(size=(16, 8, 8, 1)).astype(np.float32),
+    "label": rng.integers(0, C, 16).astype(np.int32),
+    "index": np.arange(16, dtype=np.int32),
+  }
   state, batch = parallel.replicate(state, mesh), parallel.shard_batch(batch, mesh)
   losses = []
   for _ in range(4):

@@ -29,17 +29,23 @@ def test_resnet18_kernels_fall_in_their_top_level_module():
 def test_small_cnn_groups():
   params = _abstract_params("small_cnn", width=4)
   groups = layer_groups.assign_groups(params, structure_of("small_cnn").groups)
-  assert groups == {"conv1/kernel": "stage1", "conv2/kernel": "stage2", "dense/kernel": "stage3",
-                    "head/kernel": "head"}
+  assert groups == {"conv1/kernel": "stage1", "conv2/kernel": "stage2", "dense/kernel": "stage3", "head/kernel": "head"}
 
 
 def test_first_matching_pattern_wins_and_only_weight_tensors_count():
-  params = {"stage1": {"block0": {"conv1": {"kernel": jnp.zeros((3, 3, 2, 2))}, "bn1": {"scale": jnp.ones(2)}},
-                       "block1": {"conv1": {"kernel": jnp.zeros((3, 3, 2, 2))}}},
-            "head": {"kernel": jnp.zeros((2, 3)), "bias": jnp.zeros(3)}}
+  params = {
+    "stage1": {
+      "block0": {"conv1": {"kernel": jnp.zeros((3, 3, 2, 2))}, "bn1": {"scale": jnp.ones(2)}},
+      "block1": {"conv1": {"kernel": jnp.zeros((3, 3, 2, 2))}},
+    },
+    "head": {"kernel": jnp.zeros((2, 3)), "bias": jnp.zeros(3)},
+  }
   patterns = [(r"stage1/block0/.*", "early"), (r"stage1/.*", "stage1"), (r".*", "head")]
   assert layer_groups.assign_groups(params, patterns) == {
-      "head/kernel": "head", "stage1/block0/conv1/kernel": "early", "stage1/block1/conv1/kernel": "stage1"}
+    "head/kernel": "head",
+    "stage1/block0/conv1/kernel": "early",
+    "stage1/block1/conv1/kernel": "stage1",
+  }
 
 
 def test_unmatched_weight_tensor_is_a_one_line_error():
@@ -79,8 +85,9 @@ def expected_resnet_order(stage_sizes, bottleneck: bool) -> list[str]:
   return names + ["head/kernel"]
 
 
-@pytest.mark.parametrize("model,stage_sizes,bottleneck", [("resnet18", (2, 2, 2, 2), False),
-                                                          ("resnet101", (3, 4, 23, 3), True)])
+@pytest.mark.parametrize(
+  "model,stage_sizes,bottleneck", [("resnet18", (2, 2, 2, 2), False), ("resnet101", (3, 4, 23, 3), True)]
+)
 def test_network_order_of_resnet_kernels_runs_from_stem_to_head(model, stage_sizes, bottleneck):
   params = _abstract_params(model, width=4, stem="small")
   tree_order = list(layer_groups.assign_groups(params, RESNET_GROUPS))
@@ -94,9 +101,24 @@ def test_network_order_of_resnet_kernels_runs_from_stem_to_head(model, stage_siz
 
 def test_network_order_sorts_digit_runs_as_numbers_and_puts_unmatched_paths_last():
   patterns = [(r"head/.*", "head"), (r"late/.*", "late"), (r"early/.*", "early")]
-  names = ["head/kernel", "other/kernel", "early/block10/kernel", "late/kernel", "early/block2/kernel",
-           "early/block1/kernel", "early/block2/conv10/kernel", "early/block2/conv9/kernel"]
+  names = [
+    "head/kernel",
+    "other/kernel",
+    "early/block10/kernel",
+    "late/kernel",
+    "early/block2/kernel",
+    "early/block1/kernel",
+    "early/block2/conv10/kernel",
+    "early/block2/conv9/kernel",
+  ]
   assert layer_groups.network_order(names, patterns, head="head") == [
-      "late/kernel", "early/block1/kernel", "early/block2/conv9/kernel", "early/block2/conv10/kernel",
-      "early/block2/kernel", "early/block10/kernel", "head/kernel", "other/kernel"]
+    "late/kernel",
+    "early/block1/kernel",
+    "early/block2/conv9/kernel",
+    "early/block2/conv10/kernel",
+    "early/block2/kernel",
+    "early/block10/kernel",
+    "head/kernel",
+    "other/kernel",
+  ]
   assert sorted(names, key=layer_groups.natural_key)[:2] == ["early/block1/kernel", "early/block2/conv9/kernel"]

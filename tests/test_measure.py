@@ -21,10 +21,20 @@ from ftjax.runs import measure, measure_reports
 from ftjax.train import loop
 from tests.test_finetune import REPO, tiny_config
 
-SETTINGS = measure.MeasureSettings(num_probes=4, max_batches=2, batch_size=64, eigen_iterations=3, lanczos_steps=3,
-                                   noise_draws=2)
-LAYER_KEYS = {"trace", "trace_stderr", "top_eigenvalue", "top_eigenvalue_iterations", "distance_frobenius",
-              "hessian_quantity", "noise_sigma", "noise_stability", "noise_stability_stderr"}
+SETTINGS = measure.MeasureSettings(
+  num_probes=4, max_batches=2, batch_size=64, eigen_iterations=3, lanczos_steps=3, noise_draws=2
+)
+LAYER_KEYS = {
+  "trace",
+  "trace_stderr",
+  "top_eigenvalue",
+  "top_eigenvalue_iterations",
+  "distance_frobenius",
+  "hessian_quantity",
+  "noise_sigma",
+  "noise_stability",
+  "noise_stability_stderr",
+}
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +51,33 @@ def test_measures_json_holds_every_quantity(measured):
   with open(os.path.join(workdir, "measures.json")) as f:
     measures = json.load(f)
   assert measures == json.loads(json.dumps(returned))
-  for key in ("bound", "bound_authors_full_hvp", "generalization_gap", "train_loss", "test_loss", "max_train_loss",
-              "num_probes", "wall_seconds", "pac_bayes", "network", "noise_stability_all_layers", "checkpoint_step",
-              "method", "trivial_gap_bound", "bound_vacuous", "bound_authors_full_hvp_vacuous"):
+  for key in (
+    "bound",
+    "bound_authors_full_hvp",
+    "generalization_gap",
+    "train_loss",
+    "test_loss",
+    "max_train_loss",
+    "num_probes",
+    "wall_seconds",
+    "pac_bayes",
+    "network",
+    "noise_stability_all_layers",
+    "checkpoint_step",
+    "method",
+    "trivial_gap_bound",
+    "bound_vacuous",
+    "bound_authors_full_hvp_vacuous",
+  ):
     assert key in measures, key
   assert measures["num_probes"] == 4 and measures["num_examples_measured"] == 128
   with open(os.path.join(workdir, "results.json")) as f:
     results = json.load(f)
-  assert set(measures["layers"]) == set(results["layer_distances"]) == {
-      "conv1/kernel", "conv2/kernel", "dense/kernel", "head/kernel"}
+  assert (
+    set(measures["layers"])
+    == set(results["layer_distances"])
+    == {"conv1/kernel", "conv2/kernel", "dense/kernel", "head/kernel"}
+  )
   assert measures["checkpoint_step"] == results["steps"] and measures["method"] == results["method"] == "none"
   assert list(measures["layers"]) == layer_groups.network_order(results["layer_distances"], small_cnn.STRUCTURE.groups)
   for name, layer in measures["layers"].items():
@@ -77,8 +105,11 @@ def test_a_noisy_run_measures_the_gap_under_its_label_noise(tmp_path):
   clean = np.mean([-np.log(p[y]) for p, y in zip(probabilities, test_labels)])
   assert measures["test_loss"] == pytest.approx(clean, rel=1e-4)
   assert measures["test_loss_noisy_labels"] == pytest.approx(written_out, rel=1e-4)
-  assert measure.matched_gap(measures) == measures["generalization_gap_noisy_labels"] == pytest.approx(
-      written_out - measures["train_loss"], rel=1e-4)
+  assert (
+    measure.matched_gap(measures)
+    == measures["generalization_gap_noisy_labels"]
+    == pytest.approx(written_out - measures["train_loss"], rel=1e-4)
+  )
 
 
 def test_measuring_restores_the_checkpoint_without_building_the_method_and_writes_nothing(measured, monkeypatch):
@@ -110,9 +141,11 @@ def test_bounds_follow_from_the_per_layer_quantities(measured):
   kl = sum(layer["distance_frobenius"] ** 2 / (2 * layer["noise_sigma"] ** 2) for layer in layers.values())
   assert pac["kl"] == pytest.approx(kl, rel=1e-9)
   assert pac["expected_perturbed_train_loss"] == pytest.approx(
-      measures["train_loss"] + measures["noise_stability_all_layers"]["estimate"])
+    measures["train_loss"] + measures["noise_stability_all_layers"]["estimate"]
+  )
   assert pac["bound"] == pytest.approx(
-      pac["expected_perturbed_train_loss"] + math.sqrt((kl + math.log(2 * math.sqrt(n) / pac["delta"])) / (2 * n)))
+    pac["expected_perturbed_train_loss"] + math.sqrt((kl + math.log(2 * math.sqrt(n) / pac["delta"])) / (2 * n))
+  )
 
 
 def test_vacuous_flags_follow_the_bounds(measured):
@@ -150,8 +183,12 @@ def test_bar_plot_grows_with_the_layers_and_labels_them_readably(tmp_path):
   heights = {}
   for count in (4, 21):
     names = [f"stage{i}/conv/kernel" for i in range(count)]
-    fig = measure_reports.bar_plot(str(tmp_path / f"{count}.png"), names, [("a", list(range(count)), None),
-                                                                    ("b", list(range(count)), [0.1] * count)], "t")
+    fig = measure_reports.bar_plot(
+      str(tmp_path / f"{count}.png"),
+      names,
+      [("a", list(range(count)), None), ("b", list(range(count)), [0.1] * count)],
+      "t",
+    )
     labels = fig.axes[0].get_yticklabels()
     assert [label.get_text() for label in labels] == names
     assert all(label.get_fontsize() >= 8 for ax in fig.axes for label in ax.get_xticklabels() + ax.get_yticklabels())
@@ -193,8 +230,13 @@ def test_a_run_recorded_before_a_field_existed_takes_its_default(measured, tmp_p
 def test_command_line_refuses_a_workdir_without_a_run(tmp_path):
   empty = tmp_path / "empty"
   empty.mkdir()
-  proc = subprocess.run([sys.executable, "-m", "experiments.measure", f"--workdir={empty}"], cwd=REPO,
-                        capture_output=True, text=True, timeout=120)
+  proc = subprocess.run(
+    [sys.executable, "-m", "experiments.measure", f"--workdir={empty}"],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert proc.returncode == 2
   errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
   assert len(errors) == 1 and str(empty) in errors[0], proc.stderr

@@ -9,8 +9,12 @@ from ftjax import tree_paths
 from ftjax.models import create_model
 
 # torchvision.models.resnetXX(num_classes=1000): sum(p.numel() for p in model.parameters()).
-TORCHVISION_PARAMETER_COUNTS = {"resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032,
-                                "resnet101": 44_549_160}
+TORCHVISION_PARAMETER_COUNTS = {
+  "resnet18": 11_689_512,
+  "resnet34": 21_797_672,
+  "resnet50": 25_557_032,
+  "resnet101": 44_549_160,
+}
 
 
 def _shapes(model, size=32, channels=3):
@@ -42,8 +46,12 @@ def test_forward_shapes_and_features(stem, size, final_side):
   assert logits.shape == (2, 5)
   assert features["stage4"].shape == (2, final_side, final_side, 32)
   assert features["penultimate"].shape == (2, 32)
-  np.testing.assert_allclose(features["penultimate"] @ variables["params"]["head"]["kernel"]
-                             + variables["params"]["head"]["bias"], logits, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    features["penultimate"] @ variables["params"]["head"]["kernel"] + variables["params"]["head"]["bias"],
+    logits,
+    rtol=1e-5,
+    atol=1e-6,
+  )
 
 
 def test_train_mode_updates_batch_statistics_and_eval_mode_does_not():
@@ -53,8 +61,9 @@ def test_train_mode_updates_batch_statistics_and_eval_mode_does_not():
   _, updates = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(variables, x)
   mean = updates["batch_stats"]["bn1"]["mean"]
   assert not np.allclose(mean, variables["batch_stats"]["bn1"]["mean"])
-  conv = jax.lax.conv_general_dilated(x, variables["params"]["conv1"]["kernel"], (1, 1), ((1, 1), (1, 1)),
-                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  conv = jax.lax.conv_general_dilated(
+    x, variables["params"]["conv1"]["kernel"], (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+  )
   np.testing.assert_allclose(mean, 0.1 * conv.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-6)
 
 

@@ -12,9 +12,16 @@ import chex
 from ftjax import checkpoint_io
 from tests.test_finetune import REPO
 
-FLAGS = ["--config.model=small_cnn", "--config.width=4", "--config.pretrained=none", "--config.image_size=8",
-         "--config.eval_batch_size=128", "--config.num_epochs=1", "--config.checkpoint_every=10",
-         "--config.log_every=5"]
+FLAGS = [
+  "--config.model=small_cnn",
+  "--config.width=4",
+  "--config.pretrained=none",
+  "--config.image_size=8",
+  "--config.eval_batch_size=128",
+  "--config.num_epochs=1",
+  "--config.checkpoint_every=10",
+  "--config.log_every=5",
+]
 
 
 def free_port() -> int:
@@ -34,12 +41,22 @@ def env_with_devices(count: int) -> dict:
 def test_two_processes_match_one_process_of_eight_devices(tmp_path):
   single, multi = str(tmp_path / "single"), str(tmp_path / "multi")
   port = free_port()
-  workers = [subprocess.Popen(command(multi, "--distributed", f"--coordinator_address=localhost:{port}",
-                                      "--num_processes=2", f"--process_id={i}"),
-                              cwd=REPO, env=env_with_devices(4), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for i in range(2)]
-  reference = subprocess.run(command(single), cwd=REPO, env=env_with_devices(8), capture_output=True, text=True,
-                             timeout=600)
+  workers = [
+    subprocess.Popen(
+      command(
+        multi, "--distributed", f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}"
+      ),
+      cwd=REPO,
+      env=env_with_devices(4),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
+  reference = subprocess.run(
+    command(single), cwd=REPO, env=env_with_devices(8), capture_output=True, text=True, timeout=600
+  )
   outputs = [w.communicate(timeout=600) for w in workers]
   assert reference.returncode == 0, reference.stderr
   for worker, (_, err) in zip(workers, outputs):
@@ -52,7 +69,8 @@ def test_two_processes_match_one_process_of_eight_devices(tmp_path):
   assert (multi_results["num_processes"], multi_results["num_devices"]) == (2, 8)
   assert (single_results["num_processes"], single_results["num_devices"]) == (1, 8)
   (multi_vars, multi_step), (single_vars, single_step) = (
-      checkpoint_io.restore_model(os.path.join(d, "checkpoints")) for d in (multi, single))
+    checkpoint_io.restore_model(os.path.join(d, "checkpoints")) for d in (multi, single)
+  )
   assert multi_step == single_step == 22
   chex.assert_trees_all_close(multi_vars, single_vars, atol=1e-5, rtol=1e-5)
   assert abs(multi_results["test_accuracy"] - single_results["test_accuracy"]) <= 1 / 360

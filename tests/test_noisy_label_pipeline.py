@@ -95,8 +95,10 @@ def test_consistent_estimates_the_matrix_once_per_workdir(tmp_path):
   config = noisy_config(method="consistent", num_epochs=1)
   workdir = str(tmp_path)
   assert [(stage.label, stage.workdir) for stage in stages.stages(config, workdir)] == [
-      ("transition estimator", os.path.join(workdir, "transition_estimator")),
-      ("transition estimator", workdir), ("", workdir)]
+    ("transition estimator", os.path.join(workdir, "transition_estimator")),
+    ("transition estimator", workdir),
+    ("", workdir),
+  ]
   results = stages.run_with_stages(config, workdir)
   with open(os.path.join(workdir, "transition_matrix.json")) as f:
     saved = json.load(f)
@@ -137,9 +139,10 @@ def test_the_training_loop_refuses_a_consistent_run_without_its_estimate(tmp_pat
   with pytest.raises(ConfigError) as error:
     loop.train_and_evaluate(config, str(tmp_path / "run"))
   assert str(error.value) == (
-      f"config.consistent.transition='estimate' needs F in {str(tmp_path / 'run' / 'transition_matrix.json')!r}, "
-      "which the run's earlier stages write; valid: run the config through ftjax.runs.stages.run_with_stages (as "
-      "python -m experiments.finetune does), or give F as 'true' or a .json/.npy path")
+    f"config.consistent.transition='estimate' needs F in {str(tmp_path / 'run' / 'transition_matrix.json')!r}, "
+    "which the run's earlier stages write; valid: run the config through ftjax.runs.stages.run_with_stages (as "
+    "python -m experiments.finetune does), or give F as 'true' or a .json/.npy path"
+  )
   assert not os.path.exists(tmp_path / "run")
 
 
@@ -156,7 +159,8 @@ def test_consistent_refuses_an_estimator_workdir_of_another_config(tmp_path):
   with pytest.raises(ConfigError) as error:
     stages.run_with_stages(config, workdir)
   assert str(error.value) == (
-      f"config.consistent.estimator_workdir={estimator_dir!r} holds a run of another config (fields noise.rate, seed "
-      "differ from this config with method='none'); valid: the workdir of that plain run, or '' for a run of its own "
-      "in WORKDIR/transition_estimator")
+    f"config.consistent.estimator_workdir={estimator_dir!r} holds a run of another config (fields noise.rate, seed "
+    "differ from this config with method='none'); valid: the workdir of that plain run, or '' for a run of its own "
+    "in WORKDIR/transition_estimator"
+  )
   assert os.listdir(estimator_dir) == ["config.json"] and not os.path.exists(workdir)

@@ -14,13 +14,18 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def text_outputs(notebook) -> str:
-  return "".join(o.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
-                 for o in cell.get("outputs", []))
+  return "".join(
+    o.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
+  )
 
 
 def figures(notebook) -> list[bytes]:
-  return [base64.b64decode(o["data"]["image/png"]) for cell in notebook.cells for o in cell.get("outputs", [])
-          if "image/png" in o.get("data", {})]
+  return [
+    base64.b64decode(o["data"]["image/png"])
+    for cell in notebook.cells
+    for o in cell.get("outputs", [])
+    if "image/png" in o.get("data", {})
+  ]
 
 
 def test_committed_notebook_shows_the_results_of_its_full_version():
@@ -31,8 +36,9 @@ def test_committed_notebook_shows_the_results_of_its_full_version():
   assert [cell.execution_count for cell in code_cells] == list(range(1, len(code_cells) + 1))
   outputs = text_outputs(notebook)
   assert "test accuracy" in outputs and "<= radius" in outputs and "stage4/block1/conv2/kernel" in outputs
-  assert "Traceback" not in outputs and not any(o.get("output_type") == "error" for cell in code_cells
-                                                for o in cell.get("outputs", []))
+  assert "Traceback" not in outputs and not any(
+    o.get("output_type") == "error" for cell in code_cells for o in cell.get("outputs", [])
+  )
   [figure] = figures(notebook)
   assert figure.startswith(PNG_SIGNATURE)
   assert os.path.getsize(NOTEBOOK) < 200_000, "figures kept small"

@@ -12,8 +12,17 @@ from ftjax import optim
 
 
 def _config(**kw):
-  base = dict(num_epochs=10, warmup_epochs=0.0, learning_rate=0.1, lr_schedule="constant", lr_decay_epochs=(),
-              optimizer="sgd", momentum=0.9, nesterov=False, weight_decay=0.0)
+  base = dict(
+    num_epochs=10,
+    warmup_epochs=0.0,
+    learning_rate=0.1,
+    lr_schedule="constant",
+    lr_decay_epochs=(),
+    optimizer="sgd",
+    momentum=0.9,
+    nesterov=False,
+    weight_decay=0.0,
+  )
   base.update(kw)
   return ml_collections.ConfigDict(base)
 

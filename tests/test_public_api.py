@@ -19,25 +19,57 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # What README.md, docs/ and examples/quickstart.ipynb name, and the entry points of the issue (#14).
 DOCUMENTED = (
-    "ftjax.configs.default_config", "ftjax.configs.validate_config",
-    "ftjax.data.load_dataset", "ftjax.data.register_dataset", "ftjax.data.DatasetLoader", "ftjax.data.DatasetRequest",
-    "ftjax.data.ArraySource", "ftjax.data.Splits", "ftjax.data.eval_batches",
-    "ftjax.models.create_model", "ftjax.models.register", "ftjax.models.ModelFamily", "ftjax.models.ModelStructure",
-    "ftjax.models.structure_of", "ftjax.models.structure", "ftjax.models.pretrained.save_variables",
-    "ftjax.distance.projection", "ftjax.distance.distance_projection", "ftjax.distance.layer_distances",
-    "ftjax.methods.regsl", "ftjax.methods.consistent", "ftjax.methods.constraint", "ftjax.methods.base",
-    "ftjax.methods.Method", "ftjax.methods.MethodContext", "ftjax.methods.METHODS",
-    "ftjax.hessian.layer_traces", "ftjax.hessian.hvp", "ftjax.hessian.top_eigenvalues",
-    "ftjax.generalization.hessian_bound",
-    "ftjax.train.train_and_evaluate", "ftjax.train.loop", "ftjax.train.loop.train_and_evaluate",
-    "ftjax.train.loop.build_experiment", "ftjax.train.loop.restore_trained_state",
-    "ftjax.runs.run_with_stages", "ftjax.runs.stages.run_with_stages", "ftjax.runs.sweeps", "ftjax.runs.measure",
-    "ftjax.layer_groups.network_order", "ftjax.label_noise", "ftjax.optim",
-    "ftjax.progress_logging.show_progress", "ftjax.progress_logging.labelled",
+  "ftjax.configs.default_config",
+  "ftjax.configs.validate_config",
+  "ftjax.data.load_dataset",
+  "ftjax.data.register_dataset",
+  "ftjax.data.DatasetLoader",
+  "ftjax.data.DatasetRequest",
+  "ftjax.data.ArraySource",
+  "ftjax.data.Splits",
+  "ftjax.data.eval_batches",
+  "ftjax.models.create_model",
+  "ftjax.models.register",
+  "ftjax.models.ModelFamily",
+  "ftjax.models.ModelStructure",
+  "ftjax.models.structure_of",
+  "ftjax.models.structure",
+  "ftjax.models.pretrained.save_variables",
+  "ftjax.distance.projection",
+  "ftjax.distance.distance_projection",
+  "ftjax.distance.layer_distances",
+  "ftjax.methods.regsl",
+  "ftjax.methods.consistent",
+  "ftjax.methods.constraint",
+  "ftjax.methods.base",
+  "ftjax.methods.Method",
+  "ftjax.methods.MethodContext",
+  "ftjax.methods.METHODS",
+  "ftjax.hessian.layer_traces",
+  "ftjax.hessian.hvp",
+  "ftjax.hessian.top_eigenvalues",
+  "ftjax.generalization.hessian_bound",
+  "ftjax.train.train_and_evaluate",
+  "ftjax.train.loop",
+  "ftjax.train.loop.train_and_evaluate",
+  "ftjax.train.loop.build_experiment",
+  "ftjax.train.loop.restore_trained_state",
+  "ftjax.runs.run_with_stages",
+  "ftjax.runs.stages.run_with_stages",
+  "ftjax.runs.sweeps",
+  "ftjax.runs.measure",
+  "ftjax.layer_groups.network_order",
+  "ftjax.label_noise",
+  "ftjax.optim",
+  "ftjax.progress_logging.show_progress",
+  "ftjax.progress_logging.labelled",
 )
 RUN_AS_MODULES = ("ftjax.configs.reference",)  # named as `python -m ...`, not as attributes
-DOC_FILES = ("README.md", "examples/quickstart.ipynb", *(os.path.join("docs", f) for f in sorted(os.listdir(
-    os.path.join(REPO, "docs"))) if f.endswith(".md")))
+DOC_FILES = (
+  "README.md",
+  "examples/quickstart.ipynb",
+  *(os.path.join("docs", f) for f in sorted(os.listdir(os.path.join(REPO, "docs"))) if f.endswith(".md")),
+)
 
 
 def documented_names(text: str) -> set[str]:
@@ -56,8 +88,11 @@ def test_docs_name_only_documented_entry_points():
       text = f.read()
     if path.endswith(".ipynb"):
       text = "\n".join("".join(cell["source"]) for cell in json.loads(text)["cells"])
-    unlisted = {name for name in documented_names(text) - set(RUN_AS_MODULES)
-                if not any(listed == name or listed.startswith(name + ".") for listed in DOCUMENTED)}
+    unlisted = {
+      name
+      for name in documented_names(text) - set(RUN_AS_MODULES)
+      if not any(listed == name or listed.startswith(name + ".") for listed in DOCUMENTED)
+    }
     assert not unlisted, f"{path} names {sorted(unlisted)}: add them to DOCUMENTED (and export them)"
 
 
@@ -78,14 +113,16 @@ print(json.dumps(missing))
 
 
 def test_import_ftjax_resolves_every_documented_name_in_a_fresh_process():
-  result = subprocess.run([sys.executable, "-c", RESOLVE, json.dumps(DOCUMENTED)], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+  result = subprocess.run(
+    [sys.executable, "-c", RESOLVE, json.dumps(DOCUMENTED)], cwd=REPO, capture_output=True, text=True, timeout=120
+  )
   assert result.returncode == 0, result.stderr[-2000:]
   assert json.loads(result.stdout.strip().splitlines()[-1]) == []
 
 
 def test_documented_names_are_what_they_say():
   import ftjax
+
   projection = ftjax.distance.projection
   assert inspect.ismodule(projection) and projection.__name__ == "ftjax.distance.projection"
   assert ftjax.methods.regsl.__module__ == "ftjax.methods.noisy_labels"
@@ -121,8 +158,9 @@ def my_toy():
 
 def toy_config(**overrides):
   config = configs.default_config()
-  config.update({**dict(dataset="my_toy", image_size=8, model="small_cnn", width=4, pretrained="none", batch_size=8),
-                 **overrides})
+  config.update(
+    {**dict(dataset="my_toy", image_size=8, model="small_cnn", width=4, pretrained="none", batch_size=8), **overrides}
+  )
   return config
 
 
@@ -137,8 +175,9 @@ def test_a_registered_dataset_is_valid_and_loads_through_the_config(my_toy):
   assert REQUESTS[-1] == data.DatasetRequest("my_toy", None, 8, 0.25)
   few = experiment.load_splits(toy_config(examples_per_class=4))[0].train
   assert np.bincount(few.labels).tolist() == [4, 4, 4]
-  chosen = [int(np.flatnonzero((TOY_PIXELS[0] == image).all(axis=(1, 2, 3)))[0]) for image in few.images(
-      np.arange(len(few)))]
+  chosen = [
+    int(np.flatnonzero((TOY_PIXELS[0] == image).all(axis=(1, 2, 3)))[0]) for image in few.images(np.arange(len(few)))
+  ]
   assert chosen == sorted(chosen) and TOY_LABELS[0][chosen].tolist() == few.labels.tolist()
 
 

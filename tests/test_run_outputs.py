@@ -29,8 +29,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def small_config(**overrides):
   """A 3-epoch regsl run of 3 steps per epoch (20 examples per class) under 40% symmetric label
   noise, correcting labels from epoch 1 on, evaluated every epoch."""
-  config = tiny_config(**{"method": "regsl", "examples_per_class": 20, "num_epochs": 3, "eval_every": 1,
-                          "log_every": 2, **overrides})
+  config = tiny_config(
+    **{"method": "regsl", "examples_per_class": 20, "num_epochs": 3, "eval_every": 1, "log_every": 2, **overrides}
+  )
   config.noise.update(type="symmetric", rate=0.4, seed=3)
   config.correction.update(threshold=0.1, start_epoch=1)  # max p > 0.1 holds for any non-uniform p
   return config
@@ -91,8 +92,9 @@ def test_test_figures_every_epoch_end_where_results_do(small_run):
   # The reused evaluation is the final state's: evaluating the saved state afresh gives the same figures.
   exp = loop.build_experiment(small_config(), workdir)
   state = loop.restore_trained_state(exp, workdir)
-  steps = CompiledSteps(exp.mesh, model=exp.model, method=exp.method, tx=exp.tx,
-                        steps_per_epoch=exp.steps_per_epoch, donate=False)
+  steps = CompiledSteps(
+    exp.mesh, model=exp.model, method=exp.method, tx=exp.tx, steps_per_epoch=exp.steps_per_epoch, donate=False
+  )
   fresh = loop.evaluate(steps, state, exp.splits.test, exp.eval_preprocess, exp.config.eval_batch_size, exp.mesh)
   assert (fresh["loss"], fresh["accuracy"]) == (results["test_loss"], results["test_accuracy"])
 
@@ -108,8 +110,10 @@ def test_a_run_draws_its_curves_as_a_png(small_run):
 
 
 def test_curves_without_label_noise_have_two_panels(tmp_path):
-  records = [{"step": 2, "train/loss": 1.0, "train/accuracy": 0.5},
-             {"step": 3, "test/loss": 0.9, "test/accuracy": 0.6, "labels/fraction_correct": 1.0}]
+  records = [
+    {"step": 2, "train/loss": 1.0, "train/accuracy": 0.5},
+    {"step": 3, "test/loss": 0.9, "test/accuracy": 0.6, "labels/fraction_correct": 1.0},
+  ]
   path = plots.plot_training_curves(records, str(tmp_path / "c.png"), "method: none   dataset: digits")
   with open(path, "rb") as f:
     assert f.read(8) == PNG_SIGNATURE
@@ -129,8 +133,10 @@ def test_rerunning_a_finished_run_changes_nothing_and_returns_its_results(small_
   assert tree_digest(workdir) == before
   assert again == json.loads(json.dumps(results))
   first_line = [line for line in run_lines if line.startswith("test loss")]
-  assert lines == [f"stored result of the finished run in {workdir}: {first_line[0]}",
-                   f"results: {workdir}/results.json  curves: {workdir}/curves.png"]
+  assert lines == [
+    f"stored result of the finished run in {workdir}: {first_line[0]}",
+    f"results: {workdir}/results.json  curves: {workdir}/curves.png",
+  ]
 
 
 def test_a_refused_config_change_leaves_the_workdir_untouched(small_run):
@@ -163,8 +169,13 @@ def test_the_command_line_names_the_flag(tmp_path):
   started = json.loads(default.get_config().to_json())
   started["learning_rate"] *= 2
   (workdir / "config.json").write_text(json.dumps(started))
-  proc = subprocess.run([sys.executable, "-m", "experiments.finetune", f"--workdir={workdir}"],
-                        cwd=REPO, capture_output=True, text=True, timeout=120)
+  proc = subprocess.run(
+    [sys.executable, "-m", "experiments.finetune", f"--workdir={workdir}"],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert proc.returncode == 2, proc.stderr
   errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
   assert len(errors) == 1 and errors[0].endswith("or --allow_config_change"), proc.stderr
@@ -174,8 +185,14 @@ def test_the_command_line_names_the_flag(tmp_path):
 def test_progress_lines_name_what_they_measure(small_run):
   workdir, results, lines = small_run
   train_lines = [line for line in lines if line.startswith("step ") and "train loss" in line]
-  assert train_lines and all(re.search(r"train loss [\d.]+ \(vs current labels\)  train accuracy [\d.]+ "
-                                       r"\(vs noisy labels\)", line) for line in train_lines)
+  assert train_lines and all(
+    re.search(
+      r"train loss [\d.]+ \(vs current labels\)  train accuracy [\d.]+ "
+      r"\(vs noisy labels\)",
+      line,
+    )
+    for line in train_lines
+  )
   label_lines = [line for line in lines if "training labels correct" in line]
   per_epoch = [r for r in read_metrics(workdir) if "labels/fraction_correct" in r]
   assert len(label_lines) == len(per_epoch) == 3
@@ -184,8 +201,9 @@ def test_progress_lines_name_what_they_measure(small_run):
     assert f"; {int(record['labels/num_changed'])} changed)" in line
   assert per_epoch[-1]["labels/num_changed"] == results["label_noise"]["num_changed"] > 0
   test_lines = [line for line in lines if line.startswith("step ") and "test loss" in line]
-  assert len(test_lines) == 3 and all(re.search(r"test loss [\d.]+  test accuracy [\d.]+$", line)
-                                      for line in test_lines)
+  assert len(test_lines) == 3 and all(
+    re.search(r"test loss [\d.]+  test accuracy [\d.]+$", line) for line in test_lines
+  )
   assert lines[-2].startswith(f"test loss {results['test_loss']:.4f}  test accuracy {results['test_accuracy']:.4f}")
   assert "train accuracy" in lines[-2] and "(vs noisy labels)" in lines[-2]
   assert lines[-1] == f"results: {workdir}/results.json  curves: {workdir}/curves.png"

@@ -21,7 +21,12 @@ def test_shipped_model_is_small_and_described():
   info = pretrained.load_source(NAME).info
   config = default.get_config()
   assert (info["model"], info["width"], info["stem"], info["image_size"], info["channels"]) == (
-      config.model, config.width, config.stem, config.image_size, config.channels)
+    config.model,
+    config.width,
+    config.stem,
+    config.image_size,
+    config.channels,
+  )
   assert info["dataset"] == "fashion_mnist" and info["command"].startswith("python -m experiments.pretrain")
 
 
@@ -41,8 +46,9 @@ def test_shipped_model_classifies_fashion_mnist():
   source = pretrained.load_source(NAME)
   info = source.info
   test = data.load_dataset("fashion_mnist").test.take(np.arange(1000))
-  config = data.Preprocess(image_size=info["image_size"], channels=info["channels"], mean=tuple(info["mean"]),
-                           std=tuple(info["std"]))
+  config = data.Preprocess(
+    image_size=info["image_size"], channels=info["channels"], mean=tuple(info["mean"]), std=tuple(info["std"])
+  )
   images = data.preprocess(test.images(np.arange(1000)), config)
   model = create_model(info["model"], 10, width=info["width"], stem=info["stem"])
   logits = jax.jit(model.apply)(source.variables, images)

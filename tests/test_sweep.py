@@ -48,7 +48,9 @@ def test_sweep_runs_every_cell_and_summarises(tmp_path):
       results = json.load(f)
     assert row["test_accuracy_mean"] == results["test_accuracy"]
     assert (row["labels_correct_start"], row["labels_correct_end"]) == (
-        results["label_noise"]["fraction_correct_start"], results["label_noise"]["fraction_correct"])
+      results["label_noise"]["fraction_correct_start"],
+      results["label_noise"]["fraction_correct"],
+    )
   with open(os.path.join(root, "summary.csv")) as f:
     table = list(csv.DictReader(f))
   assert len(table) == 2 and {"variant", "noise", "test_accuracy_mean", "test_accuracy_std"} <= set(table[0])
@@ -77,8 +79,14 @@ def test_a_measured_sweep_reports_the_mean_bound_of_the_measured_seeds_and_plots
   config.sweep.seeds = (0, 1)
   config.sweep.measure = True
   config.sweep.measure_seeds = (1,)
-  config.sweep.measure_settings = {"num_probes": 2, "max_batches": 1, "batch_size": 64, "eigen_iterations": 2,
-                                   "lanczos_steps": 2, "noise_draws": 2}
+  config.sweep.measure_settings = {
+    "num_probes": 2,
+    "max_batches": 1,
+    "batch_size": 64,
+    "eigen_iterations": 2,
+    "lanczos_steps": 2,
+    "noise_draws": 2,
+  }
   settings = sweeps.measure_settings(config.sweep)
   assert (settings.num_probes, settings.noise_scale) == (2, measure.DEFAULTS.noise_scale)
   (row,) = sweeps.run_sweep(config, root, functools.partial(measure_reports.measure_run, settings=settings))
@@ -104,8 +112,11 @@ def test_unknown_measure_settings_are_refused():
   with pytest.raises(ConfigError, match="config.sweep.measure_settings.num_probez is unknown; valid: num_probes"):
     sweeps.measure_settings(config.sweep)
   config.sweep.measure_settings = {"num_probes": 1}
-  with pytest.raises(ConfigError, match=r"^config.sweep.measure_settings.num_probes=1 with "
-                     r"config.sweep.measure_settings.trace_method=hutchinson; valid: an integer >= 2$"):
+  with pytest.raises(
+    ConfigError,
+    match=r"^config.sweep.measure_settings.num_probes=1 with "
+    r"config.sweep.measure_settings.trace_method=hutchinson; valid: an integer >= 2$",
+  ):
     sweeps.measure_settings(config.sweep)
   config.sweep.measure = False
   assert sweeps.measure_settings(config.sweep) is None
@@ -113,16 +124,26 @@ def test_unknown_measure_settings_are_refused():
 
 def test_comparison_table_bolds_each_columns_best_and_names_unfinished_cells(tmp_path):
   def row(variant, noise, mean, std, seeds):
-    return {"variant": variant, "dataset": "digits", "noise": noise, "seeds": seeds, "test_accuracy_mean": mean,
-            "test_accuracy_std": std}
-  rows = [row("plain", "symmetric:0.2", 0.9, 0.01, 3), row("plain", "pairflip:0.2", 0.8, 0.02, 3),
-          row("regsl", "symmetric:0.2", 0.95, 0.005, 2)]
+    return {
+      "variant": variant,
+      "dataset": "digits",
+      "noise": noise,
+      "seeds": seeds,
+      "test_accuracy_mean": mean,
+      "test_accuracy_std": std,
+    }
+
+  rows = [
+    row("plain", "symmetric:0.2", 0.9, 0.01, 3),
+    row("plain", "pairflip:0.2", 0.8, 0.02, 3),
+    row("regsl", "symmetric:0.2", 0.95, 0.005, 2),
+  ]
   sweeps.write_comparison(rows, str(tmp_path))
   assert (tmp_path / "comparison.md").read_text().splitlines() == [
-      "| digits | symmetric:0.2 | pairflip:0.2 |",
-      "| --- | --- | --- |",
-      "| plain | 90.00 ± 1.00 | **80.00 ± 2.00** |",
-      "| regsl | **95.00 ± 0.50** (2 of 3 seeds) |  |",
+    "| digits | symmetric:0.2 | pairflip:0.2 |",
+    "| --- | --- | --- |",
+    "| plain | 90.00 ± 1.00 | **80.00 ± 2.00** |",
+    "| regsl | **95.00 ± 0.50** (2 of 3 seeds) |  |",
   ]
 
 
@@ -131,13 +152,23 @@ def tfds_dir(tmp_path_factory):
   return tiny_tfds.prepare(str(tmp_path_factory.mktemp("tfds")))
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param("sweep_distance", marks=pytest.mark.skipif(not os.path.isdir(FASHION_MNIST_DIR), reason=(
-        "its grid reads Fashion-MNIST: dataset-fashion-mnist not installed"))),
-    "sweep_noisy_digits"])
+@pytest.mark.parametrize(
+  "name",
+  [
+    pytest.param(
+      "sweep_distance",
+      marks=pytest.mark.skipif(
+        not os.path.isdir(FASHION_MNIST_DIR),
+        reason=("its grid reads Fashion-MNIST: dataset-fashion-mnist not installed"),
+      ),
+    ),
+    "sweep_noisy_digits",
+  ],
+)
 def test_claim_configs_take_a_torchvision_resnet50_and_a_tfds_dataset_with_one_field_each(tmp_path, tfds_dir, name):
   # A ResNet-50 state dict's keys (the values do not matter: model='auto' reads only the keys).
   from tests.test_torchvision_import import torchvision_keys
+
   keys = torchvision_keys("resnet50")
   path = str(tmp_path / "resnet50.safetensors")
   safetensors.numpy.save_file({key: np.zeros(1, np.float32) for key in keys}, path)
@@ -151,20 +182,37 @@ def test_claim_configs_take_a_torchvision_resnet50_and_a_tfds_dataset_with_one_f
   assert shipped == {"resnet18"} and runs
   for run in runs:
     assert run.dataset == run.config.dataset == "tfds:ftjax_tiny_images"
-    assert (run.config.model, run.config.width, run.config.stem, run.config.image_size, run.config.channels,
-            run.config.mean) == ("resnet50", 64, "imagenet", 224, 3, (0.485, 0.456, 0.406))
+    assert (
+      run.config.model,
+      run.config.width,
+      run.config.stem,
+      run.config.image_size,
+      run.config.channels,
+      run.config.mean,
+    ) == ("resnet50", 64, "imagenet", 224, 3, (0.485, 0.456, 0.406))
 
 
-@pytest.mark.parametrize("field, value, message", [
+@pytest.mark.parametrize(
+  "field, value, message",
+  [
     ("noise", ("gaussian:0.2",), "sweep noise setting 'gaussian:0.2' is invalid"),
     ("variants", {"x": ("reg.no_such=1",)}, "sweep override 'reg.no_such=1' names no config field"),
     ("variants", {"x": ("method=nope",)}, "config.method='nope' is invalid"),
-    ("order", ("plain", "nope"), "config.sweep.order names 'nope', which is no variant; valid: names among "
-                                 "config.sweep.variants (constraint, plain)"),
+    (
+      "order",
+      ("plain", "nope"),
+      "config.sweep.order names 'nope', which is no variant; valid: names among "
+      "config.sweep.variants (constraint, plain)",
+    ),
     ("measure_seeds", (0, 3), "config.sweep.measure_seeds=(0, 3) holds seed 3, which the sweep does not run"),
-    ("only", "plain, nope", "config.sweep.only='plain, nope' names 'nope', which is no variant; valid: "
-                            "comma-separated names among plain, constraint, or '' for every variant"),
-])
+    (
+      "only",
+      "plain, nope",
+      "config.sweep.only='plain, nope' names 'nope', which is no variant; valid: "
+      "comma-separated names among plain, constraint, or '' for every variant",
+    ),
+  ],
+)
 def test_a_bad_grid_is_refused_before_any_run(tmp_path, field, value, message):
   config = sweep_config()
   if field == "variants":
@@ -233,5 +281,8 @@ def test_a_consistent_cell_reuses_the_plain_cell_and_every_progress_line_names_i
   assert all(labels), [line for line, label in zip(lines, labels) if not label]
   steps = [label.groups() for label, line in zip(labels, lines) if " step 5/22 " in line]
   assert steps == [("1", "plain", None), ("2", "consistent", None)]  # plain first; the estimator trained nothing
-  assert {label.groups() for label in labels} == {("1", "plain", None), ("2", "consistent", None),
-                                                  ("2", "consistent", " › transition estimator")}
+  assert {label.groups() for label in labels} == {
+    ("1", "plain", None),
+    ("2", "consistent", None),
+    ("2", "consistent", " › transition estimator"),
+  }

@@ -20,8 +20,12 @@ from ftjax.models.registry import create_model
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 NUM_CLASSES = 10
 WIDTH = 4  # the fixtures' first-stage width (torchvision's is 64)
-LAYERS = {"resnet18": ((2, 2, 2, 2), False), "resnet34": ((3, 4, 6, 3), False),
-          "resnet50": ((3, 4, 6, 3), True), "resnet101": ((3, 4, 23, 3), True)}
+LAYERS = {
+  "resnet18": ((2, 2, 2, 2), False),
+  "resnet34": ((3, 4, 6, 3), False),
+  "resnet50": ((3, 4, 6, 3), True),
+  "resnet101": ((3, 4, 23, 3), True),
+}
 
 
 def fixture_path(name: str) -> pathlib.Path:
@@ -87,11 +91,16 @@ def test_logits_match_torch(name):
   assert_matches_torch(logits, expected)
 
 
-@pytest.mark.parametrize("name, key", [
-    ("resnet18", "conv1.weight"), ("resnet18", "layer2.0.downsample.1.running_mean"),
-    ("resnet18", "layer3.1.bn2.running_var"), ("resnet50", "layer1.0.conv3.weight"),
+@pytest.mark.parametrize(
+  "name, key",
+  [
+    ("resnet18", "conv1.weight"),
+    ("resnet18", "layer2.0.downsample.1.running_mean"),
+    ("resnet18", "layer3.1.bn2.running_var"),
+    ("resnet50", "layer1.0.conv3.weight"),
     ("resnet50", "layer3.5.bn3.weight"),
-])
+  ],
+)
 def test_a_changed_tensor_fails_the_comparison(name, key):
   reference = torch_reference()
   state_dict = safetensors.numpy.load_file(fixture_path(name))
@@ -118,8 +127,11 @@ def test_errors(tmp_path, monkeypatch):
   with pytest.raises(ValueError, match=r"blocks per layer \[2, 2, 2\]"):
     torchvision_import.infer_resnet_depth({k: v for k, v in state_dict.items() if not k.startswith("layer4")})
   narrow = {**state_dict, "layer2.0.conv1.weight": state_dict["layer2.0.conv1.weight"][:, :2]}
-  with pytest.raises(ValueError, match=r"'layer2\.0\.conv1\.weight' has shape \(8, 2, 3, 3\), giving \(3, 3, 2, 8\) "
-                                       r"where ftjax resnet18 \(width 4\) expects \(3, 3, 4, 8\)"):
+  with pytest.raises(
+    ValueError,
+    match=r"'layer2\.0\.conv1\.weight' has shape \(8, 2, 3, 3\), giving \(3, 3, 2, 8\) "
+    r"where ftjax resnet18 \(width 4\) expects \(3, 3, 4, 8\)",
+  ):
     torchvision_import.torchvision_to_flax(narrow)
   monkeypatch.setitem(sys.modules, "torch", None)
   with pytest.raises(ImportError, match=r"needs `pip install torch`; a \.safetensors file does not"):

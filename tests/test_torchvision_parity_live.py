@@ -22,8 +22,16 @@ def test_reference_keys_are_torchvisions():
   # torchvision resnet18 has 122 entries: 'conv1.weight', 'bn1.{weight,bias,running_mean,running_var,
   # num_batches_tracked}', 'layer{1..4}.{0,1}.{conv1,bn1,conv2,bn2}.*', 'layer{2,3,4}.0.downsample.{0,1}.*', 'fc.*'.
   assert len(keys) == 122 and len(resnet("resnet50").state_dict()) == 320
-  for key in ["conv1.weight", "bn1.running_var", "bn1.num_batches_tracked", "layer1.0.conv1.weight",
-              "layer2.0.downsample.0.weight", "layer4.1.bn2.running_mean", "fc.weight", "fc.bias"]:
+  for key in [
+    "conv1.weight",
+    "bn1.running_var",
+    "bn1.num_batches_tracked",
+    "layer1.0.conv1.weight",
+    "layer2.0.downsample.0.weight",
+    "layer4.1.bn2.running_mean",
+    "fc.weight",
+    "fc.bias",
+  ]:
     assert key in keys
 
 
@@ -37,8 +45,12 @@ def test_restated_keys_are_torchvisions(name):
 def test_fixtures_hold_what_torch_computes(name):
   reference = fixtures.torch_reference()
   model = random_torch_resnet(name, width=WIDTH)
-  model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                         for k, v in safetensors.torch.load_file(fixtures.fixture_path(name)).items()})
+  model.load_state_dict(
+    {
+      k: v.float() if v.is_floating_point() else v
+      for k, v in safetensors.torch.load_file(fixtures.fixture_path(name)).items()
+    }
+  )
   with torch.no_grad():
     logits = model(torch.from_numpy(reference["images"])).numpy()
   np.testing.assert_allclose(logits, reference[name], rtol=1e-5, atol=1e-6)
@@ -56,8 +68,14 @@ def test_logits_match_torch(name, tmp_path):
   assert inferred == name
   for path in ["w.safetensors", "w.pth"]:
     assert torchvision_import.architecture_of(tmp_path / path) == {
-        "model": name, "width": 64, "stem": "imagenet", "image_size": 224, "channels": 3,
-        "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+      "model": name,
+      "width": 64,
+      "stem": "imagenet",
+      "image_size": 224,
+      "channels": 3,
+      "mean": (0.485, 0.456, 0.406),
+      "std": (0.229, 0.224, 0.225),
+    }
   for other in ["w.pth", "ckpt.pt"]:
     chex.assert_trees_all_equal(torchvision_import.load_torchvision_resnet(tmp_path / other), (name, variables))
 

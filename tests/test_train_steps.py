@@ -18,9 +18,14 @@ BATCH = 16
 def _setup(seed=0):
   model = create_model("small_cnn", num_classes=5, width=4)
   rng = np.random.default_rng(seed)
-  batches = [{"image": rng.normal(size=(BATCH, 12, 12, 1)).astype(np.float32),
-              "label": rng.integers(0, 5, BATCH).astype(np.int32),
-              "index": np.arange(BATCH, dtype=np.int32) + i * BATCH} for i in range(3)]
+  batches = [
+    {
+      "image": rng.normal(size=(BATCH, 12, 12, 1)).astype(np.float32),
+      "label": rng.integers(0, 5, BATCH).astype(np.int32),
+      "index": np.arange(BATCH, dtype=np.int32) + i * BATCH,
+    }
+    for i in range(3)
+  ]
   variables = model.init(jax.random.key(0), batches[0]["image"], train=False)
   tx = optax.sgd(0.1, momentum=0.9)
   state = create_train_state(variables, tx, (), jax.random.key(1))
@@ -58,8 +63,9 @@ def test_train_step_is_one_sgd_step_on_the_batch_loss():
   batch = batches[0]
 
   def loss(params):
-    logits, _ = model.apply({"params": params, "batch_stats": state.batch_stats}, batch["image"], train=True,
-                            mutable=["batch_stats"])
+    logits, _ = model.apply(
+      {"params": params, "batch_stats": state.batch_stats}, batch["image"], train=True, mutable=["batch_stats"]
+    )
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]))
 
   expected = jax.tree.map(lambda p, g: p - 0.1 * g, state.params, jax.grad(loss)(state.params))
@@ -77,8 +83,11 @@ def test_eval_step_sums_match_numpy():
   steps = CompiledSteps(mesh, model=model, method=plain_finetuning(None), tx=tx, steps_per_epoch=10, donate=False)
   sums = jax.device_get(steps.eval(parallel.replicate(state, mesh), parallel.shard_batch(batch, mesh)))
   logits = np.asarray(model.apply({"params": state.params, "batch_stats": state.batch_stats}, batch["image"]))
-  log_probs = (logits - np.log(np.sum(np.exp(logits - logits.max(1, keepdims=True)), 1, keepdims=True))
-               - logits.max(1, keepdims=True))
+  log_probs = (
+    logits
+    - np.log(np.sum(np.exp(logits - logits.max(1, keepdims=True)), 1, keepdims=True))
+    - logits.max(1, keepdims=True)
+  )
   losses = -log_probs[np.arange(BATCH), batch["label"]][:12]
   np.testing.assert_allclose(sums["loss_sum"], losses.sum(), rtol=1e-5)
   np.testing.assert_allclose(sums["max_loss"], losses.max(), rtol=1e-5)

@@ -24,6 +24,7 @@ NUM_CLASSES = 10
 
 class Encoder(nn.Module):
   """flat inputs [batch, 64] -> (fc_in's output, fc_mid's output), each [batch, width]."""
+
   width: int
 
   @nn.compact
@@ -36,6 +37,7 @@ class Encoder(nn.Module):
 class DigitMLP(nn.Module):
   """8x8 digits -> logits through a two-layer tanh encoder and a dense classifier; with `return_features`,
   also {'code_in', 'code_mid', 'code'} (the last is what the classifier reads)."""
+
   num_classes: int
   width: int = WIDTH
 
@@ -50,8 +52,11 @@ class DigitMLP(nn.Module):
 
 
 STRUCTURE = models.ModelStructure(
-    groups=((r"encoder/fc_in/.*", "input"), (r"encoder/fc_mid/.*", "middle"), (r"classifier/.*", "output")),
-    head="output", feature_maps=("code_in", "code_mid"), penultimate="code")
+  groups=((r"encoder/fc_in/.*", "input"), (r"encoder/fc_mid/.*", "middle"), (r"classifier/.*", "output")),
+  head="output",
+  feature_maps=("code_in", "code_mid"),
+  penultimate="code",
+)
 KERNELS = ("encoder/fc_in/kernel", "encoder/fc_mid/kernel", "classifier/kernel")
 
 
@@ -73,9 +78,22 @@ def source(registered, tmp_path_factory):
 
 def mlp_config(source_path, **overrides):
   config = configs.default_config()
-  config.update(dict(dataset="digits", model=NAME, width=WIDTH, pretrained=source_path, image_size=8,
-                     examples_per_class=30, num_epochs=2, batch_size=64, eval_batch_size=128, learning_rate=0.1,
-                     checkpoint_every=100, log_every=100))
+  config.update(
+    dict(
+      dataset="digits",
+      model=NAME,
+      width=WIDTH,
+      pretrained=source_path,
+      image_size=8,
+      examples_per_class=30,
+      num_epochs=2,
+      batch_size=64,
+      eval_batch_size=128,
+      learning_rate=0.1,
+      checkpoint_every=100,
+      log_every=100,
+    )
+  )
   for name, value in overrides.items():
     node = config
     *parents, leaf = name.split("__")
@@ -105,8 +123,9 @@ def test_start_variables_take_the_encoder_from_the_source_and_a_zero_anchor_head
     np.testing.assert_array_equal(params["encoder"][layer]["kernel"], variables["params"]["encoder"][layer]["kernel"])
   assert not np.allclose(params["classifier"]["kernel"], variables["params"]["classifier"]["kernel"])
   assert np.all(np.asarray(exp.anchor_params["classifier"]["kernel"]) == 0)
-  np.testing.assert_array_equal(exp.anchor_params["encoder"]["fc_mid"]["kernel"],
-                                variables["params"]["encoder"]["fc_mid"]["kernel"])
+  np.testing.assert_array_equal(
+    exp.anchor_params["encoder"]["fc_mid"]["kernel"], variables["params"]["encoder"]["fc_mid"]["kernel"]
+  )
 
 
 def test_constraint_keeps_every_kernel_within_its_radius_on_the_depth_schedule(source, tmp_path):
@@ -121,17 +140,34 @@ def test_constraint_keeps_every_kernel_within_its_radius_on_the_depth_schedule(s
 
 def test_groups_given_as_regex_group_pairs_replace_the_declared_ones(source, tmp_path):
   groups = (("encoder/.*", "body"), ("classifier/.*", "output"))
-  config = mlp_config(source[0], method="constraint", num_epochs=1, reg__radius=0.02, reg__head_radius=0.3,
-                      reg__groups=groups, reg__group_values=(("body", 0.04),))
+  config = mlp_config(
+    source[0],
+    method="constraint",
+    num_epochs=1,
+    reg__radius=0.02,
+    reg__head_radius=0.3,
+    reg__groups=groups,
+    reg__group_values=(("body", 0.04),),
+  )
   results = run(config, tmp_path)
-  assert results["radii"] == pytest.approx({"encoder/fc_in/kernel": 0.04, "encoder/fc_mid/kernel": 0.04,
-                                            "classifier/kernel": 0.3})
+  assert results["radii"] == pytest.approx(
+    {"encoder/fc_in/kernel": 0.04, "encoder/fc_mid/kernel": 0.04, "classifier/kernel": 0.3}
+  )
 
 
 def test_regsl_corrects_labels_under_the_constraint(source, tmp_path):
-  config = mlp_config(source[0], method="regsl", num_epochs=3, noise__type="symmetric", noise__rate=0.4,
-                      reg__radius=0.5, reg__head_radius=2.0, correction__start_epoch=1, correction__threshold=0.5,
-                      reweighting__start_epoch=1)
+  config = mlp_config(
+    source[0],
+    method="regsl",
+    num_epochs=3,
+    noise__type="symmetric",
+    noise__rate=0.4,
+    reg__radius=0.5,
+    reg__head_radius=2.0,
+    correction__start_epoch=1,
+    correction__threshold=0.5,
+    reweighting__start_epoch=1,
+  )
   results = run(config, tmp_path)
   assert np.isfinite(results["train_loss"])
   within_radii(results, results["radii"])
@@ -140,12 +176,20 @@ def test_regsl_corrects_labels_under_the_constraint(source, tmp_path):
 
 def test_consistent_uses_the_true_transition_matrix(source, tmp_path):
   rate = 0.4
-  config = mlp_config(source[0], method="consistent", noise__type="symmetric", noise__rate=rate,
-                      consistent__transition="true", reg__radius=0.5, reg__head_radius=2.0)
+  config = mlp_config(
+    source[0],
+    method="consistent",
+    noise__type="symmetric",
+    noise__rate=rate,
+    consistent__transition="true",
+    reg__radius=0.5,
+    reg__head_radius=2.0,
+  )
   results = run(config, tmp_path)
   # Symmetric noise to another class: 1 - η on the diagonal, η / (C - 1) elsewhere.
   expected = np.full((NUM_CLASSES, NUM_CLASSES), rate / (NUM_CLASSES - 1)) + np.eye(NUM_CLASSES) * (
-      1 - rate - rate / (NUM_CLASSES - 1))
+    1 - rate - rate / (NUM_CLASSES - 1)
+  )
   np.testing.assert_allclose(results["transition_matrix"], expected, atol=1e-12)
   assert results["transition_max_abs_error"] == 0.0
   within_radii(results, results["radii"])
@@ -183,8 +227,9 @@ def test_hessian_measures_of_the_unknown_model_match_exact_blocks(registered):
   images, labels = _digits_batch()
   params = model.init(jax.random.key(0), images)["params"]
   anchor = model.init(jax.random.key(1), images)["params"]
-  loss_fn = lambda p: jnp.mean(optax.softmax_cross_entropy_with_integer_labels(model.apply({"params": p}, images),
-                                                                               labels))
+  loss_fn = lambda p: jnp.mean(
+    optax.softmax_cross_entropy_with_integer_labels(model.apply({"params": p}, images), labels)
+  )
   blocks = {name: _exact_block(loss_fn, params, name) for name in KERNELS}
 
   traces = hessian.layer_traces(loss_fn, params, jax.random.key(2), 300)
@@ -194,8 +239,9 @@ def test_hessian_measures_of_the_unknown_model_match_exact_blocks(registered):
     assert abs(traces[name].estimate - exact) <= 3 * traces[name].stderr + 1e-6, (name, traces[name], exact)
 
   # v_i^T H_ii^+ v_i with v_i = W_i - W_i^(s): Lanczos run to the block's full dimension is exact.
-  forms = generalization.positive_part_quadratic_forms(loss_fn, params, anchor, num_steps=max(
-      b.shape[0] for b in blocks.values()))
+  forms = generalization.positive_part_quadratic_forms(
+    loss_fn, params, anchor, num_steps=max(b.shape[0] for b in blocks.values())
+  )
   exact_forms = {}
   for name in KERNELS:
     v = np.asarray(tree_paths.named_leaves(params)[name] - tree_paths.named_leaves(anchor)[name], np.float64).ravel()

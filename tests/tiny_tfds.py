@@ -6,12 +6,19 @@ from PIL import Image
 
 class FtjaxTinyImages(tfds.core.GeneratorBasedBuilder):
   """Train example i: a (5 + i) x 6 RGB image filled with 10 * i, label i % 3; test: 4 examples."""
+
   VERSION = tfds.core.Version("1.0.0")
 
   def _info(self):
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-        "picture": tfds.features.Image(shape=(None, None, 3)),
-        "label": tfds.features.ClassLabel(names=["x", "y", "z"])}))
+    return tfds.core.DatasetInfo(
+      builder=self,
+      features=tfds.features.FeaturesDict(
+        {
+          "picture": tfds.features.Image(shape=(None, None, 3)),
+          "label": tfds.features.ClassLabel(names=["x", "y", "z"]),
+        }
+      ),
+    )
 
   def _split_generators(self, dl_manager):
     return {"train": self._generate_examples(10), "test": self._generate_examples(4)}

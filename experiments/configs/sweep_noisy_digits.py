@@ -30,10 +30,10 @@ def get_config(arg: str | None = None):
   noise = ("symmetric:0.4",)
   if arg == "ablation":
     variants = {
-        "regsl": ("method=regsl",),
-        "regsl_no_constraint": ("method=regsl", "regsl.constraint=False"),
-        "regsl_no_correction": ("method=regsl", "regsl.correction=False"),
-        "regsl_no_reweighting": ("method=regsl", "regsl.reweighting=False"),
+      "regsl": ("method=regsl",),
+      "regsl_no_constraint": ("method=regsl", "regsl.constraint=False"),
+      "regsl_no_correction": ("method=regsl", "regsl.correction=False"),
+      "regsl_no_reweighting": ("method=regsl", "regsl.reweighting=False"),
     }
   elif arg in ("settings", "full"):
     if arg == "full":

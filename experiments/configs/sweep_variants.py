@@ -9,25 +9,26 @@ PLAIN = {"plain": ("method=none",)}
 
 # experiments.measure settings for measuring whole sweeps (docs/methods.md §4): one 128-example batch and 10
 # probes per run keep a measurement near a minute on 2 CPU cores.
-SWEEP_MEASURE_SETTINGS = dict(num_probes=10, max_batches=1, batch_size=128, eigen_iterations=5, lanczos_steps=5,
-                              noise_draws=2)
+SWEEP_MEASURE_SETTINGS = dict(
+  num_probes=10, max_batches=1, batch_size=128, eigen_iterations=5, lanczos_steps=5, noise_draws=2
+)
 
 DISTANCE = {
-    # L2-SP [Li et al. 2018]: λ Σ ||W_i - W_i^(s)||² + λ_head ||W_head||².
-    "l2sp": ("method=l2sp", "reg.weight=0.01", "reg.head_weight=0.01"),
-    # MARS-SP [GHP21]: MARS projection, one radius for every convolutional layer and one for the head.
-    "mars_sp": ("method=constraint", "reg.norm=mars", "reg.radius=1.0", "reg.gamma=1.0", "reg.head_radius=10.0"),
-    # Layer-wise Frobenius constraint with radii growing with depth [LZ21].
-    "layerwise": ("method=constraint", "reg.norm=frobenius", "reg.radius=0.1", "reg.gamma=1.5", "reg.head_radius=3.0"),
+  # L2-SP [Li et al. 2018]: λ Σ ||W_i - W_i^(s)||² + λ_head ||W_head||².
+  "l2sp": ("method=l2sp", "reg.weight=0.01", "reg.head_weight=0.01"),
+  # MARS-SP [GHP21]: MARS projection, one radius for every convolutional layer and one for the head.
+  "mars_sp": ("method=constraint", "reg.norm=mars", "reg.radius=1.0", "reg.gamma=1.0", "reg.head_radius=10.0"),
+  # Layer-wise Frobenius constraint with radii growing with depth [LZ21].
+  "layerwise": ("method=constraint", "reg.norm=frobenius", "reg.radius=0.1", "reg.gamma=1.5", "reg.head_radius=3.0"),
 }
 
 BASELINES = {
-    "label_smoothing": ("method=label_smoothing",),
-    "delta": ("method=delta",),
-    "bss": ("method=bss",),
+  "label_smoothing": ("method=label_smoothing",),
+  "delta": ("method=delta",),
+  "bss": ("method=bss",),
 }
 
 NOISY = {
-    "regsl": ("method=regsl",),            # [LZ21]: constraint + label correction + reweighting
-    "consistent": ("method=consistent",),  # [JLZ22]: constraint + forward-corrected loss, dual-T estimate
+  "regsl": ("method=regsl",),  # [LZ21]: constraint + label correction + reweighting
+  "consistent": ("method=consistent",),  # [JLZ22]: constraint + forward-corrected loss, dual-T estimate
 }

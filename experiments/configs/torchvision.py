@@ -20,7 +20,7 @@ def architecture(model: str = "resnet50") -> dict:
 def get_config(arg: str | None = None):
   config = default.get_config()
   config.update(architecture(arg or "resnet50"))
-  config.pretrained = "none"     # set to the torchvision state dict (.safetensors / .pth)
+  config.pretrained = "none"  # set to the torchvision state dict (.safetensors / .pth)
   config.dataset = "image_folder"
   config.num_epochs = 30
   config.batch_size = 64

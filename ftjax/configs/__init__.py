@@ -6,6 +6,13 @@ from ftjax.configs.schema import SECTIONS, Field, Section, default_config, field
 from ftjax.configs.validation import check_input_format, validate_config
 
 __all__ = [
-    "Field", "SECTIONS", "Section", "check_input_format", "default_config", "field_checks", "fields", "help_lines",
-    "validate_config",
+  "Field",
+  "SECTIONS",
+  "Section",
+  "check_input_format",
+  "default_config",
+  "field_checks",
+  "fields",
+  "help_lines",
+  "validate_config",
 ]

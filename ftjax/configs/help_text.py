@@ -68,5 +68,7 @@ def help_lines(config: ml_collections.ConfigDict, sections: tuple[Section, ...] 
   cells = [row for row in rows if isinstance(row, tuple)]
   name_width = max(len(name) for name, _, _ in cells)
   value_width = max((len(value) for _, value, _ in cells if len(value) <= 24), default=0)
-  return [row if isinstance(row, str) else f"  {row[0]:<{name_width}}  {row[1]:<{value_width}}  {row[2]}".rstrip()
-          for row in rows]
+  return [
+    row if isinstance(row, str) else f"  {row[0]:<{name_width}}  {row[1]:<{value_width}}  {row[2]}".rstrip()
+    for row in rows
+  ]

@@ -27,8 +27,14 @@ def _cell(text: str) -> str:
 def section_markdown(section: Section) -> str:
   """A section's heading, what it is about, and a table of its fields."""
   where = " Only sweep configs have this section." if section.optional else ""
-  lines = [f"## {section.title}", "", f"{section.about[0].upper()}{section.about[1:]}.{where}", "",
-           "| field | default | meaning |", "| --- | --- | --- |"]
+  lines = [
+    f"## {section.title}",
+    "",
+    f"{section.about[0].upper()}{section.about[1:]}.{where}",
+    "",
+    "| field | default | meaning |",
+    "| --- | --- | --- |",
+  ]
   for field in section.fields:
     meaning = field.help + valid_text(field.check)
     lines.append(f"| `{field.name}` | `{field.default!r}` | {_cell(meaning)} |")

@@ -20,6 +20,7 @@ class Field(NamedTuple):
   """`name`: dotted path in the config ('noise.rate'); `default`: REQUIRED where a config that has
   the field's section must set it; `check`: None where a later loader checks the value; `help`:
   what the field means, one line."""
+
   name: str
   default: Any
   check: FieldCheck | None
@@ -38,145 +39,277 @@ REQUIRED = Required()
 
 class Section(NamedTuple):
   """Fields that belong together; `optional` sections (the sweep's) are not in the default config."""
+
   title: str
   about: str
   fields: tuple[Field, ...]
   optional: bool = False
 
 
-DATASET = FieldCheck(data.is_dataset_name, f"{', '.join(data.DATASETS)} or 'tfds:NAME'",  # the live registry
-                     problem="is not a known dataset")
+DATASET = FieldCheck(
+  data.is_dataset_name,
+  f"{', '.join(data.DATASETS)} or 'tfds:NAME'",  # the live registry
+  problem="is not a known dataset",
+)
 
 _GROUP_PAIRS = pairs(str, float)
-GROUP_VALUES = FieldCheck(lambda v: _GROUP_PAIRS.is_valid(v) and all(value >= 0 for _, value in v),
-                          "a tuple of (str, float) pairs with values >= 0")
+GROUP_VALUES = FieldCheck(
+  lambda v: _GROUP_PAIRS.is_valid(v) and all(value >= 0 for _, value in v),
+  "a tuple of (str, float) pairs with values >= 0",
+)
 
 SECTIONS = (
-    Section("data", "what is trained on and its input format (ftjax.data)", (
-        Field("dataset", "digits", DATASET, "the target dataset"),
-        Field("data_dir", "", STRING, "where the dataset lies; '' = its default location"),
-        Field("num_classes", 0, integer(0), "0 = the dataset's class count; otherwise must equal it"),
-        Field("test_fraction", 0.2, number(0.0, 1.0, low_open=True, high_open=True),
-              "held-out split for datasets without a test split"),
-        Field("examples_per_class", 0, integer(0), "0 = every training example; k = a seeded k-per-class subset"),
-        Field("image_size", 28, integer(1), "side of the square input images, in pixels"),
-        Field("channels", 1, one_of((1, 3)), "input channels (1 grey, 3 RGB)"),
-        Field("mean", (0.5,), numbers(0.0), "per-channel mean subtracted from inputs (one per channel)"),
-        Field("std", (0.5,), numbers(0.0, low_open=True), "per-channel std inputs are divided by (one per channel)"),
-        Field("crop_padding", 2, integer(0), "random-crop augmentation: pixels of padding; 0 = no crops"),
-        Field("flip", False, BOOLEAN, "random horizontal flips of training images"),
-    )),
-    Section("noise", "synthetic label noise on the training split; the test split stays clean (ftjax.label_noise)", (
-        Field("noise.type", "none", one_of(label_noise.NOISE_TYPES), "how training labels are corrupted"),
-        Field("noise.rate", 0.0, number(0.0, 1.0, high_open=True), "η: probability that a label is flipped"),
-        Field("noise.seed", 0, integer(0), "seed of the flips"),
-        Field("noise.symmetric_mode", "other", one_of(label_noise.SYMMETRIC_MODES),
-              "a symmetric flip goes to another class ('other') or any class ('any')"),
-        Field("noise.matrix", (), None, "for 'matrix': C rows of the row-stochastic F[true, noisy]"),
-    )),
-    Section("model", "the network and its source weights (ftjax.models)", (
-        Field("model", "resnet18", member_of(model_registry.MODELS, ("auto",)),
-              "architecture; 'auto' = model, width, stem, image_size, channels, mean, std from `pretrained`"),
-        Field("width", 16, integer(1), "channels of the first stage (torchvision ResNets: 64)"),
-        Field("stem", "small", one_of(resnet.STEMS), "first layer: 'imagenet' 7x7/2 conv + max-pool, 'small' 3x3/1"),
-        Field("pretrained", "fashion_mnist_resnet18", STRING,
-              "source weights: a shipped name, a .msgpack/.safetensors/.pth file, a finished workdir, or 'none'"),
-    )),
-    Section("optimisation", "optimiser and learning-rate schedule (ftjax.optim)", (
-        Field("num_epochs", 20, integer(1), "passes over the training split"),
-        Field("batch_size", 64, integer(1), "global batch, over every device of every process"),
-        Field("eval_batch_size", 256, integer(1), "global batch of evaluation"),
-        Field("optimizer", "sgd", one_of(optim.OPTIMIZERS), "the optimiser"),
-        Field("learning_rate", 0.05, number(0.0, low_open=True), "peak learning rate"),
-        Field("momentum", 0.9, number(0.0, 1.0, high_open=True), "momentum of 'sgd'; 0 = none"),
-        Field("nesterov", True, BOOLEAN, "Nesterov momentum ('sgd')"),
-        Field("weight_decay", 0.0, number(0.0), "decoupled for 'adamw', added to the gradient for 'sgd' and 'adam'"),
-        Field("lr_schedule", "cosine", one_of(optim.SCHEDULES), "learning rate over the steps after warm-up"),
-        Field("lr_decay_epochs", (), numbers(0.0), "for 'step': ×0.1 at each of these epochs"),
-        Field("warmup_epochs", 0.0, number(0.0), "linear warm-up from 0 (below num_epochs)"),
-    )),
-    Section("method", "the fine-tuning method; its settings are the sections below (ftjax.methods)", (
-        Field("method", "none", member_of(method_registry.METHODS),
-              "'none' = plain fine-tuning; l2, l2sp, penalty, constraint use config.reg, the others their own section"),
-    )),
-    Section("reg", "distance regularisation: l2, l2sp, penalty, constraint, and the constraint of regsl/consistent", (
-        Field("reg.norm", "frobenius", one_of(projection.PROJECTION_NORMS), "distance of each layer from its source"),
-        Field("reg.radius", 1.0, number(0.0), "D: radius of the first layer group ('constraint')"),
-        Field("reg.gamma", 1.0, number(1.0), "γ: growth of radii / penalty weights with depth"),
-        Field("reg.schedule", "depth", one_of(radii.SCHEDULES),
-              "'depth': D·γ^(g-1) for group g; 'authors': Li & Zhang 2021's ResNet code"),
-        Field("reg.head_radius", 10.0, number(0.0), "D_head: radius of the head ('constraint')"),
-        Field("reg.bn_radius", 0.0, number(0.0),
-              "D_bn: radius of each BatchNorm layer's effective scale γ/√var per channel; 0 = unconstrained"),
-        Field("reg.weight", 0.01, number(0.0), "λ: penalty weight of 'l2', 'l2sp', 'penalty'"),
-        Field("reg.head_weight", 0.01, number(0.0), "λ_head: penalty weight of the head"),
-        Field("reg.head_anchor", "zero", one_of(anchors.HEAD_ANCHORS),
-              "the head's reference point: 'zero' (authors' code) or its initialisation"),
-        Field("reg.mars_mode", "rescale", one_of(projection.MARS_MODES),
-              "MARS projection: 'rescale' (authors' code) or 'exact'"),
-        Field("reg.groups", (), pairs(str, str),
-              "((regex, group), ...) over param paths, input to output; () = the model's groups"),
-        Field("reg.group_values", (), GROUP_VALUES,
-              "((group, value), ...): radii / weights replacing the schedule's"),
-    )),
-    Section("regsl", "the parts of 'regsl' (Li & Zhang 2021)", (
-        Field("regsl.constraint", True, BOOLEAN, "the layer-wise constraint of config.reg"),
-        Field("regsl.correction", True, BOOLEAN, "self label-correction (config.correction)"),
-        Field("regsl.reweighting", True, BOOLEAN, "label reweighting (config.reweighting)"),
-    )),
-    Section("correction", "self label-correction of 'regsl'", (
-        Field("correction.threshold", 0.9, number(0.0, 1.0, low_open=True),
-              "τ: a label becomes the prediction whose probability exceeds it"),
-        Field("correction.start_epoch", 10, integer(0), "first epoch that corrects labels"),
-    )),
-    Section("reweighting", "label reweighting of 'regsl'", (
-        Field("reweighting.start_epoch", 5, integer(0), "first epoch that reweights examples"),
-        Field("reweighting.temperature", 1.0, number(0.0, low_open=True),
-              "T_0: initial temperature of the softmax(−loss / T) weights"),
-    )),
-    Section("consistent", "the forward-corrected consistent loss (Ju, Li & Zhang 2022)", (
-        Field("consistent.constraint", True, BOOLEAN, "the layer-wise constraint of config.reg"),
-        Field("consistent.transition", "estimate", STRING,
-              "noise transition: 'estimate', 'true' (the noise config's F) or a .json/.npy matrix file"),
-        Field("consistent.estimator", "dual_t", one_of(("dual_t", "anchor")),
-              "for 'estimate': dual-T, or the anchor-point estimate alone"),
-        Field("consistent.anchor_percentile", 97.0, number(0.0, 100.0, low_open=True),
-              "percentile of each class's predicted probability that bounds its anchor point"),
-        Field("consistent.estimator_workdir", "", STRING,
-              "for 'estimate': workdir of the plain run (this config, method='none') whose predictions estimate "
-              "F; '' = WORKDIR/transition_estimator"),
-    )),
-    Section("delta", "DELTA feature-map regularisation (Li et al. 2019)", (
-        Field("delta.alpha", 0.01, number(0.0), "α: weight of the channel-weighted feature-map distance"),
-        Field("delta.beta", 0.01, number(0.0), "β: weight of ||W_head||²"),
-        Field("delta.num_batches", 2, integer(1), "batches of batch_size the channel weights are measured on"),
-        Field("delta.normalization", "paper", one_of(delta.NORMALIZATIONS),
-              "'authors' = standardised softmax/5 weights and C/(H·W) scaling of their code"),
-    )),
-    Section("bss", "batch spectral shrinkage (Chen et al. 2019)", (
-        Field("bss.eta", 0.001, number(0.0), "η: weight of the sum of squares of the k smallest singular values"),
-        Field("bss.k", 1, integer(1), "how many of the smallest singular values are shrunk"),
-    )),
-    Section("label_smoothing", "label smoothing (Szegedy et al. 2016)", (
-        Field("label_smoothing.eps", 0.1, number(0.0, 1.0), "ε: targets (1 − ε)·onehot + ε/C"),
-    )),
-    Section("bookkeeping", "seeds, checkpoints, logs and evaluation", (
-        Field("seed", 0, integer(0), "seed of initialisation, batches and augmentation"),
-        Field("checkpoint_every", 200, integer(1), "steps between checkpoints; one is also written at the end"),
-        Field("log_every", 50, integer(1), "steps between progress lines and metrics records"),
-        Field("eval_every", 1, integer(0), "epochs between test evaluations; 0 = only at the end"),
-    )),
-    Section("sweep", "a grid of runs of the config above (experiments.sweep; ftjax.runs.sweeps checks it)", (
-        Field("sweep.variants", REQUIRED, None, "{name: ('field=value', ...)}: the methods compared, as overrides"),
-        Field("sweep.order", (), None, "variant names in the order the tables list them; then the rest by name"),
-        Field("sweep.only", "", None, "comma-separated names of the variants to run and summarise; '' = all"),
-        Field("sweep.datasets", REQUIRED, None, "dataset names, each as config.dataset"),
-        Field("sweep.noise", REQUIRED, None, "noise settings: 'none' or 'TYPE:RATE' with TYPE symmetric or pairflip"),
-        Field("sweep.seeds", REQUIRED, None, "seeds; each run sets config.seed and config.noise.seed to it"),
-        Field("sweep.measure", False, None, "measure every finished run's Hessian quantities (experiments.measure)"),
-        Field("sweep.measure_seeds", (), None, "seeds whose runs are measured; () = all"),
-        Field("sweep.measure_settings", {}, None, "{name: value} replacing experiments.measure's flag defaults"),
-    ), optional=True),
+  Section(
+    "data",
+    "what is trained on and its input format (ftjax.data)",
+    (
+      Field("dataset", "digits", DATASET, "the target dataset"),
+      Field("data_dir", "", STRING, "where the dataset lies; '' = its default location"),
+      Field("num_classes", 0, integer(0), "0 = the dataset's class count; otherwise must equal it"),
+      Field(
+        "test_fraction",
+        0.2,
+        number(0.0, 1.0, low_open=True, high_open=True),
+        "held-out split for datasets without a test split",
+      ),
+      Field("examples_per_class", 0, integer(0), "0 = every training example; k = a seeded k-per-class subset"),
+      Field("image_size", 28, integer(1), "side of the square input images, in pixels"),
+      Field("channels", 1, one_of((1, 3)), "input channels (1 grey, 3 RGB)"),
+      Field("mean", (0.5,), numbers(0.0), "per-channel mean subtracted from inputs (one per channel)"),
+      Field("std", (0.5,), numbers(0.0, low_open=True), "per-channel std inputs are divided by (one per channel)"),
+      Field("crop_padding", 2, integer(0), "random-crop augmentation: pixels of padding; 0 = no crops"),
+      Field("flip", False, BOOLEAN, "random horizontal flips of training images"),
+    ),
+  ),
+  Section(
+    "noise",
+    "synthetic label noise on the training split; the test split stays clean (ftjax.label_noise)",
+    (
+      Field("noise.type", "none", one_of(label_noise.NOISE_TYPES), "how training labels are corrupted"),
+      Field("noise.rate", 0.0, number(0.0, 1.0, high_open=True), "η: probability that a label is flipped"),
+      Field("noise.seed", 0, integer(0), "seed of the flips"),
+      Field(
+        "noise.symmetric_mode",
+        "other",
+        one_of(label_noise.SYMMETRIC_MODES),
+        "a symmetric flip goes to another class ('other') or any class ('any')",
+      ),
+      Field("noise.matrix", (), None, "for 'matrix': C rows of the row-stochastic F[true, noisy]"),
+    ),
+  ),
+  Section(
+    "model",
+    "the network and its source weights (ftjax.models)",
+    (
+      Field(
+        "model",
+        "resnet18",
+        member_of(model_registry.MODELS, ("auto",)),
+        "architecture; 'auto' = model, width, stem, image_size, channels, mean, std from `pretrained`",
+      ),
+      Field("width", 16, integer(1), "channels of the first stage (torchvision ResNets: 64)"),
+      Field("stem", "small", one_of(resnet.STEMS), "first layer: 'imagenet' 7x7/2 conv + max-pool, 'small' 3x3/1"),
+      Field(
+        "pretrained",
+        "fashion_mnist_resnet18",
+        STRING,
+        "source weights: a shipped name, a .msgpack/.safetensors/.pth file, a finished workdir, or 'none'",
+      ),
+    ),
+  ),
+  Section(
+    "optimisation",
+    "optimiser and learning-rate schedule (ftjax.optim)",
+    (
+      Field("num_epochs", 20, integer(1), "passes over the training split"),
+      Field("batch_size", 64, integer(1), "global batch, over every device of every process"),
+      Field("eval_batch_size", 256, integer(1), "global batch of evaluation"),
+      Field("optimizer", "sgd", one_of(optim.OPTIMIZERS), "the optimiser"),
+      Field("learning_rate", 0.05, number(0.0, low_open=True), "peak learning rate"),
+      Field("momentum", 0.9, number(0.0, 1.0, high_open=True), "momentum of 'sgd'; 0 = none"),
+      Field("nesterov", True, BOOLEAN, "Nesterov momentum ('sgd')"),
+      Field("weight_decay", 0.0, number(0.0), "decoupled for 'adamw', added to the gradient for 'sgd' and 'adam'"),
+      Field("lr_schedule", "cosine", one_of(optim.SCHEDULES), "learning rate over the steps after warm-up"),
+      Field("lr_decay_epochs", (), numbers(0.0), "for 'step': ×0.1 at each of these epochs"),
+      Field("warmup_epochs", 0.0, number(0.0), "linear warm-up from 0 (below num_epochs)"),
+    ),
+  ),
+  Section(
+    "method",
+    "the fine-tuning method; its settings are the sections below (ftjax.methods)",
+    (
+      Field(
+        "method",
+        "none",
+        member_of(method_registry.METHODS),
+        "'none' = plain fine-tuning; l2, l2sp, penalty, constraint use config.reg, the others their own section",
+      ),
+    ),
+  ),
+  Section(
+    "reg",
+    "distance regularisation: l2, l2sp, penalty, constraint, and the constraint of regsl/consistent",
+    (
+      Field("reg.norm", "frobenius", one_of(projection.PROJECTION_NORMS), "distance of each layer from its source"),
+      Field("reg.radius", 1.0, number(0.0), "D: radius of the first layer group ('constraint')"),
+      Field("reg.gamma", 1.0, number(1.0), "γ: growth of radii / penalty weights with depth"),
+      Field(
+        "reg.schedule",
+        "depth",
+        one_of(radii.SCHEDULES),
+        "'depth': D·γ^(g-1) for group g; 'authors': Li & Zhang 2021's ResNet code",
+      ),
+      Field("reg.head_radius", 10.0, number(0.0), "D_head: radius of the head ('constraint')"),
+      Field(
+        "reg.bn_radius",
+        0.0,
+        number(0.0),
+        "D_bn: radius of each BatchNorm layer's effective scale γ/√var per channel; 0 = unconstrained",
+      ),
+      Field("reg.weight", 0.01, number(0.0), "λ: penalty weight of 'l2', 'l2sp', 'penalty'"),
+      Field("reg.head_weight", 0.01, number(0.0), "λ_head: penalty weight of the head"),
+      Field(
+        "reg.head_anchor",
+        "zero",
+        one_of(anchors.HEAD_ANCHORS),
+        "the head's reference point: 'zero' (authors' code) or its initialisation",
+      ),
+      Field(
+        "reg.mars_mode",
+        "rescale",
+        one_of(projection.MARS_MODES),
+        "MARS projection: 'rescale' (authors' code) or 'exact'",
+      ),
+      Field(
+        "reg.groups",
+        (),
+        pairs(str, str),
+        "((regex, group), ...) over param paths, input to output; () = the model's groups",
+      ),
+      Field("reg.group_values", (), GROUP_VALUES, "((group, value), ...): radii / weights replacing the schedule's"),
+    ),
+  ),
+  Section(
+    "regsl",
+    "the parts of 'regsl' (Li & Zhang 2021)",
+    (
+      Field("regsl.constraint", True, BOOLEAN, "the layer-wise constraint of config.reg"),
+      Field("regsl.correction", True, BOOLEAN, "self label-correction (config.correction)"),
+      Field("regsl.reweighting", True, BOOLEAN, "label reweighting (config.reweighting)"),
+    ),
+  ),
+  Section(
+    "correction",
+    "self label-correction of 'regsl'",
+    (
+      Field(
+        "correction.threshold",
+        0.9,
+        number(0.0, 1.0, low_open=True),
+        "τ: a label becomes the prediction whose probability exceeds it",
+      ),
+      Field("correction.start_epoch", 10, integer(0), "first epoch that corrects labels"),
+    ),
+  ),
+  Section(
+    "reweighting",
+    "label reweighting of 'regsl'",
+    (
+      Field("reweighting.start_epoch", 5, integer(0), "first epoch that reweights examples"),
+      Field(
+        "reweighting.temperature",
+        1.0,
+        number(0.0, low_open=True),
+        "T_0: initial temperature of the softmax(−loss / T) weights",
+      ),
+    ),
+  ),
+  Section(
+    "consistent",
+    "the forward-corrected consistent loss (Ju, Li & Zhang 2022)",
+    (
+      Field("consistent.constraint", True, BOOLEAN, "the layer-wise constraint of config.reg"),
+      Field(
+        "consistent.transition",
+        "estimate",
+        STRING,
+        "noise transition: 'estimate', 'true' (the noise config's F) or a .json/.npy matrix file",
+      ),
+      Field(
+        "consistent.estimator",
+        "dual_t",
+        one_of(("dual_t", "anchor")),
+        "for 'estimate': dual-T, or the anchor-point estimate alone",
+      ),
+      Field(
+        "consistent.anchor_percentile",
+        97.0,
+        number(0.0, 100.0, low_open=True),
+        "percentile of each class's predicted probability that bounds its anchor point",
+      ),
+      Field(
+        "consistent.estimator_workdir",
+        "",
+        STRING,
+        "for 'estimate': workdir of the plain run (this config, method='none') whose predictions estimate "
+        "F; '' = WORKDIR/transition_estimator",
+      ),
+    ),
+  ),
+  Section(
+    "delta",
+    "DELTA feature-map regularisation (Li et al. 2019)",
+    (
+      Field("delta.alpha", 0.01, number(0.0), "α: weight of the channel-weighted feature-map distance"),
+      Field("delta.beta", 0.01, number(0.0), "β: weight of ||W_head||²"),
+      Field("delta.num_batches", 2, integer(1), "batches of batch_size the channel weights are measured on"),
+      Field(
+        "delta.normalization",
+        "paper",
+        one_of(delta.NORMALIZATIONS),
+        "'authors' = standardised softmax/5 weights and C/(H·W) scaling of their code",
+      ),
+    ),
+  ),
+  Section(
+    "bss",
+    "batch spectral shrinkage (Chen et al. 2019)",
+    (
+      Field("bss.eta", 0.001, number(0.0), "η: weight of the sum of squares of the k smallest singular values"),
+      Field("bss.k", 1, integer(1), "how many of the smallest singular values are shrunk"),
+    ),
+  ),
+  Section(
+    "label_smoothing",
+    "label smoothing (Szegedy et al. 2016)",
+    (Field("label_smoothing.eps", 0.1, number(0.0, 1.0), "ε: targets (1 − ε)·onehot + ε/C"),),
+  ),
+  Section(
+    "bookkeeping",
+    "seeds, checkpoints, logs and evaluation",
+    (
+      Field("seed", 0, integer(0), "seed of initialisation, batches and augmentation"),
+      Field("checkpoint_every", 200, integer(1), "steps between checkpoints; one is also written at the end"),
+      Field("log_every", 50, integer(1), "steps between progress lines and metrics records"),
+      Field("eval_every", 1, integer(0), "epochs between test evaluations; 0 = only at the end"),
+    ),
+  ),
+  Section(
+    "sweep",
+    "a grid of runs of the config above (experiments.sweep; ftjax.runs.sweeps checks it)",
+    (
+      Field("sweep.variants", REQUIRED, None, "{name: ('field=value', ...)}: the methods compared, as overrides"),
+      Field("sweep.order", (), None, "variant names in the order the tables list them; then the rest by name"),
+      Field("sweep.only", "", None, "comma-separated names of the variants to run and summarise; '' = all"),
+      Field("sweep.datasets", REQUIRED, None, "dataset names, each as config.dataset"),
+      Field("sweep.noise", REQUIRED, None, "noise settings: 'none' or 'TYPE:RATE' with TYPE symmetric or pairflip"),
+      Field("sweep.seeds", REQUIRED, None, "seeds; each run sets config.seed and config.noise.seed to it"),
+      Field("sweep.measure", False, None, "measure every finished run's Hessian quantities (experiments.measure)"),
+      Field("sweep.measure_seeds", (), None, "seeds whose runs are measured; () = all"),
+      Field("sweep.measure_settings", {}, None, "{name: value} replacing experiments.measure's flag defaults"),
+    ),
+    optional=True,
+  ),
 )
 
 

@@ -15,8 +15,10 @@ def check_input_format(config: ml_collections.ConfigDict) -> None:
   """Raises `ConfigError` unless `config.mean` and `config.std` hold one value per channel."""
   for field in ("mean", "std"):
     if len(config[field]) != config.channels:
-      raise ConfigError(f"config.{field}={config[field]!r} is invalid; valid: {config.channels} values, one per "
-                        f"channel (config.channels={config.channels})")
+      raise ConfigError(
+        f"config.{field}={config[field]!r} is invalid; valid: {config.channels} values, one per "
+        f"channel (config.channels={config.channels})"
+      )
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -27,11 +29,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.warmup_epochs={config.warmup_epochs} must be below num_epochs={config.num_epochs}")
   transition = config.consistent.transition
   if config.method == "consistent" and transition not in ("estimate", "true") and not os.path.isfile(transition):
-    raise ConfigError(f"config.consistent.transition={transition!r} is not a file; valid: 'estimate', 'true' "
-                      "or a .json/.npy matrix")
+    raise ConfigError(
+      f"config.consistent.transition={transition!r} is not a file; valid: 'estimate', 'true' or a .json/.npy matrix"
+    )
   if config.method == "consistent" and transition == "true" and config.noise.type == "none":
-    raise ConfigError("config.consistent.transition='true' needs synthetic noise (config.noise.type != 'none'); "
-                      "valid: 'estimate' or a .json/.npy matrix")
+    raise ConfigError(
+      "config.consistent.transition='true' needs synthetic noise (config.noise.type != 'none'); "
+      "valid: 'estimate' or a .json/.npy matrix"
+    )
   with as_config_error():
     pretrained.check_spec(config.pretrained)
     data.check_dataset(config.dataset, config.data_dir or None)

@@ -52,30 +52,43 @@ def _process_slice(global_batch_size: int, process_index: int | None, process_co
 
 def _check_train_batch_size(num_examples: int, global_batch_size: int) -> None:
   if not 0 < global_batch_size <= num_examples:
-    raise ValueError(f"global_batch_size={global_batch_size} must be in 1..{num_examples} (the number of "
-                     "training examples)")
+    raise ValueError(
+      f"global_batch_size={global_batch_size} must be in 1..{num_examples} (the number of training examples)"
+    )
 
 
-def _batch(source: Source, config: Preprocess, indices: np.ndarray, augmentation: Augmentation | None,
-           rows: slice) -> dict:
+def _batch(
+  source: Source, config: Preprocess, indices: np.ndarray, augmentation: Augmentation | None, rows: slice
+) -> dict:
   """The `rows` of the global batch of examples `indices`, preprocessed."""
   local = indices[rows]
   if augmentation is not None:
     augmentation = Augmentation(augmentation.crop_offsets[rows], augmentation.flips[rows])
-  return {"image": preprocess_with(source.images(local), config, augmentation),
-          "label": source.labels[local].astype(np.int32),
-          "index": local.astype(np.int32)}
+  return {
+    "image": preprocess_with(source.images(local), config, augmentation),
+    "label": source.labels[local].astype(np.int32),
+    "index": local.astype(np.int32),
+  }
 
 
 def _train_batch(source, config, permutation, seed, epoch, step, global_batch_size, rows) -> dict:
   """The `rows` of global batch `step` of the epoch visiting examples in `permutation` order."""
-  indices = permutation[step * global_batch_size:(step + 1) * global_batch_size]
+  indices = permutation[step * global_batch_size : (step + 1) * global_batch_size]
   rng = np.random.default_rng([seed, epoch, step, 1])
   return _batch(source, config, indices, sample_augmentation(config, global_batch_size, rng), rows)
 
 
-def train_batch(source: Source, config: Preprocess, *, seed: int, epoch: int, step: int, global_batch_size: int,
-                process_index: int | None = None, process_count: int | None = None) -> dict:
+def train_batch(
+  source: Source,
+  config: Preprocess,
+  *,
+  seed: int,
+  epoch: int,
+  step: int,
+  global_batch_size: int,
+  process_index: int | None = None,
+  process_count: int | None = None,
+) -> dict:
   """This process's slice of the augmented global batch at (epoch, step): {'image': float32
   [B_local, S, S, C], 'label': int32 [B_local] (from source.labels), 'index': int32 [B_local]}."""
   rows = _process_slice(global_batch_size, process_index, process_count)
@@ -106,9 +119,18 @@ def _prefetched(make: Callable, items: Iterable, prefetch: int) -> Iterator:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
-def train_batches(source: Source, config: Preprocess, *, seed: int, global_batch_size: int, num_steps: int,
-                  start_step: int = 0, process_index: int | None = None, process_count: int | None = None,
-                  prefetch: int = 2) -> Iterator[tuple[int, dict]]:
+def train_batches(
+  source: Source,
+  config: Preprocess,
+  *,
+  seed: int,
+  global_batch_size: int,
+  num_steps: int,
+  start_step: int = 0,
+  process_index: int | None = None,
+  process_count: int | None = None,
+  prefetch: int = 2,
+) -> Iterator[tuple[int, dict]]:
   """(global_step, train_batch(...)) for global_step in start_step..num_steps-1, where global_step =
   epoch * steps_per_epoch + step; `prefetch` batches are prepared ahead in a background thread,
   which changes no values. In-memory sources are fitted to `config` once, up front."""
@@ -129,8 +151,14 @@ def train_batches(source: Source, config: Preprocess, *, seed: int, global_batch
   return _prefetched(make, range(start_step, num_steps), prefetch)
 
 
-def eval_batches(source: Source, config: Preprocess, global_batch_size: int, process_index: int | None = None,
-                 process_count: int | None = None, prefetch: int = 2) -> Iterator[dict]:
+def eval_batches(
+  source: Source,
+  config: Preprocess,
+  global_batch_size: int,
+  process_index: int | None = None,
+  process_count: int | None = None,
+  prefetch: int = 2,
+) -> Iterator[dict]:
   """Every example once, in order, without augmentation: this process's slices of global batches
   of `global_batch_size`; the last one is padded to full size by repeating the last example, with
   'mask' float32 [B_local] 1 for real examples and 0 for padding."""

@@ -21,6 +21,7 @@ class Preprocess:
   channels: 1 or 3; mean / std: per channel on the 0..1 scale (length 1 or `channels`);
   crop_padding: random S x S crop after zero-padding by this many pixels (0: off);
   flip: random horizontal flip. Augmentation applies only when a batch gets an rng."""
+
   image_size: int | None = None
   channels: int = 3
   mean: tuple[float, ...] = (0.0,)
@@ -43,6 +44,7 @@ class Preprocess:
 class Augmentation(NamedTuple):
   """Per-image draws: crop_offsets int [k, 2] (top, left in the padded image, 0..2*padding);
   flips bool [k]."""
+
   crop_offsets: np.ndarray
   flips: np.ndarray
 

@@ -23,24 +23,39 @@ from ftjax.data.preprocessing import resize
 TFDS_PREFIX = "tfds:"  # 'tfds:NAME': the prepared tfds dataset NAME
 SPLIT_SEED = 0  # train/test splits made here never depend on the run seed
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist/"
-FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                         "Sneaker", "Bag", "Ankle boot"]
-IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-             "t10k-labels-idx1-ubyte")
+FASHION_MNIST_CLASSES = [
+  "T-shirt/top",
+  "Trouser",
+  "Pullover",
+  "Dress",
+  "Coat",
+  "Sandal",
+  "Shirt",
+  "Sneaker",
+  "Bag",
+  "Ankle boot",
+]
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".ppm", ".tif", ".tiff", ".webp")
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _IDX_DATASETS = {  # kind: (default data_dir, class names, how to get the files)
-    "fashion_mnist": (FASHION_MNIST_DIR, FASHION_MNIST_CLASSES,
-                      "install it with `apt-get install dataset-fashion-mnist`, or point data_dir at a "
-                      f"folder with the four IDX files ({', '.join(IDX_FILES)}, optionally .gz)"),
-    "mnist": (None, [str(d) for d in range(10)],
-              "point data_dir at a folder with the four MNIST IDX files "
-              f"({', '.join(IDX_FILES)}, optionally .gz)"),
+  "fashion_mnist": (
+    FASHION_MNIST_DIR,
+    FASHION_MNIST_CLASSES,
+    "install it with `apt-get install dataset-fashion-mnist`, or point data_dir at a "
+    f"folder with the four IDX files ({', '.join(IDX_FILES)}, optionally .gz)",
+  ),
+  "mnist": (
+    None,
+    [str(d) for d in range(10)],
+    f"point data_dir at a folder with the four MNIST IDX files ({', '.join(IDX_FILES)}, optionally .gz)",
+  ),
 }
 
 
 class Source(Protocol):
   """What the pipeline and the methods read from a dataset split."""
+
   labels: np.ndarray
   class_names: list[str]
 
@@ -73,6 +88,7 @@ class _Labelled:
 @dataclasses.dataclass(frozen=True, eq=False)
 class ArraySource(_Labelled):
   """Images held in memory: pixels uint8 [n, H, W, C], labels int32 [n]."""
+
   pixels: np.ndarray
   labels: np.ndarray
   class_names: list[str]
@@ -88,6 +104,7 @@ class ArraySource(_Labelled):
 class ImageFolderSource(_Labelled):
   """Image files (paths str [n]) decoded with PIL on demand, converted to `mode` ('RGB' or 'L')
   and resized to image_size x image_size."""
+
   paths: np.ndarray
   labels: np.ndarray
   class_names: list[str]
@@ -95,8 +112,7 @@ class ImageFolderSource(_Labelled):
   mode: str = "RGB"
 
   def images(self, indices: np.ndarray) -> np.ndarray:
-    return np.concatenate([resize(_decode(path, self.mode)[None], self.image_size)
-                           for path in self.paths[indices]])
+    return np.concatenate([resize(_decode(path, self.mode)[None], self.image_size) for path in self.paths[indices]])
 
   def take(self, indices: np.ndarray) -> "ImageFolderSource":
     return dataclasses.replace(self, paths=self.paths[indices], labels=self.labels[indices])
@@ -106,6 +122,7 @@ class ImageFolderSource(_Labelled):
 class TfdsSource(_Labelled):
   """Records of a random-access tfds data source (`records[i]` is a feature dict); record_ids
   int [n] maps an index to its record; images are resized to image_size when it is set."""
+
   records: Any
   record_ids: np.ndarray
   labels: np.ndarray
@@ -138,11 +155,13 @@ def load_digits(test_fraction: float = 0.2) -> Splits:
   fixed seed; each split keeps the original order."""
   from sklearn.datasets import load_digits as sklearn_digits
   from sklearn.model_selection import train_test_split
+
   digits = sklearn_digits()
   pixels = np.round(digits.images * (255 / 16)).astype(np.uint8)[..., None]
   labels = digits.target.astype(np.int32)
-  train, test = train_test_split(np.arange(len(labels)), test_size=test_fraction, stratify=labels,
-                                 random_state=SPLIT_SEED)
+  train, test = train_test_split(
+    np.arange(len(labels)), test_size=test_fraction, stratify=labels, random_state=SPLIT_SEED
+  )
   source = ArraySource(pixels, labels, [str(d) for d in range(10)])
   return Splits(source.take(np.sort(train)), source.take(np.sort(test)))
 
@@ -154,7 +173,7 @@ def read_idx(path: str) -> np.ndarray:
   zero, code, ndim = struct.unpack(">HBB", data[:4])
   if zero != 0 or code not in _IDX_DTYPES:
     raise ValueError(f"{path} is not an IDX file (header {data[:4].hex()})")
-  shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+  shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
   dtype = np.dtype(_IDX_DTYPES[code])
   array = np.frombuffer(data, dtype, count=int(np.prod(shape)), offset=4 + 4 * ndim).reshape(shape)
   return array.astype(dtype.newbyteorder("="))
@@ -179,16 +198,20 @@ def load_idx(kind: str, data_dir: str | None = None) -> Splits:
   """'fashion_mnist' or 'mnist' from its four IDX files: uint8 [n, 28, 28, 1] (60000 train, 10000 test)."""
   train_images, train_labels, test_images, test_labels = (read_idx(p) for p in _idx_paths(kind, data_dir))
   class_names = _IDX_DATASETS[kind][1]
-  return Splits(ArraySource(train_images[..., None], train_labels.astype(np.int32), class_names),
-                ArraySource(test_images[..., None], test_labels.astype(np.int32), class_names))
+  return Splits(
+    ArraySource(train_images[..., None], train_labels.astype(np.int32), class_names),
+    ArraySource(test_images[..., None], test_labels.astype(np.int32), class_names),
+  )
 
 
 def _image_folder_root(data_dir: str | None) -> str:
   if data_dir is None:
     raise ValueError("dataset 'image_folder' needs data_dir: a folder with one sub-folder of images per class")
   if not os.path.isdir(data_dir):
-    raise FileNotFoundError(f"image folder data_dir={data_dir!r} does not exist (expected one sub-folder of "
-                            "images per class, or train/ and test/ folders laid out so)")
+    raise FileNotFoundError(
+      f"image folder data_dir={data_dir!r} does not exist (expected one sub-folder of "
+      "images per class, or train/ and test/ folders laid out so)"
+    )
   return data_dir
 
 
@@ -200,22 +223,26 @@ def _train_test_dirs(root: str) -> tuple[str, str] | None:
 
 def _class_files(folder: str) -> dict[str, list[str]]:
   """Sorted image paths per class sub-folder of `folder` (hidden entries skipped)."""
-  classes = sorted(d for d in os.listdir(folder)
-                   if not d.startswith(".") and os.path.isdir(os.path.join(folder, d)))
+  classes = sorted(d for d in os.listdir(folder) if not d.startswith(".") and os.path.isdir(os.path.join(folder, d)))
   if not classes:
     raise FileNotFoundError(f"image folder {folder!r} has no class sub-folders")
-  return {c: sorted(os.path.join(folder, c, f) for f in os.listdir(os.path.join(folder, c))
-                    if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS))
-          for c in classes}
+  return {
+    c: sorted(
+      os.path.join(folder, c, f)
+      for f in os.listdir(os.path.join(folder, c))
+      if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
+    )
+    for c in classes
+  }
 
 
-def _folder_source(files: dict[str, list[str]], class_names: list[str], image_size: int,
-                   mode: str) -> ImageFolderSource:
+def _folder_source(
+  files: dict[str, list[str]], class_names: list[str], image_size: int, mode: str
+) -> ImageFolderSource:
   """Examples ordered by class, then by path."""
   paths = [p for c in class_names for p in files.get(c, [])]
   labels = [i for i, c in enumerate(class_names) for _ in files.get(c, [])]
-  return ImageFolderSource(np.asarray(paths, dtype=str), np.asarray(labels, np.int32), class_names, image_size,
-                           mode)
+  return ImageFolderSource(np.asarray(paths, dtype=str), np.asarray(labels, np.int32), class_names, image_size, mode)
 
 
 def _split_per_class(files: dict[str, list[str]], test_fraction: float) -> tuple[dict, dict]:
@@ -224,7 +251,7 @@ def _split_per_class(files: dict[str, list[str]], test_fraction: float) -> tuple
   train, test = {}, {}
   for c, paths in files.items():
     is_test = np.zeros(len(paths), bool)
-    is_test[rng.permutation(len(paths))[:round(test_fraction * len(paths))]] = True
+    is_test[rng.permutation(len(paths))[: round(test_fraction * len(paths))]] = True
     train[c] = [p for p, t in zip(paths, is_test) if not t]
     test[c] = [p for p, t in zip(paths, is_test) if t]
   return train, test
@@ -245,51 +272,63 @@ def load_image_folder(root: str, image_size: int, test_fraction: float = 0.2, gr
   else:
     train, test = _split_per_class(_class_files(root), test_fraction)
   class_names = sorted(train)
-  return Splits(_folder_source(train, class_names, image_size, mode),
-                _folder_source(test, class_names, image_size, mode))
+  return Splits(
+    _folder_source(train, class_names, image_size, mode), _folder_source(test, class_names, image_size, mode)
+  )
 
 
 def _tfds_builder(name: str, data_dir: str | None):
   """The builder of a prepared tfds dataset; never downloads."""
   import tensorflow_datasets as tfds
+
   try:
     builder = tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError:
     builder = None
   if builder is None or not builder.is_prepared():
-    raise FileNotFoundError(f"tfds dataset {name!r} is not prepared in data_dir={data_dir!r}; prepare it there "
-                            f"first (e.g. `tfds build {name} --data_dir=DIR`), nothing is downloaded at run time")
+    raise FileNotFoundError(
+      f"tfds dataset {name!r} is not prepared in data_dir={data_dir!r}; prepare it there "
+      f"first (e.g. `tfds build {name} --data_dir=DIR`), nothing is downloaded at run time"
+    )
   return builder
 
 
 def _tfds_reader(builder, name: str) -> str:
   """'array_record' (tfds.data_source, random access, no TensorFlow) or 'tensorflow' (tfds.load)."""
   import tensorflow_datasets as tfds
+
   file_format = builder.info.file_format or tfds.core.FileFormat.TFRECORD  # unset in older datasets
   if file_format == tfds.core.FileFormat.ARRAY_RECORD:
     return "array_record"
   if importlib.util.find_spec("tensorflow") is not None:
     return "tensorflow"
-  raise ImportError(f"tfds dataset {name!r} is stored as {file_format.value}: reading it needs TensorFlow "
-                    "(pip install tensorflow-cpu) or re-prepare it with file_format=array_record")
+  raise ImportError(
+    f"tfds dataset {name!r} is stored as {file_format.value}: reading it needs TensorFlow "
+    "(pip install tensorflow-cpu) or re-prepare it with file_format=array_record"
+  )
 
 
 def _tfds_random_access(name, data_dir, split, class_names, image_key, label_key, image_size) -> TfdsSource:
   """A TfdsSource over `tfds.data_source`; labels read once with image decoding skipped."""
   import tensorflow_datasets as tfds
+
   records = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-  label_view = tfds.data_source(name, split=split, data_dir=data_dir, download=False,
-                                decoders={image_key: tfds.decode.SkipDecoding()})
+  label_view = tfds.data_source(
+    name, split=split, data_dir=data_dir, download=False, decoders={image_key: tfds.decode.SkipDecoding()}
+  )
   chunk = 4096
-  labels = [example[label_key] for start in range(0, len(label_view), chunk)
-            for example in label_view.__getitems__(list(range(start, min(start + chunk, len(label_view)))))]
-  return TfdsSource(records, np.arange(len(records)), np.asarray(labels, np.int32), class_names, image_key,
-                    image_size)
+  labels = [
+    example[label_key]
+    for start in range(0, len(label_view), chunk)
+    for example in label_view.__getitems__(list(range(start, min(start + chunk, len(label_view)))))
+  ]
+  return TfdsSource(records, np.arange(len(records)), np.asarray(labels, np.int32), class_names, image_key, image_size)
 
 
 def _tfds_in_memory(name, data_dir, split, class_names, image_key, label_key, image_size) -> ArraySource:
   """An ArraySource read through `tfds.load` (needs TensorFlow), images resized to image_size."""
   import tensorflow_datasets as tfds
+
   dataset = tfds.load(name, split=split, data_dir=data_dir, download=False, shuffle_files=False)
   images, labels = [], []
   for example in tfds.as_numpy(dataset):
@@ -298,8 +337,15 @@ def _tfds_in_memory(name, data_dir, split, class_names, image_key, label_key, im
   return ArraySource(np.stack(images), np.asarray(labels, np.int32), class_names)
 
 
-def load_tfds(name: str, data_dir: str | None = None, *, image_size: int | None = None, image_key: str = "image",
-              label_key: str = "label", splits: tuple[str, str] = ("train", "test")) -> Splits:
+def load_tfds(
+  name: str,
+  data_dir: str | None = None,
+  *,
+  image_size: int | None = None,
+  image_key: str = "image",
+  label_key: str = "label",
+  splits: tuple[str, str] = ("train", "test"),
+) -> Splits:
   """A prepared tfds dataset: array_record ones read lazily by random access, others (tfrecord)
   loaded into memory with TensorFlow. `splits` are tfds split strings (slicing allowed,
   e.g. 'train[:80%]'); `image_size` is required when image shapes vary."""
@@ -310,8 +356,7 @@ def load_tfds(name: str, data_dir: str | None = None, *, image_size: int | None 
   if missing:
     raise ValueError(f"tfds dataset {name!r} has no feature {missing[0]!r}; features: {', '.join(features)}")
   if image_size is None and None in features[image_key].shape:
-    raise ValueError(f"tfds dataset {name!r} has images of varying size {features[image_key].shape}: "
-                     "pass image_size")
+    raise ValueError(f"tfds dataset {name!r} has images of varying size {features[image_key].shape}: pass image_size")
   class_names = list(features[label_key].names)
   read = _tfds_random_access if reader == "array_record" else _tfds_in_memory
   return Splits(*(read(name, data_dir, split, class_names, image_key, label_key, image_size) for split in splits))
@@ -321,8 +366,10 @@ def examples_per_class_subset(labels: np.ndarray, per_class: int, seed: int) -> 
   """Sorted indices of `per_class` examples drawn (with `seed`) from each class; a class with fewer
   examples keeps all of them."""
   rng = np.random.default_rng(seed)
-  chosen = [rng.choice(members, min(per_class, len(members)), replace=False)
-            for members in (np.flatnonzero(labels == c) for c in np.unique(labels))]
+  chosen = [
+    rng.choice(members, min(per_class, len(members)), replace=False)
+    for members in (np.flatnonzero(labels == c) for c in np.unique(labels))
+  ]
   return np.sort(np.concatenate(chosen))
 
 
@@ -331,6 +378,7 @@ class DatasetRequest(NamedTuple):
   dataset's default location); `image_size` (None: native); `test_fraction` held out per class by
   datasets without a test split; `grayscale` (image folders); tfds's `image_key`, `label_key` and
   `splits` (split strings)."""
+
   name: str
   data_dir: str | None = None
   image_size: int | None = None
@@ -349,6 +397,7 @@ class DatasetLoader(NamedTuple):
   """How a dataset is read. `load(request)` returns its `Splits` with raw pixels (`load_dataset` then
   keeps `examples_per_class` and resizes in-memory sources to `image_size`); `check(request)` raises
   a one-line error unless its files exist, loading no image (config validation calls it)."""
+
   load: Callable[[DatasetRequest], Splits]
   check: Callable[[DatasetRequest], None] = reads_no_files
 
@@ -375,20 +424,26 @@ def _check_image_folder(request: DatasetRequest) -> None:
 
 
 def _load_tfds(request: DatasetRequest) -> Splits:
-  return load_tfds(request.name[len(TFDS_PREFIX):], request.data_dir, image_size=request.image_size,
-                   image_key=request.image_key, label_key=request.label_key, splits=request.splits)
+  return load_tfds(
+    request.name[len(TFDS_PREFIX) :],
+    request.data_dir,
+    image_size=request.image_size,
+    image_key=request.image_key,
+    label_key=request.label_key,
+    splits=request.splits,
+  )
 
 
 def _check_tfds(request: DatasetRequest) -> None:
-  tfds_name = request.name[len(TFDS_PREFIX):]
+  tfds_name = request.name[len(TFDS_PREFIX) :]
   _tfds_reader(_tfds_builder(tfds_name, request.data_dir), tfds_name)
 
 
 DATASETS: dict[str, DatasetLoader] = {
-    "digits": DatasetLoader(lambda request: load_digits(request.test_fraction)),
-    "fashion_mnist": _idx_loader("fashion_mnist"),
-    "mnist": _idx_loader("mnist"),
-    "image_folder": DatasetLoader(_load_image_folder, _check_image_folder),
+  "digits": DatasetLoader(lambda request: load_digits(request.test_fraction)),
+  "fashion_mnist": _idx_loader("fashion_mnist"),
+  "mnist": _idx_loader("mnist"),
+  "image_folder": DatasetLoader(_load_image_folder, _check_image_folder),
 }
 TFDS = DatasetLoader(_load_tfds, _check_tfds)  # the loader of every 'tfds:NAME'
 
@@ -399,8 +454,7 @@ def register_dataset(name: str, loader: DatasetLoader) -> None:
   if not isinstance(loader, DatasetLoader):
     raise TypeError(f"register_dataset({name!r}, ...) needs a DatasetLoader; got {type(loader).__name__}")
   if not isinstance(name, str) or not name or name.startswith(TFDS_PREFIX):
-    raise ValueError(f"register_dataset(name={name!r}, ...): valid: a non-empty name not starting with "
-                     f"{TFDS_PREFIX!r}")
+    raise ValueError(f"register_dataset(name={name!r}, ...): valid: a non-empty name not starting with {TFDS_PREFIX!r}")
   DATASETS[name] = loader
 
 
@@ -422,10 +476,19 @@ def check_dataset(name: str, data_dir: str | None = None) -> None:
   dataset_loader(name).check(DatasetRequest(name, data_dir))
 
 
-def load_dataset(name: str, data_dir: str | None = None, *, image_size: int | None = None,
-                 test_fraction: float = 0.2, examples_per_class: int | None = None, seed: int = 0,
-                 grayscale: bool = False, image_key: str = "image", label_key: str = "label",
-                 splits: tuple[str, str] = ("train", "test")) -> Splits:
+def load_dataset(
+  name: str,
+  data_dir: str | None = None,
+  *,
+  image_size: int | None = None,
+  test_fraction: float = 0.2,
+  examples_per_class: int | None = None,
+  seed: int = 0,
+  grayscale: bool = False,
+  image_key: str = "image",
+  label_key: str = "label",
+  splits: tuple[str, str] = ("train", "test"),
+) -> Splits:
   """Train and test sources of dataset `name` (a key of DATASETS, or 'tfds:NAME' for a tfds dataset).
 
   image_size: side every returned image has (None: native; required for image_folder and for tfds
@@ -437,12 +500,16 @@ def load_dataset(name: str, data_dir: str | None = None, *, image_size: int | No
   loader = dataset_loader(name)
   if examples_per_class is not None and examples_per_class < 1:
     raise ValueError(f"examples_per_class={examples_per_class} must be positive")
-  loaded = loader.load(DatasetRequest(name, data_dir, image_size, test_fraction, grayscale, image_key, label_key,
-                                      splits))
+  loaded = loader.load(
+    DatasetRequest(name, data_dir, image_size, test_fraction, grayscale, image_key, label_key, splits)
+  )
   if examples_per_class is not None:
     keep = examples_per_class_subset(loaded.train.labels, examples_per_class, seed)
     loaded = loaded._replace(train=loaded.train.take(keep))
   if image_size is not None:  # in-memory sources are resized once, here; lazy ones decode at image_size
-    loaded = Splits(*(dataclasses.replace(s, pixels=resize(s.pixels, image_size)) if isinstance(s, ArraySource)
-                      else s for s in loaded))
+    loaded = Splits(
+      *(
+        dataclasses.replace(s, pixels=resize(s.pixels, image_size)) if isinstance(s, ArraySource) else s for s in loaded
+      )
+    )
   return loaded

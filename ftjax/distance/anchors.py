@@ -14,6 +14,7 @@ HEAD_ANCHORS = ("zero", "init")
 class AnchorState(NamedTuple):
   """The optimizer state of the transforms that measure from W^(s) (`penalty.add_penalty_gradient`,
   `projection.distance_projection`): anchor, W^(s) as a tree shaped like the params."""
+
   anchor: Any
 
 

@@ -38,12 +38,14 @@ def clip_bn_scale(scale, running_var, anchor_scale, anchor_var, radius, eps: flo
 class BatchNormConstraintState(NamedTuple):
   """anchor_scale: gamma^(s) nested like the params' BN scales; anchor_var: running_var^(s) nested
   like the batch_stats' BN variances."""
+
   anchor_scale: Any
   anchor_var: Any
 
 
-def batchnorm_constraint(anchor_params, anchor_batch_stats, radius: float,
-                         eps: float = BN_EPS) -> optax.GradientTransformationExtraArgs:
+def batchnorm_constraint(
+  anchor_params, anchor_batch_stats, radius: float, eps: float = BN_EPS
+) -> optax.GradientTransformationExtraArgs:
   """Chained last: updates such that params + updates has every BN scale clipped by `clip_bn_scale`
   against the anchor (gamma^(s) from `anchor_params`, running_var^(s) from `anchor_batch_stats`).
 
@@ -58,14 +60,17 @@ def batchnorm_constraint(anchor_params, anchor_batch_stats, radius: float,
 
   def init_fn(params):
     del params
-    return BatchNormConstraintState(anchor_scale=nest({s: scales[s] for s in pairs}),
-                                    anchor_var=nest({v: variances[v] for v in pairs.values()}))
+    return BatchNormConstraintState(
+      anchor_scale=nest({s: scales[s] for s in pairs}), anchor_var=nest({v: variances[v] for v in pairs.values()})
+    )
 
   def update_fn(updates, state, params=None, *, batch_stats=None, **extra_args):
     del extra_args
     if batch_stats is None:
-      raise ValueError("batchnorm_constraint needs this step's running statistics: call "
-                       "tx.update(updates, state, params, batch_stats=new_batch_stats)")
+      raise ValueError(
+        "batchnorm_constraint needs this step's running statistics: call "
+        "tx.update(updates, state, params, batch_stats=new_batch_stats)"
+      )
     if params is None:
       raise ValueError("batchnorm_constraint needs the params: call update(updates, state, params, ...)")
     running_var = tree_paths.named_leaves(batch_stats)

@@ -33,8 +33,11 @@ def layer_distance_arrays(params, anchor_params) -> dict[str, dict[str, jax.Arra
   """{layer path: {'frobenius', 'mars'}} of W - W_anchor for every weight tensor (docs/methods.md §1), as
   scalars; jittable."""
   anchors = tree_paths.named_leaves(anchor_params)
-  return {name: {norm: fn(weight - anchors[name]) for norm, fn in NORMS.items()}
-          for name, weight in tree_paths.named_leaves(params).items() if tree_paths.is_weight_tensor(name, weight)}
+  return {
+    name: {norm: fn(weight - anchors[name]) for norm, fn in NORMS.items()}
+    for name, weight in tree_paths.named_leaves(params).items()
+    if tree_paths.is_weight_tensor(name, weight)
+  }
 
 
 def layer_distances(params, anchor_params) -> dict[str, dict[str, float]]:

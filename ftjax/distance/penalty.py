@@ -25,8 +25,9 @@ def layerwise_penalty(params, anchor, weights: Mapping[str, float], norm: str = 
   if norm not in PENALTY_NORMS:
     raise ValueError(f"norm={norm!r} is not valid; valid: {', '.join(PENALTY_NORMS)}")
   params, anchor = tree_paths.named_leaves(params), tree_paths.named_leaves(anchor)
-  return sum((weight * PENALTY_NORMS[norm](params[name] - anchor[name]) for name, weight in weights.items()),
-             jnp.zeros(()))
+  return sum(
+    (weight * PENALTY_NORMS[norm](params[name] - anchor[name]) for name, weight in weights.items()), jnp.zeros(())
+  )
 
 
 def l2sp_penalty(params, anchor, weights: Mapping[str, float]) -> jax.Array:

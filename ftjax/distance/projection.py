@@ -47,8 +47,9 @@ def project_to_mars_ball(t: jax.Array, radius, mode: str = "rescale") -> jax.Arr
   return projected.reshape(t.shape)
 
 
-def distance_projection(anchor_params, radii: Mapping[str, float], norm: str = "frobenius",
-                        mars_mode: str = "rescale") -> optax.GradientTransformation:
+def distance_projection(
+  anchor_params, radii: Mapping[str, float], norm: str = "frobenius", mars_mode: str = "rescale"
+) -> optax.GradientTransformation:
   """Chained last: updates such that params + updates = anchor + project(params + updates_in - anchor)
   for every path of `radii` ({'/'-joined path: radius}); other leaves' updates pass unchanged.
 
@@ -64,8 +65,9 @@ def distance_projection(anchor_params, radii: Mapping[str, float], norm: str = "
   unknown = sorted(set(radii) - set(tree_paths.named_leaves(anchor_params)))
   if unknown:
     raise ValueError(f"radii given for paths {unknown} that the anchor params do not have")
-  project = (project_to_frobenius_ball if norm == "frobenius"
-             else lambda t, radius: project_to_mars_ball(t, radius, mars_mode))
+  project = (
+    project_to_frobenius_ball if norm == "frobenius" else lambda t, radius: project_to_mars_ball(t, radius, mars_mode)
+  )
 
   def init_fn(params):
     del params

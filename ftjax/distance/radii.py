@@ -22,9 +22,16 @@ def _exponents(num_groups: int, schedule: str) -> list[int]:
   return [max(0, g - flat + 1) for g in range(num_groups)]
 
 
-def group_values(groups: Sequence[str], value: float, gamma: float, head_value: float,
-                 schedule: str = "depth", overrides: Mapping[str, float] | None = None, *,
-                 head: str) -> dict[str, float]:
+def group_values(
+  groups: Sequence[str],
+  value: float,
+  gamma: float,
+  head_value: float,
+  schedule: str = "depth",
+  overrides: Mapping[str, float] | None = None,
+  *,
+  head: str,
+) -> dict[str, float]:
   """{group: value} for `groups` in depth order (`layer_groups.group_order`): the groups but `head`
   get value * gamma^k with k from `schedule` ('depth' or 'authors'), the group `head` `head_value`;
   `overrides` ({group: value}) then replaces any entry. Values are not checked: radii and weights >= 0 are the
@@ -36,7 +43,7 @@ def group_values(groups: Sequence[str], value: float, gamma: float, head_value: 
   if unknown:
     raise ValueError(f"values given for unknown groups {unknown}; valid: {list(groups)}")
   body = [g for g in groups if g != head]
-  values = {g: value * gamma ** k for g, k in zip(body, _exponents(len(body), schedule))}
+  values = {g: value * gamma**k for g, k in zip(body, _exponents(len(body), schedule))}
   if head in groups:
     values[head] = head_value
   return {g: float(overrides.get(g, values[g])) for g in groups}

@@ -20,8 +20,20 @@ from ftjax.generalization.noise_stability import (
 from ftjax.generalization.pac_bayes import TRIVIAL_RISK_BOUND, PacBayesBound, kl_divergence, pac_bayes_bound
 
 __all__ = [
-    "ALL_LAYERS", "PacBayesBound", "StabilityEstimate", "TRIVIAL_RISK_BOUND", "full_hvp_quadratic_forms",
-    "hessian_bound", "kl_divergence", "layer_differences", "layer_noise_stability", "max_over_batches",
-    "noise_stability", "pac_bayes_bound", "positive_part_quadratic_form", "positive_part_quadratic_forms",
-    "relative_sigmas", "trivial_gap_bound",
+  "ALL_LAYERS",
+  "PacBayesBound",
+  "StabilityEstimate",
+  "TRIVIAL_RISK_BOUND",
+  "full_hvp_quadratic_forms",
+  "hessian_bound",
+  "kl_divergence",
+  "layer_differences",
+  "layer_noise_stability",
+  "max_over_batches",
+  "noise_stability",
+  "pac_bayes_bound",
+  "positive_part_quadratic_form",
+  "positive_part_quadratic_forms",
+  "relative_sigmas",
+  "trivial_gap_bound",
 ]

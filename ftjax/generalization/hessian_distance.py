@@ -21,8 +21,7 @@ from ftjax.hessian import products, quadrature
 def layer_differences(params, anchor_params, is_layer=tree_paths.is_weight_tensor) -> dict[str, jax.Array]:
   """{layer path: v_i = W_i - W_i^(s)} for every leaf with `is_layer(name, leaf)`."""
   anchors = tree_paths.named_leaves(anchor_params)
-  return {name: leaf - anchors[name] for name, leaf in tree_paths.named_leaves(params).items()
-          if is_layer(name, leaf)}
+  return {name: leaf - anchors[name] for name, leaf in tree_paths.named_leaves(params).items() if is_layer(name, leaf)}
 
 
 @jax.jit
@@ -32,8 +31,7 @@ def _blockwise_quadratic_forms(loss_fn, params, tangent) -> dict[str, jax.Array]
   return {name: jnp.vdot(t, product[name]) for name, t in tree_paths.named_leaves(tangent).items()}
 
 
-def full_hvp_quadratic_forms(loss_fn, params, anchor_params,
-                             is_layer=tree_paths.is_weight_tensor) -> dict[str, float]:
+def full_hvp_quadratic_forms(loss_fn, params, anchor_params, is_layer=tree_paths.is_weight_tensor) -> dict[str, float]:
   """{layer path: v_i^T (H v)_i} (the authors' code): one HVP with v = W - W^(s) on every layer
   and zero on the other leaves, read block by block. Not sign-definite: H is not PSD."""
   differences = layer_differences(params, anchor_params, is_layer)
@@ -53,12 +51,15 @@ def positive_part_quadratic_form(loss_fn, params, layer: str, difference: jax.Ar
   return quadrature.quadratic_form(matvec, difference.ravel(), num_steps, quadrature.positive_part)
 
 
-def positive_part_quadratic_forms(loss_fn, params, anchor_params, num_steps: int,
-                                  is_layer=tree_paths.is_weight_tensor) -> dict[str, float]:
+def positive_part_quadratic_forms(
+  loss_fn, params, anchor_params, num_steps: int, is_layer=tree_paths.is_weight_tensor
+) -> dict[str, float]:
   """{layer path: `positive_part_quadratic_form`} for every leaf with `is_layer(name, leaf)`."""
   loss_fn = products.as_argument(loss_fn)
-  return {name: positive_part_quadratic_form(loss_fn, params, name, v, num_steps)
-          for name, v in layer_differences(params, anchor_params, is_layer).items()}
+  return {
+    name: positive_part_quadratic_form(loss_fn, params, name, v, num_steps)
+    for name, v in layer_differences(params, anchor_params, is_layer).items()
+  }
 
 
 def max_over_batches(per_batch: Sequence[dict[str, float]]) -> dict[str, float]:

@@ -15,6 +15,7 @@ ALL_LAYERS = "all_layers"
 
 class StabilityEstimate(NamedTuple):
   """Mean over noise draws of loss(W + U) - loss(W), its standard error, and the draw count."""
+
   estimate: float
   stderr: float
   num_draws: int
@@ -22,8 +23,11 @@ class StabilityEstimate(NamedTuple):
 
 def relative_sigmas(params, scale: float, is_layer=tree_paths.is_weight_tensor) -> dict[str, float]:
   """{layer path: sigma_i = scale * rms(W_i)}: noise relative to each layer's weight magnitude."""
-  return {name: scale * float(jnp.sqrt(jnp.mean(jnp.square(leaf))))
-          for name, leaf in tree_paths.named_leaves(params).items() if is_layer(name, leaf)}
+  return {
+    name: scale * float(jnp.sqrt(jnp.mean(jnp.square(leaf))))
+    for name, leaf in tree_paths.named_leaves(params).items()
+    if is_layer(name, leaf)
+  }
 
 
 @jax.jit
@@ -48,16 +52,18 @@ def noise_stability(loss_fn, params, sigmas: dict[str, float], key: jax.Array, n
   stds = tree_paths.map_with_names(lambda name, leaf: jnp.asarray(sigmas.get(name, 0.0), leaf.dtype), params)
   mean_loss = lambda fn, *args: np.mean([float(fn(loss, params, *args)) for loss in losses])
   base = mean_loss(_loss)
-  increases = np.array([mean_loss(_perturbed_loss, stds, jax.random.fold_in(key, j)) - base
-                        for j in range(num_draws)])
+  increases = np.array([mean_loss(_perturbed_loss, stds, jax.random.fold_in(key, j)) - base for j in range(num_draws)])
   return StabilityEstimate(float(increases.mean()), float(increases.std(ddof=1) / np.sqrt(num_draws)), num_draws)
 
 
-def layer_noise_stability(loss_fn, params, sigmas: dict[str, float], key: jax.Array, num_draws: int,
-                          progress: Progress | None = None) -> dict[str, StabilityEstimate]:
+def layer_noise_stability(
+  loss_fn, params, sigmas: dict[str, float], key: jax.Array, num_draws: int, progress: Progress | None = None
+) -> dict[str, StabilityEstimate]:
   """{layer path: `noise_stability` with only that layer perturbed, ALL_LAYERS: all of `sigmas`
   at once}; every case sees the same draw keys. `progress` (e.g. `tqdm.tqdm`) wraps the cases'
   (name, sigmas) items and changes no number."""
   cases = {**{name: {name: sigma} for name, sigma in sigmas.items()}, ALL_LAYERS: sigmas}.items()
-  return {name: noise_stability(loss_fn, params, case, key, num_draws)
-          for name, case in (cases if progress is None else progress(cases))}
+  return {
+    name: noise_stability(loss_fn, params, case, key, num_draws)
+    for name, case in (cases if progress is None else progress(cases))
+  }

@@ -19,6 +19,7 @@ TRIVIAL_RISK_BOUND = 1.0  # the most the risk of a loss with values in [0, 1] ca
 class PacBayesBound(NamedTuple):
   """bound = expected_perturbed_train_loss + complexity; complexity = sqrt((kl + ln(2 sqrt(n)/delta)) / 2n);
   vacuous: bound >= TRIVIAL_RISK_BOUND (it says nothing about a risk in [0, 1])."""
+
   bound: float
   expected_perturbed_train_loss: float
   kl: float
@@ -32,8 +33,13 @@ def kl_divergence(distances: dict[str, float], sigmas: dict[str, float]) -> floa
   return sum(distances[name] ** 2 / (2 * sigmas[name] ** 2) for name in distances)
 
 
-def pac_bayes_bound(expected_perturbed_train_loss: float, distances: dict[str, float], sigmas: dict[str, float],
-                    num_train: int, delta: float = 0.05) -> PacBayesBound:
+def pac_bayes_bound(
+  expected_perturbed_train_loss: float,
+  distances: dict[str, float],
+  sigmas: dict[str, float],
+  num_train: int,
+  delta: float = 0.05,
+) -> PacBayesBound:
   """McAllester's bound (module docstring) from E_U[train loss(W + U)], the per-layer ||v_i||_F
   (`distances`) and noise stds (`sigmas`), n = `num_train`."""
   kl = kl_divergence(distances, sigmas)

@@ -18,13 +18,15 @@ from ftjax.hessian import products
 class TopEigenvalues(NamedTuple):
   """eigenvalues [k], largest magnitude first (what power iteration finds; near a minimum these are
   the largest positive ones); num_iterations [k]: HVPs spent on each; converged [k]."""
+
   eigenvalues: np.ndarray
   num_iterations: np.ndarray
   converged: np.ndarray
 
 
-def power_iteration(matvec: Callable[[jax.Array], jax.Array], start: jax.Array, max_iterations: int,
-                    tol: float) -> TopEigenvalues:
+def power_iteration(
+  matvec: Callable[[jax.Array], jax.Array], start: jax.Array, max_iterations: int, tol: float
+) -> TopEigenvalues:
   """The k eigenvalues of largest magnitude of the symmetric map `matvec` over vectors [d], from
   start vectors [k, d]. Eigenpair j iterates v <- P A v / |P A v|, with P the projection away from
   the eigenvectors already found (deflation), until the Rayleigh quotient v^T P A v changes by at
@@ -47,19 +49,31 @@ def power_iteration(matvec: Callable[[jax.Array], jax.Array], start: jax.Array, 
   return TopEigenvalues(np.array(values), np.array(iterations), np.array(converged))
 
 
-def top_eigenvalues(loss_fn, params, key: jax.Array, k: int = 1, *, max_iterations: int = 100,
-                    tol: float = 1e-4, layer: str | None = None) -> TopEigenvalues:
+def top_eigenvalues(
+  loss_fn, params, key: jax.Array, k: int = 1, *, max_iterations: int = 100, tol: float = 1e-4, layer: str | None = None
+) -> TopEigenvalues:
   """The k eigenvalues of largest magnitude of the Hessian of `loss_fn` at `params`: over all
   parameters, or with `layer` ('/'-joined path) of the block H_ii over that leaf alone."""
   matvec, dim = products.hessian_operator(loss_fn, params, layer)
   return power_iteration(matvec, jax.random.normal(key, (k, dim)), max_iterations, tol)
 
 
-def layer_top_eigenvalues(loss_fn, params, key: jax.Array, k: int = 1, *, max_iterations: int = 100,
-                          tol: float = 1e-4, is_layer=tree_paths.is_weight_tensor) -> dict[str, TopEigenvalues]:
+def layer_top_eigenvalues(
+  loss_fn,
+  params,
+  key: jax.Array,
+  k: int = 1,
+  *,
+  max_iterations: int = 100,
+  tol: float = 1e-4,
+  is_layer=tree_paths.is_weight_tensor,
+) -> dict[str, TopEigenvalues]:
   """{layer path: `top_eigenvalues` of its block H_ii} for every leaf with `is_layer(name, leaf)`
   (default: weight tensors, docs/methods.md §1)."""
   names = [name for name, leaf in tree_paths.named_leaves(params).items() if is_layer(name, leaf)]
-  return {name: top_eigenvalues(loss_fn, params, jax.random.fold_in(key, i), k, max_iterations=max_iterations,
-                                tol=tol, layer=name)
-          for i, name in enumerate(names)}
+  return {
+    name: top_eigenvalues(
+      loss_fn, params, jax.random.fold_in(key, i), k, max_iterations=max_iterations, tol=tol, layer=name
+    )
+    for i, name in enumerate(names)
+  }

@@ -59,15 +59,17 @@ def flat_products(loss_fn: LossFn, params, vectors: jax.Array, layer: str | None
   return jax.vmap(lambda v: ravel_pytree(hvp(loss_fn, params, unravel(v)))[0])(vectors)
 
 
-def mean_products(loss_fn: LossFn | Sequence[LossFn], params, vectors: jax.Array,
-                  layer: str | None = None) -> jax.Array:
+def mean_products(
+  loss_fn: LossFn | Sequence[LossFn], params, vectors: jax.Array, layer: str | None = None
+) -> jax.Array:
   """`flat_products` of the mean of one or several per-batch losses: the mean of one call per loss."""
   losses = as_arguments(loss_fn)
   return sum(flat_products(loss, params, vectors, layer) for loss in losses) / len(losses)
 
 
-def hessian_operator(loss_fn: LossFn | Sequence[LossFn], params,
-                     layer: str | None = None) -> tuple[Callable[[jax.Array], jax.Array], int]:
+def hessian_operator(
+  loss_fn: LossFn | Sequence[LossFn], params, layer: str | None = None
+) -> tuple[Callable[[jax.Array], jax.Array], int]:
   """(v [d] -> H v [d], d): `mean_products` for one vector, over all params or the block of `layer`."""
   losses = as_arguments(loss_fn)
   dim = sum(leaf.size for leaf in jax.tree.leaves(tree_paths.named_leaves(params)[layer] if layer else params))

@@ -18,8 +18,9 @@ def _orthogonalize(basis: jax.Array, w: jax.Array) -> jax.Array:
   return w - basis.T @ (basis @ w)
 
 
-def lanczos(matvec: Callable[[jax.Array], jax.Array], start: jax.Array, num_steps: int,
-            breakdown_tol: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
+def lanczos(
+  matvec: Callable[[jax.Array], jax.Array], start: jax.Array, num_steps: int, breakdown_tol: float = 1e-5
+) -> tuple[np.ndarray, np.ndarray]:
   """(alpha [m], beta [m-1]): the tridiagonal T = Q^T A Q of A on the Krylov space of `start` [d],
   with full reorthogonalisation. m = num_steps, or fewer when the space is exhausted: the residual
   after step j is at most `breakdown_tol` times |A q_j|, i.e. the space is invariant under A."""
@@ -39,8 +40,9 @@ def lanczos(matvec: Callable[[jax.Array], jax.Array], start: jax.Array, num_step
   return np.array(alphas), np.array(betas)
 
 
-def quadratic_form(matvec: Callable[[jax.Array], jax.Array], v: jax.Array, num_steps: int,
-                   fn: Callable[[np.ndarray], np.ndarray]) -> float:
+def quadratic_form(
+  matvec: Callable[[jax.Array], jax.Array], v: jax.Array, num_steps: int, fn: Callable[[np.ndarray], np.ndarray]
+) -> float:
   """v^T f(A) v by Gauss quadrature on the Lanczos tridiagonal T started from v:
   |v|^2 sum_j s_j^2 f(theta_j), with theta_j the eigenvalues of T and s_j the first entries of its
   eigenvectors. Exact when Lanczos exhausts the Krylov space of v (at most one step more than the
@@ -51,7 +53,7 @@ def quadratic_form(matvec: Callable[[jax.Array], jax.Array], v: jax.Array, num_s
     return 0.0
   alphas, betas = lanczos(matvec, v, num_steps)
   theta, vectors = np.linalg.eigh(np.diag(alphas) + np.diag(betas, 1) + np.diag(betas, -1))
-  return norm ** 2 * float(np.sum(vectors[0] ** 2 * fn(theta)))
+  return norm**2 * float(np.sum(vectors[0] ** 2 * fn(theta)))
 
 
 def positive_part(x: np.ndarray) -> np.ndarray:

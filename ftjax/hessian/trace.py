@@ -27,6 +27,7 @@ Progress = Callable[[Iterable], Iterable]
 
 class TraceEstimate(NamedTuple):
   """A trace estimate, its standard error, and the number of HVPs (probes) it used."""
+
   estimate: float
   stderr: float
   num_probes: int
@@ -66,9 +67,11 @@ def _products(loss_fn, params, vectors: jax.Array, chunk: int, ticks: Iterator |
   advancing `ticks` once per call."""
   padded = jnp.pad(vectors, ((0, -len(vectors) % chunk), (0, 0)))
   starts = range(0, len(padded), chunk)
-  out = [products.mean_products(loss_fn, params, padded[i:i + chunk])
-         for i, _ in zip(starts, itertools.repeat(None) if ticks is None else ticks)]
-  return jnp.concatenate(out)[:len(vectors)]
+  out = [
+    products.mean_products(loss_fn, params, padded[i : i + chunk])
+    for i, _ in zip(starts, itertools.repeat(None) if ticks is None else ticks)
+  ]
+  return jnp.concatenate(out)[: len(vectors)]
 
 
 def _mean_and_stderr(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -76,8 +79,17 @@ def _mean_and_stderr(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return np.mean(samples, axis=0), np.std(samples, axis=0, ddof=1) / np.sqrt(len(samples))
 
 
-def hutchinson(loss_fn, params, key, membership: np.ndarray, num_probes: int, rtol: float | None,
-               max_probes: int, probes_per_batch: int, progress: Progress | None = None) -> np.ndarray:
+def hutchinson(
+  loss_fn,
+  params,
+  key,
+  membership: np.ndarray,
+  num_probes: int,
+  rtol: float | None,
+  max_probes: int,
+  probes_per_batch: int,
+  progress: Progress | None = None,
+) -> np.ndarray:
   """samples [P, B]: z_b^T (H z)_b for blocks given by a 0/1 `membership` [B, leaves] matrix and
   Rademacher z over all parameters, drawn `probes_per_batch` at a time until `num_probes` are drawn
   and, with `rtol`, until every block's stderr <= rtol * |mean| or `max_probes` are drawn.
@@ -97,8 +109,9 @@ def hutchinson(loss_fn, params, key, membership: np.ndarray, num_probes: int, rt
   return samples
 
 
-def hutch_plus_plus(loss_fn, params, key, membership: np.ndarray, num_probes: int, probes_per_batch: int,
-                    progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+def hutch_plus_plus(
+  loss_fn, params, key, membership: np.ndarray, num_probes: int, probes_per_batch: int, progress: Progress | None = None
+) -> tuple[np.ndarray, np.ndarray]:
   """(low-rank part [B], residual samples [P, B]) of Hutch++ (Meyer et al. 2021) per block, with
   `num_probes` HVPs: k = num_probes // 3 for the sketch H S (S Rademacher [d, k]) whose orthonormal
   basis is Q, k for H Q, and the rest for Hutchinson probes z = (I - QQ^T) g.
@@ -115,8 +128,9 @@ def hutch_plus_plus(loss_fn, params, key, membership: np.ndarray, num_probes: in
   calls = range(2 * _num_calls(k, probes_per_batch) + _num_calls(num_probes - 2 * k, probes_per_batch))
   ticks = iter(calls if progress is None else progress(calls))
   sketch_key, probe_key = jax.random.split(key)
-  sketch = _products(loss_fn, params, jax.random.rademacher(sketch_key, (k, sum(sizes)), dtype), probes_per_batch,
-                     ticks)
+  sketch = _products(
+    loss_fn, params, jax.random.rademacher(sketch_key, (k, sum(sizes)), dtype), probes_per_batch, ticks
+  )
   basis = jnp.linalg.qr(sketch.T)[0].T
   basis_products = _products(loss_fn, params, basis, probes_per_batch, ticks)
   small = basis @ basis_products.T
@@ -130,9 +144,19 @@ def hutch_plus_plus(loss_fn, params, key, membership: np.ndarray, num_probes: in
   return membership @ low_rank, residual @ membership.T
 
 
-def block_traces(loss_fn, params, key: jax.Array, num_probes: int, *, blocks: dict[str, Sequence[str]],
-                 method: str = "hutchinson", rtol: float | None = None, max_probes: int | None = None,
-                 probes_per_batch: int = 1, progress: Progress | None = None) -> dict[str, TraceEstimate]:
+def block_traces(
+  loss_fn,
+  params,
+  key: jax.Array,
+  num_probes: int,
+  *,
+  blocks: dict[str, Sequence[str]],
+  method: str = "hutchinson",
+  rtol: float | None = None,
+  max_probes: int | None = None,
+  probes_per_batch: int = 1,
+  progress: Progress | None = None,
+) -> dict[str, TraceEstimate]:
   """{block name: tr(H_bb)} for named sets of leaves ('/'-joined paths) of `params`, with H the
   Hessian of `loss_fn` (or of the mean of a sequence of per-batch losses) at `params`, all blocks
   from the same HVPs.
@@ -154,19 +178,23 @@ def block_traces(loss_fn, params, key: jax.Array, num_probes: int, *, blocks: di
     low_rank, used = np.zeros(len(blocks)), len(samples)
   elif method == "hutchpp":
     if rtol is not None or num_probes < 6:
-      raise ValueError(f"method='hutchpp' takes a fixed budget of num_probes >= 6 HVPs and no rtol "
-                       f"(got num_probes={num_probes}, rtol={rtol})")
+      raise ValueError(
+        f"method='hutchpp' takes a fixed budget of num_probes >= 6 HVPs and no rtol "
+        f"(got num_probes={num_probes}, rtol={rtol})"
+      )
     low_rank, samples = hutch_plus_plus(loss_fn, params, key, membership, num_probes, probes_per_batch, progress)
     used = num_probes
   else:
     raise ValueError(f"method={method!r}; valid: 'hutchinson', 'hutchpp'")
   mean, stderr = _mean_and_stderr(samples)
-  return {name: TraceEstimate(float(low + m), float(s), used)
-          for name, low, m, s in zip(blocks, low_rank, mean, stderr)}
+  return {
+    name: TraceEstimate(float(low + m), float(s), used) for name, low, m, s in zip(blocks, low_rank, mean, stderr)
+  }
 
 
-def layer_traces(loss_fn, params, key: jax.Array, num_probes: int, *, is_layer=tree_paths.is_weight_tensor,
-                 **options) -> dict[str, TraceEstimate]:
+def layer_traces(
+  loss_fn, params, key: jax.Array, num_probes: int, *, is_layer=tree_paths.is_weight_tensor, **options
+) -> dict[str, TraceEstimate]:
   """{layer path: tr(H_ii)} for every leaf with `is_layer(name, leaf)`; `options` as in `block_traces`."""
   return block_traces(loss_fn, params, key, num_probes, blocks=layer_blocks(params, is_layer), **options)
 

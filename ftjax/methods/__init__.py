@@ -19,7 +19,25 @@ from ftjax.methods.noisy_labels import consistent, regsl
 from ftjax.methods.registry import METHODS, build_method
 
 __all__ = [
-    "LossInputs", "METHODS", "Method", "MethodContext", "base", "bss", "build_method", "consistent",
-    "consistent_loss", "constraint", "cross_entropy", "delta", "distance_regularization", "l2", "l2sp",
-    "label_correction", "label_smoothing", "noisy_labels", "regsl", "registry", "transition_estimation",
+  "LossInputs",
+  "METHODS",
+  "Method",
+  "MethodContext",
+  "base",
+  "bss",
+  "build_method",
+  "consistent",
+  "consistent_loss",
+  "constraint",
+  "cross_entropy",
+  "delta",
+  "distance_regularization",
+  "l2",
+  "l2sp",
+  "label_correction",
+  "label_smoothing",
+  "noisy_labels",
+  "regsl",
+  "registry",
+  "transition_estimation",
 ]

@@ -25,6 +25,7 @@ class LossInputs(NamedTuple):
   batch: {'image', 'label', 'index'}; method_state: the method's pytree; epoch: int32 scalar;
   params: the params being differentiated.
   """
+
   logits: jax.Array
   features: dict
   batch: dict
@@ -39,6 +40,7 @@ class Method(NamedTuple):
   the forward pass of each step; pre_optimizer / post_optimizer are chained before and after
   the optimiser (penalty gradients before, projections after); results: what results.json
   should record of the method's set-up (e.g. per-layer radii)."""
+
   name: str
   loss: Callable[[LossInputs], tuple[jax.Array, dict]]
   init_state: Any = ()
@@ -55,6 +57,7 @@ class MethodContext(NamedTuple):
   run's workdir (None outside a run) for what a method prepares before training, the model
   (a Flax module) with the training split, for methods that evaluate it before training, and the
   model's structure (its layer groups, head and feature maps: `ftjax.models.ModelStructure`)."""
+
   config: ml_collections.ConfigDict
   init_variables: dict
   anchor_variables: dict

@@ -16,8 +16,9 @@ def batch_spectral_shrinkage(features: jax.Array, k: int) -> jax.Array:
   """Σ_{i=1..k} σ_{−i}²: the squares of the k smallest singular values of features [batch, dim]
   (docs/methods.md §5); a one-line error unless 1 <= k <= min(batch, dim)."""
   if not 1 <= k <= min(features.shape):
-    raise ValueError(f"k={k} must be in 1..{min(features.shape)}, the smaller side of the features "
-                     f"{tuple(features.shape)}")
+    raise ValueError(
+      f"k={k} must be in 1..{min(features.shape)}, the smaller side of the features {tuple(features.shape)}"
+    )
   singular_values = jnp.linalg.svd(features, compute_uv=False)  # descending
   return jnp.sum(jnp.square(singular_values[-k:]))
 
@@ -26,8 +27,9 @@ def penultimate_width(param_shapes, structure: ModelStructure) -> int:
   """The width of the features the head reads: the fan-in of the head group's first weight tensor in network
   order (a Dense head's kernel is [width, classes])."""
   groups = layer_groups.assign_groups(param_shapes, structure.groups)
-  head = layer_groups.network_order([path for path, group in groups.items() if group == structure.head],
-                                    structure.groups, structure.head)
+  head = layer_groups.network_order(
+    [path for path, group in groups.items() if group == structure.head], structure.groups, structure.head
+  )
   if not head:
     raise ValueError(f"the head group {structure.head!r} has no weight tensor")
   return math.prod(tree_paths.named_leaves(param_shapes)[head[0]].shape[:-1])
@@ -38,8 +40,10 @@ def check_bss(config, param_shapes, structure: ModelStructure) -> None:
   the global batch size or the head's input width."""
   width = penultimate_width(param_shapes, structure)
   if config.bss.k > min(config.batch_size, width):
-    raise ValueError(f"bss.k={config.bss.k} exceeds min(batch_size={config.batch_size}, penultimate width "
-                     f"{width}); valid: 1..{min(config.batch_size, width)}")
+    raise ValueError(
+      f"bss.k={config.bss.k} exceeds min(batch_size={config.batch_size}, penultimate width "
+      f"{width}); valid: 1..{min(config.batch_size, width)}"
+    )
 
 
 def bss(context: MethodContext) -> Method:

@@ -41,8 +41,9 @@ AUTHORS_TEMPERATURE = 5.0
 ModulePath = tuple[str, ...]
 
 
-def feature_map_distance(features: dict, source_features: dict, channel_weights: dict,
-                         normalization: str = "paper") -> jax.Array:
+def feature_map_distance(
+  features: dict, source_features: dict, channel_weights: dict, normalization: str = "paper"
+) -> jax.Array:
   """Σ_s Σ_j w_sj ||F_s[b, ..., j] − F^(s)_s[b, ..., j]||² over the maps s of `channel_weights`
   ({s: [C_s]}; maps [batch, H, W, C_s], the norm over the spatial positions), averaged over the
   batch ('paper'), or ½ Σ_b Σ_s Σ_j C_s w_sj ||·||² / (H·W) ('authors')."""
@@ -60,8 +61,9 @@ def feature_map_distance(features: dict, source_features: dict, channel_weights:
   return total
 
 
-def feature_map_modules(model: nn.Module, variables: dict, image_shape: tuple[int, ...],
-                        names) -> dict[str, ModulePath | None]:
+def feature_map_modules(
+  model: nn.Module, variables: dict, image_shape: tuple[int, ...], names
+) -> dict[str, ModulePath | None]:
   """{name: path of the outermost module whose `__call__` returns feature map `name` (the very
   traced value, not an equal one), or None when no module does}; traces shapes only."""
   found = {}
@@ -97,16 +99,18 @@ def output_replaced(path: ModulePath, value: jax.Array):
   return interceptor
 
 
-def logits_from_feature_map(model: nn.Module, variables: dict, images: jax.Array, path: ModulePath,
-                            feature_map: jax.Array) -> jax.Array:
+def logits_from_feature_map(
+  model: nn.Module, variables: dict, images: jax.Array, path: ModulePath, feature_map: jax.Array
+) -> jax.Array:
   """Eval-mode logits [batch, classes] of the network run on from `feature_map` as the output of
   the module at `path` (under jit, the layers before it are dead code and never run)."""
   with nn.intercept_methods(output_replaced(path, feature_map)):
     return model.apply(variables, images, train=False)
 
 
-def loss_increases(model: nn.Module, variables: dict, batch: dict, modules: dict[str, ModulePath],
-                   max_elements: int = 2**24) -> dict[str, jax.Array]:
+def loss_increases(
+  model: nn.Module, variables: dict, batch: dict, modules: dict[str, ModulePath], max_elements: int = 2**24
+) -> dict[str, jax.Array]:
   """{map: [C]}: Σ over the batch's real examples (batch['mask'] 1) of the increase of the
   eval-mode cross-entropy when channel j of the map is zeroed, the network running on from the
   module `modules[map]`; channels are vmapped in chunks whose copies of the map hold at most
@@ -120,8 +124,9 @@ def loss_increases(model: nn.Module, variables: dict, batch: dict, modules: dict
 
     def increase(channel, path=path, feature_map=feature_map):
       zeroed = feature_map * (1.0 - jax.nn.one_hot(channel, feature_map.shape[-1]))
-      return jnp.sum(mask * (cross_entropy(logits_from_feature_map(model, variables, images, path, zeroed), labels)
-                             - base))
+      return jnp.sum(
+        mask * (cross_entropy(logits_from_feature_map(model, variables, images, path, zeroed), labels) - base)
+      )
 
     chunk = max(1, max_elements // feature_map.size)
     increases[name] = jax.lax.map(increase, jnp.arange(feature_map.shape[-1]), batch_size=chunk)
@@ -129,8 +134,9 @@ def loss_increases(model: nn.Module, variables: dict, batch: dict, modules: dict
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "steps"))
-def fit_linear_probe(features: jax.Array, labels: jax.Array, mask: jax.Array, num_classes: int,
-                     l2: float = 1e-2, steps: int = 300) -> dict:
+def fit_linear_probe(
+  features: jax.Array, labels: jax.Array, mask: jax.Array, num_classes: int, l2: float = 1e-2, steps: int = 300
+) -> dict:
   """{'kernel': [D, C], 'bias': [C]}: multinomial logistic regression on features [n, D] (rows
   with mask 0 ignored), fitted on the standardised features z = (x − mean) / std with ridge
   ½·l2·||kernel_z||², by `steps` of Nesterov-accelerated gradient descent from zero with step
@@ -169,6 +175,7 @@ class ChannelWeighting(NamedTuple):
   """weights: {map: [C]} summing to 1; zeroed_modules: {map: '/'-joined module path where its
   channels were zeroed, or None (uniform weights)}; probe_accuracy: the linear probe's accuracy
   on the measurement examples (None when no map could be zeroed)."""
+
   weights: dict
   zeroed_modules: dict
   probe_accuracy: float | None
@@ -181,14 +188,21 @@ def with_head_replaced(params, head: str, probe: dict):
   leaves = {name: leaf for name, leaf in tree_paths.named_leaves(params).items() if in_head(name)}
   by_kind = {name.rpartition("/")[2]: leaf for name, leaf in leaves.items()}
   if len(leaves) != 2 or jax.tree.map(np.shape, by_kind) != jax.tree.map(np.shape, dict(probe)):
-    raise ValueError(f"DELTA's channel weights need the head to be one Dense layer (kernel {np.shape(probe['kernel'])}"
-                     f", bias) on the penultimate features; the head has {sorted(leaves)}")
-  return tree_paths.map_with_names(lambda name, leaf: probe[name.rpartition("/")[2]] if in_head(name) else leaf,
-                                   params)
+    raise ValueError(
+      f"DELTA's channel weights need the head to be one Dense layer (kernel {np.shape(probe['kernel'])}"
+      f", bias) on the penultimate features; the head has {sorted(leaves)}"
+    )
+  return tree_paths.map_with_names(lambda name, leaf: probe[name.rpartition("/")[2]] if in_head(name) else leaf, params)
 
 
-def channel_weighting(model: nn.Module, variables: dict, batches: list[dict], structure: ModelStructure,
-                      num_classes: int, normalization: str = "paper") -> ChannelWeighting:
+def channel_weighting(
+  model: nn.Module,
+  variables: dict,
+  batches: list[dict],
+  structure: ModelStructure,
+  num_classes: int,
+  normalization: str = "paper",
+) -> ChannelWeighting:
   """DELTA's channel weights (docs/methods.md §5) for the feature maps `structure.feature_maps` of the pretrained
   `variables`, measured on `batches` ({'image', 'label', 'mask'}, one shape) with the head replaced by a linear
   probe on the features it reads (`structure.penultimate`)."""
@@ -196,8 +210,10 @@ def channel_weighting(model: nn.Module, variables: dict, batches: list[dict], st
   image_shape = batches[0]["image"].shape
   modules = feature_map_modules(model, variables, image_shape, names)
   paths = {name: None if path is None else "/".join(path) for name, path in modules.items()}
-  shapes = jax.eval_shape(lambda x: model.apply(variables, x, train=False, return_features=True)[1],
-                          jax.ShapeDtypeStruct(image_shape, jnp.float32))
+  shapes = jax.eval_shape(
+    lambda x: model.apply(variables, x, train=False, return_features=True)[1],
+    jax.ShapeDtypeStruct(image_shape, jnp.float32),
+  )
   weights = {name: np.full(shapes[name].shape[-1], 1.0 / shapes[name].shape[-1], np.float32) for name in names}
   zeroed = {name: path for name, path in modules.items() if path is not None}
   if not zeroed:
@@ -208,8 +224,9 @@ def channel_weighting(model: nn.Module, variables: dict, batches: list[dict], st
   labels, mask = (np.concatenate([b[key] for b in batches]) for key in ("label", "mask"))
   probe = jax.device_get(fit_linear_probe(features, labels, mask, num_classes))
   probed = {**variables, "params": with_head_replaced(variables["params"], structure.head_pattern, probe)}
-  probe_accuracy = float(np.sum(mask * (np.argmax(features @ probe["kernel"] + probe["bias"], -1) == labels))
-                         / np.sum(mask))
+  probe_accuracy = float(
+    np.sum(mask * (np.argmax(features @ probe["kernel"] + probe["bias"], -1) == labels)) / np.sum(mask)
+  )
 
   measure = jax.jit(lambda v, b: loss_increases(model, v, b, zeroed))
   totals = [measure(probed, {k: b[k] for k in ("image", "label", "mask")}) for b in batches]
@@ -223,14 +240,16 @@ def measurement_batches(context: MethodContext, num_batches: int) -> list[dict]:
   """The first `num_batches` batches of `config.batch_size` of epoch 0's order, unaugmented
   (`context.train_preprocess`), whole on every process; the last is padded (mask 0)."""
   source, size = context.train_source, context.config.batch_size
-  order = data.epoch_permutation(len(source), context.config.seed, 0)[:num_batches * size]
-  return list(data.eval_batches(source.take(order), context.train_preprocess, size, process_index=0,
-                                process_count=1, prefetch=0))
+  order = data.epoch_permutation(len(source), context.config.seed, 0)[: num_batches * size]
+  return list(
+    data.eval_batches(source.take(order), context.train_preprocess, size, process_index=0, process_count=1, prefetch=0)
+  )
 
 
 class DeltaState(NamedTuple):
   """source_variables: the pretrained network's {'params', 'batch_stats'} (W^(s), with the fresh
   head, unused); channel_weights: {feature map: [C]}, each summing to 1."""
+
   source_variables: Any
   channel_weights: dict
 
@@ -249,23 +268,28 @@ def delta(context: MethodContext) -> Method:
   config, model = context.config.delta, context.model
   variables = dict(context.init_variables)
   batches = measurement_batches(context, config.num_batches)
-  weighting = channel_weighting(model, variables, batches, context.structure, context.num_classes,
-                                config.normalization)
+  weighting = channel_weighting(model, variables, batches, context.structure, context.num_classes, config.normalization)
   head_paths = head_weight_paths(context.config, context.structure, variables["params"])
 
   def loss(inputs: LossInputs):
     state = inputs.method_state
     _, source_features = model.apply(state.source_variables, inputs.batch["image"], train=False, return_features=True)
-    distance = feature_map_distance(inputs.features, jax.lax.stop_gradient(source_features), state.channel_weights,
-                                    config.normalization)
+    distance = feature_map_distance(
+      inputs.features, jax.lax.stop_gradient(source_features), state.channel_weights, config.normalization
+    )
     leaves = tree_paths.named_leaves(inputs.params)
     head_l2 = sum((jnp.sum(jnp.square(leaves[path])) for path in head_paths), jnp.zeros(()))
     data_loss = jnp.mean(cross_entropy(inputs.logits, inputs.batch["label"]))
     total = data_loss + config.alpha * distance + config.beta * head_l2
     return total, {"cross_entropy": data_loss, "feature_distance": distance, "head_l2": head_l2}
 
-  state = DeltaState(source_variables=jax.tree.map(jnp.array, variables),  # a copy: steps donate state
-                     channel_weights={name: jnp.asarray(w) for name, w in weighting.weights.items()})
-  results = {"channel_weights": {name: np.asarray(w).tolist() for name, w in weighting.weights.items()},
-             "zeroed_modules": weighting.zeroed_modules, "probe_accuracy": weighting.probe_accuracy}
+  state = DeltaState(
+    source_variables=jax.tree.map(jnp.array, variables),  # a copy: steps donate state
+    channel_weights={name: jnp.asarray(w) for name, w in weighting.weights.items()},
+  )
+  results = {
+    "channel_weights": {name: np.asarray(w).tolist() for name, w in weighting.weights.items()},
+    "zeroed_modules": weighting.zeroed_modules,
+    "probe_accuracy": weighting.probe_accuracy,
+  }
   return Method("delta", loss, init_state=state, results=results)

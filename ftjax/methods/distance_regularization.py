@@ -23,16 +23,24 @@ def group_patterns(config: ml_collections.ConfigDict, structure: ModelStructure)
   return tuple((pattern, group) for pattern, group in config.reg.groups) or structure.groups
 
 
-def per_layer_values(config: ml_collections.ConfigDict, structure: ModelStructure, params, value: float,
-                     head_value: float, gamma: float) -> dict[str, float]:
+def per_layer_values(
+  config: ml_collections.ConfigDict, structure: ModelStructure, params, value: float, head_value: float, gamma: float
+) -> dict[str, float]:
   """{weight-tensor path of `params`: value}: value·γ^k over the groups by depth (`reg.schedule`),
   `head_value` for the head group `structure.head`, `reg.group_values` overriding per group (docs/methods.md §2.4).
   `params` may be abstract (shapes only)."""
   reg = config.reg
   patterns = group_patterns(config, structure)
   groups = layer_groups.assign_groups(params, patterns)
-  values = radii.group_values(layer_groups.group_order(patterns, structure.head), value, gamma, head_value,
-                              reg.schedule, dict(reg.group_values), head=structure.head)
+  values = radii.group_values(
+    layer_groups.group_order(patterns, structure.head),
+    value,
+    gamma,
+    head_value,
+    reg.schedule,
+    dict(reg.group_values),
+    head=structure.head,
+  )
   return radii.layer_values(groups, values)
 
 
@@ -46,12 +54,17 @@ def constraint(context: MethodContext) -> Method:
   """Projection onto the per-layer ball of `reg.norm` after every update (docs/methods.md §2.2), and the
   BatchNorm constraint of docs/methods.md §2.5 when `reg.bn_radius` > 0."""
   reg = context.config.reg
-  layer_radii = per_layer_values(context.config, context.structure, context.init_variables["params"], reg.radius,
-                                 reg.head_radius, reg.gamma)
+  layer_radii = per_layer_values(
+    context.config, context.structure, context.init_variables["params"], reg.radius, reg.head_radius, reg.gamma
+  )
   post = projection.distance_projection(context.anchor_variables["params"], layer_radii, reg.norm, reg.mars_mode)
   if reg.bn_radius > 0:
-    post = optax.chain(post, batchnorm.batchnorm_constraint(
-        context.init_variables["params"], context.init_variables["batch_stats"], reg.bn_radius))
+    post = optax.chain(
+      post,
+      batchnorm.batchnorm_constraint(
+        context.init_variables["params"], context.init_variables["batch_stats"], reg.bn_radius
+      ),
+    )
   return Method("constraint", cross_entropy_loss, post_optimizer=post, results={"radii": layer_radii})
 
 
@@ -59,22 +72,31 @@ def layerwise_penalty(context: MethodContext) -> Method:
   """λ_i · norm(W_i − W_i^(s)) added to the loss through its gradient (docs/methods.md §2.3), λ_i on the
   same depth schedule as radii."""
   reg = context.config.reg
-  weights = per_layer_values(context.config, context.structure, context.init_variables["params"], reg.weight,
-                             reg.head_weight, reg.gamma)
+  weights = per_layer_values(
+    context.config, context.structure, context.init_variables["params"], reg.weight, reg.head_weight, reg.gamma
+  )
   penalty_fn = functools.partial(penalty.layerwise_penalty, weights=weights, norm=reg.norm)
-  return Method("penalty", cross_entropy_loss,
-                pre_optimizer=penalty.add_penalty_gradient(penalty_fn, context.anchor_variables["params"]),
-                results={"penalty_weights": weights})
+  return Method(
+    "penalty",
+    cross_entropy_loss,
+    pre_optimizer=penalty.add_penalty_gradient(penalty_fn, context.anchor_variables["params"]),
+    results={"penalty_weights": weights},
+  )
 
 
 def _l2_method(name: str, context: MethodContext, anchor) -> Method:
   """λ Σ ||W_i − anchor_i||² over the backbone plus λ_head ||W_head − anchor_head||² (docs/methods.md §2.3)."""
   reg = context.config.reg
-  weights = per_layer_values(context.config, context.structure, context.init_variables["params"], reg.weight,
-                             reg.head_weight, gamma=1.0)
+  weights = per_layer_values(
+    context.config, context.structure, context.init_variables["params"], reg.weight, reg.head_weight, gamma=1.0
+  )
   penalty_fn = functools.partial(penalty.l2sp_penalty, weights=weights)
-  return Method(name, cross_entropy_loss, pre_optimizer=penalty.add_penalty_gradient(penalty_fn, anchor),
-                results={"penalty_weights": weights})
+  return Method(
+    name,
+    cross_entropy_loss,
+    pre_optimizer=penalty.add_penalty_gradient(penalty_fn, anchor),
+    results={"penalty_weights": weights},
+  )
 
 
 def l2sp(context: MethodContext) -> Method:

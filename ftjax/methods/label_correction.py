@@ -12,6 +12,7 @@ from ftjax.methods.base import cross_entropy
 class LabelCorrectionState(NamedTuple):
   """labels: int32 [n], the current label of every training example (by its index in the split);
   num_changed: int32, label changes made so far; last_changed: int32, changes in the last update."""
+
   labels: jax.Array
   num_changed: jax.Array
   last_changed: jax.Array
@@ -23,8 +24,14 @@ def init_label_correction(labels) -> LabelCorrectionState:
   return LabelCorrectionState(jnp.asarray(labels, jnp.int32), zero, zero)
 
 
-def correct_labels(state: LabelCorrectionState, probs: jax.Array, indices: jax.Array, epoch: jax.Array,
-                   threshold: float, start_epoch: int) -> LabelCorrectionState:
+def correct_labels(
+  state: LabelCorrectionState,
+  probs: jax.Array,
+  indices: jax.Array,
+  epoch: jax.Array,
+  threshold: float,
+  start_epoch: int,
+) -> LabelCorrectionState:
   """docs/methods.md §3.2: from epoch `start_epoch` on, each example of the batch whose largest probability
   exceeds `threshold` and whose argmax differs from its stored label gets the argmax as its label.
 
@@ -50,8 +57,9 @@ def reweighting_temperature(epoch, initial: float, start_epoch: int) -> jax.Arra
   return initial * jnp.maximum(0.5, decay)
 
 
-def self_labeling_loss(logits: jax.Array, labels: jax.Array, epoch: jax.Array, reweight: bool,
-                       initial_temperature: float, start_epoch: int) -> tuple[jax.Array, jax.Array]:
+def self_labeling_loss(
+  logits: jax.Array, labels: jax.Array, epoch: jax.Array, reweight: bool, initial_temperature: float, start_epoch: int
+) -> tuple[jax.Array, jax.Array]:
   """(loss, weights [batch]) of docs/methods.md §3.3 on the current labels: per-example cross-entropy summed
   with weights softmax(−loss_i / T_e) from epoch `start_epoch` on when `reweight`, else (and
   before that epoch) with uniform weights 1/batch, i.e. the mean.

@@ -34,25 +34,38 @@ def regsl(context: MethodContext) -> Method:
   def loss(inputs: LossInputs):
     state = inputs.method_state
     labels = state.labels[inputs.batch["index"]]
-    value, weights = self_labeling_loss(inputs.logits, labels, inputs.epoch, config.regsl.reweighting,
-                                        config.reweighting.temperature, config.reweighting.start_epoch)
+    value, weights = self_labeling_loss(
+      inputs.logits,
+      labels,
+      inputs.epoch,
+      config.regsl.reweighting,
+      config.reweighting.temperature,
+      config.reweighting.start_epoch,
+    )
     metrics = {
-        "unweighted_loss": jnp.mean(cross_entropy(inputs.logits, labels)),
-        "max_weight": jnp.max(weights),
-        "weight_entropy": jnp.sum(entr(weights)),
-        "labels_changed": state.num_changed,
+      "unweighted_loss": jnp.mean(cross_entropy(inputs.logits, labels)),
+      "max_weight": jnp.max(weights),
+      "weight_entropy": jnp.sum(entr(weights)),
+      "labels_changed": state.num_changed,
     }
     return value, metrics
 
   def update_state(state, probs, batch, epoch):
     if not config.regsl.correction:
       return state
-    return correct_labels(state, probs, batch["index"], epoch, config.correction.threshold,
-                          config.correction.start_epoch)
+    return correct_labels(
+      state, probs, batch["index"], epoch, config.correction.threshold, config.correction.start_epoch
+    )
 
   post_optimizer, results = _constraint(context, config.regsl.constraint)
-  return Method("regsl", loss, init_state=init_label_correction(context.train_labels), update_state=update_state,
-                post_optimizer=post_optimizer, results=results)
+  return Method(
+    "regsl",
+    loss,
+    init_state=init_label_correction(context.train_labels),
+    update_state=update_state,
+    post_optimizer=post_optimizer,
+    results=results,
+  )
 
 
 def consistent(context: MethodContext, transition) -> Method:
@@ -65,5 +78,6 @@ def consistent(context: MethodContext, transition) -> Method:
     return forward_corrected_loss(inputs.logits, inputs.batch["label"], transition), {}
 
   post_optimizer, results = _constraint(context, context.config.consistent.constraint)
-  return Method("consistent", loss, post_optimizer=post_optimizer,
-                results={**results, "transition_matrix": transition.tolist()})
+  return Method(
+    "consistent", loss, post_optimizer=post_optimizer, results={**results, "transition_matrix": transition.tolist()}
+  )

@@ -29,21 +29,22 @@ def consistent_loss(context: MethodContext) -> Method:
 class MethodEntry(NamedTuple):
   """`build(context) -> Method`; `check(config, param_shapes, structure)`: what the method needs beyond the
   config's fields, checked on the model's param shapes and structure before anything compiles (None: nothing)."""
+
   build: Callable[[MethodContext], Method]
   check: Callable | None = None
 
 
 METHODS: dict[str, MethodEntry] = {
-    "none": MethodEntry(plain_finetuning),
-    "l2": MethodEntry(distance_regularization.l2, distance_regularization.check_layer_groups),
-    "l2sp": MethodEntry(distance_regularization.l2sp, distance_regularization.check_layer_groups),
-    "penalty": MethodEntry(distance_regularization.layerwise_penalty, distance_regularization.check_layer_groups),
-    "constraint": MethodEntry(distance_regularization.constraint, distance_regularization.check_layer_groups),
-    "regsl": MethodEntry(noisy_labels.regsl, distance_regularization.check_layer_groups),
-    "consistent": MethodEntry(consistent_loss, distance_regularization.check_layer_groups),
-    "delta": MethodEntry(delta.delta, distance_regularization.check_layer_groups),
-    "bss": MethodEntry(bss.bss, bss.check_bss),
-    "label_smoothing": MethodEntry(label_smoothing.label_smoothing),
+  "none": MethodEntry(plain_finetuning),
+  "l2": MethodEntry(distance_regularization.l2, distance_regularization.check_layer_groups),
+  "l2sp": MethodEntry(distance_regularization.l2sp, distance_regularization.check_layer_groups),
+  "penalty": MethodEntry(distance_regularization.layerwise_penalty, distance_regularization.check_layer_groups),
+  "constraint": MethodEntry(distance_regularization.constraint, distance_regularization.check_layer_groups),
+  "regsl": MethodEntry(noisy_labels.regsl, distance_regularization.check_layer_groups),
+  "consistent": MethodEntry(consistent_loss, distance_regularization.check_layer_groups),
+  "delta": MethodEntry(delta.delta, distance_regularization.check_layer_groups),
+  "bss": MethodEntry(bss.bss, bss.check_bss),
+  "label_smoothing": MethodEntry(label_smoothing.label_smoothing),
 }
 
 

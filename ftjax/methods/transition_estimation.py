@@ -76,9 +76,11 @@ def check_estimator_workdir(config: ml_collections.ConfigDict, estimator_dir: st
   with open(path) as f:
     changed = estimator_run_differences(config, json.load(f))
   if changed:
-    raise ConfigError(f"config.consistent.estimator_workdir={estimator_dir!r} holds a run of another config (fields "
-                      f"{', '.join(changed)} differ from this config with method='none'); valid: the workdir of "
-                      "that plain run, or '' for a run of its own in WORKDIR/transition_estimator")
+    raise ConfigError(
+      f"config.consistent.estimator_workdir={estimator_dir!r} holds a run of another config (fields "
+      f"{', '.join(changed)} differ from this config with method='none'); valid: the workdir of "
+      "that plain run, or '' for a run of its own in WORKDIR/transition_estimator"
+    )
 
 
 def needs_estimate(config: ml_collections.ConfigDict) -> bool:
@@ -90,8 +92,9 @@ def estimate_path(workdir: str) -> str:
   return os.path.join(workdir, FILE_NAME)
 
 
-def estimate_from_probabilities(config: ml_collections.ConfigDict, probs: np.ndarray,
-                                noisy_labels: np.ndarray) -> np.ndarray:
+def estimate_from_probabilities(
+  config: ml_collections.ConfigDict, probs: np.ndarray, noisy_labels: np.ndarray
+) -> np.ndarray:
   """The `consistent.estimator` estimate of F (float64 [C, C]) from the estimator run's probabilities
   [n, C] on the noisy training examples and their labels [n]."""
   percentile = config.consistent.anchor_percentile
@@ -105,9 +108,16 @@ def write_estimate(config: ml_collections.ConfigDict, workdir: str, estimator_di
   path = estimate_path(workdir)
   os.makedirs(workdir, exist_ok=True)
   with open(path, "w") as f:
-    json.dump({"estimate": np.asarray(estimate).tolist(), "estimator": config.consistent.estimator,
-               "estimator_workdir": estimator_dir, "anchor_percentile": config.consistent.anchor_percentile}, f,
-              indent=2)
+    json.dump(
+      {
+        "estimate": np.asarray(estimate).tolist(),
+        "estimator": config.consistent.estimator,
+        "estimator_workdir": estimator_dir,
+        "anchor_percentile": config.consistent.anchor_percentile,
+      },
+      f,
+      indent=2,
+    )
   return path
 
 
@@ -115,9 +125,11 @@ def check_estimate_in(config: ml_collections.ConfigDict, workdir: str | None) ->
   """One-line `ConfigError` when `config` trains with an estimated F that `workdir` does not hold yet:
   the stages before it (`STAGES_FUNCTION` runs them) make it."""
   if needs_estimate(config) and not (workdir and os.path.exists(estimate_path(workdir))):
-    raise ConfigError(f"config.consistent.transition='estimate' needs F in {estimate_path(workdir or 'WORKDIR')!r}, "
-                      f"which the run's earlier stages write; valid: run the config through {STAGES_FUNCTION} "
-                      "(as python -m experiments.finetune does), or give F as 'true' or a .json/.npy path")
+    raise ConfigError(
+      f"config.consistent.transition='estimate' needs F in {estimate_path(workdir or 'WORKDIR')!r}, "
+      f"which the run's earlier stages write; valid: run the config through {STAGES_FUNCTION} "
+      "(as python -m experiments.finetune does), or give F as 'true' or a .json/.npy path"
+    )
 
 
 def transition_matrix(context: MethodContext) -> np.ndarray:
@@ -126,8 +138,10 @@ def transition_matrix(context: MethodContext) -> np.ndarray:
   spec, config = context.config.consistent.transition, context.config
   if spec == "true":
     if context.noise_transition is None:
-      raise ValueError("consistent.transition='true' needs synthetic noise (noise.type != 'none'); "
-                       "valid: 'estimate' or a .json/.npy file")
+      raise ValueError(
+        "consistent.transition='true' needs synthetic noise (noise.type != 'none'); "
+        "valid: 'estimate' or a .json/.npy file"
+      )
     return np.asarray(context.noise_transition)
   if spec != "estimate":
     return read_matrix(spec, context.num_classes)

@@ -6,6 +6,16 @@ from ftjax.models.registry import MODELS, ModelFamily, create_model, register, s
 from ftjax.models.structure import ModelStructure
 
 __all__ = [
-    "MODELS", "ModelFamily", "ModelStructure", "create_model", "pretrained", "register", "registry", "resnet",
-    "small_cnn", "structure", "structure_of", "torchvision_import",
+  "MODELS",
+  "ModelFamily",
+  "ModelStructure",
+  "create_model",
+  "pretrained",
+  "register",
+  "registry",
+  "resnet",
+  "small_cnn",
+  "structure",
+  "structure_of",
+  "torchvision_import",
 ]

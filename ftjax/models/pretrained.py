@@ -27,6 +27,7 @@ ARCHITECTURE_FIELDS = ("model", "width", "stem", "image_size", "channels", "mean
 class SourceModel(NamedTuple):
   """variables: {'params', 'batch_stats'} as numpy trees; info: what is known of how they were
   made (for a shipped model: model, width, stem, image_size, channels, dataset, accuracy)."""
+
   variables: dict
   info: dict
 
@@ -35,12 +36,14 @@ def shipped_models() -> tuple[str, ...]:
   """Names of the source models shipped inside the package."""
   if not os.path.isdir(WEIGHTS_DIR):
     return ()
-  return tuple(sorted(f[:-len(".msgpack")] for f in os.listdir(WEIGHTS_DIR) if f.endswith(".msgpack")))
+  return tuple(sorted(f[: -len(".msgpack")] for f in os.listdir(WEIGHTS_DIR) if f.endswith(".msgpack")))
 
 
 def describe_valid() -> str:
-  return (f"'none', a shipped model ({', '.join(shipped_models()) or 'none shipped'}), a .msgpack, "
-          ".safetensors or .pth file, or an ftjax workdir")
+  return (
+    f"'none', a shipped model ({', '.join(shipped_models()) or 'none shipped'}), a .msgpack, "
+    ".safetensors or .pth file, or an ftjax workdir"
+  )
 
 
 def check_spec(spec: str) -> None:
@@ -58,7 +61,7 @@ def save_variables(path: str, variables: dict, info: dict) -> None:
   variables = jax.device_get({"params": variables["params"], "batch_stats": variables.get("batch_stats", {})})
   with open(path, "wb") as f:
     f.write(flax.serialization.msgpack_serialize(variables))
-  with open(path[:-len(".msgpack")] + ".json", "w") as f:
+  with open(path[: -len(".msgpack")] + ".json", "w") as f:
     json.dump(info, f, indent=2)
 
 
@@ -79,9 +82,11 @@ def load_source(spec: str) -> SourceModel | None:
     return _read_msgpack(spec)
   if spec.endswith(torchvision_import.TORCH_SUFFIXES):
     model_name, variables = torchvision_import.load_torchvision_resnet(spec)
-    return SourceModel(variables, {**torchvision_import.IMAGENET_ARCHITECTURE, "model": model_name,
-                                   "format": "torchvision"})
+    return SourceModel(
+      variables, {**torchvision_import.IMAGENET_ARCHITECTURE, "model": model_name, "format": "torchvision"}
+    )
   from ftjax import checkpoint_io
+
   directory = os.path.join(spec, "checkpoints") if os.path.isdir(os.path.join(spec, "checkpoints")) else spec
   variables, step = checkpoint_io.restore_model(directory)
   return SourceModel(variables, {**_read_info(_info_path(spec)), "step": step})
@@ -92,7 +97,7 @@ def _info_path(spec: str) -> str:
   if spec in shipped_models():
     return os.path.join(WEIGHTS_DIR, spec + ".json")
   if spec.endswith(".msgpack"):
-    return spec[:-len(".msgpack")] + ".json"
+    return spec[: -len(".msgpack")] + ".json"
   return os.path.join(spec, "config.json")
 
 
@@ -108,14 +113,18 @@ def source_architecture(spec: str) -> dict:
   .pth file's); a one-line error if it records no model."""
   check_spec(spec)
   if spec == "none":
-    raise ValueError("config.model='auto' takes the architecture from the pretrained source, but "
-                     "config.pretrained='none'; valid: a model name, or a source other than 'none'")
+    raise ValueError(
+      "config.model='auto' takes the architecture from the pretrained source, but "
+      "config.pretrained='none'; valid: a model name, or a source other than 'none'"
+    )
   if spec.endswith(torchvision_import.TORCH_SUFFIXES):
     return torchvision_import.architecture_of(spec)
   info = _read_info(_info_path(spec))
   if "model" not in info:
-    raise ValueError(f"config.pretrained={spec!r} records no architecture (no 'model' in its .json or "
-                     "config.json), so config.model='auto' cannot be resolved; valid: a model name (with width, stem)")
+    raise ValueError(
+      f"config.pretrained={spec!r} records no architecture (no 'model' in its .json or "
+      "config.json), so config.model='auto' cannot be resolved; valid: a model name (with width, stem)"
+    )
   return {field: info[field] for field in ARCHITECTURE_FIELDS if field in info}
 
 
@@ -129,11 +138,15 @@ def check_fits(source_variables: dict, model_shapes: dict, head: str) -> None:
     if _in_head(name, head):
       continue
     if name not in source:
-      raise ValueError(f"pretrained weights lack tensor {name!r} of the model; source has e.g. "
-                       f"{list(source)[:3]} (is `model`/`width`/`stem` the source's?)")
+      raise ValueError(
+        f"pretrained weights lack tensor {name!r} of the model; source has e.g. "
+        f"{list(source)[:3]} (is `model`/`width`/`stem` the source's?)"
+      )
     if tuple(source[name].shape) != tuple(leaf.shape):
-      raise ValueError(f"pretrained tensor {name!r} has shape {tuple(source[name].shape)} but the model "
-                       f"expects {tuple(leaf.shape)} (is `model`/`width`/`stem`/`channels` the source's?)")
+      raise ValueError(
+        f"pretrained tensor {name!r} has shape {tuple(source[name].shape)} but the model "
+        f"expects {tuple(leaf.shape)} (is `model`/`width`/`stem`/`channels` the source's?)"
+      )
 
 
 def _in_head(name: str, head: str) -> bool:

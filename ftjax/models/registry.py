@@ -18,22 +18,26 @@ from ftjax.models.structure import ModelStructure
 class ModelFamily(NamedTuple):
   """module: `module(num_classes=..., **options)` -> a Flax module; structure: its `ModelStructure`;
   options: the constructor arguments beyond `num_classes` that `create_model` passes on (config fields)."""
+
   module: Callable[..., nn.Module]
   structure: ModelStructure
   options: tuple[str, ...] = ("width",)
 
 
 def _resnet(stage_sizes: tuple[int, ...], bottleneck: bool) -> ModelFamily:
-  return ModelFamily(functools.partial(ResNet, stage_sizes=stage_sizes, bottleneck=bottleneck), resnet.STRUCTURE,
-                     options=("width", "stem"))
+  return ModelFamily(
+    functools.partial(ResNet, stage_sizes=stage_sizes, bottleneck=bottleneck),
+    resnet.STRUCTURE,
+    options=("width", "stem"),
+  )
 
 
 MODELS: dict[str, ModelFamily] = {
-    "resnet18": _resnet((2, 2, 2, 2), bottleneck=False),
-    "resnet34": _resnet((3, 4, 6, 3), bottleneck=False),
-    "resnet50": _resnet((3, 4, 6, 3), bottleneck=True),
-    "resnet101": _resnet((3, 4, 23, 3), bottleneck=True),
-    "small_cnn": ModelFamily(SmallCNN, small_cnn.STRUCTURE),
+  "resnet18": _resnet((2, 2, 2, 2), bottleneck=False),
+  "resnet34": _resnet((3, 4, 6, 3), bottleneck=False),
+  "resnet50": _resnet((3, 4, 6, 3), bottleneck=True),
+  "resnet101": _resnet((3, 4, 23, 3), bottleneck=True),
+  "small_cnn": ModelFamily(SmallCNN, small_cnn.STRUCTURE),
 }
 
 

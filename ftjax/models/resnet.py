@@ -15,24 +15,37 @@ from ftjax.models.structure import ModelStructure
 
 STEMS = ("imagenet", "small")
 STRUCTURE = ModelStructure(
-    groups=((r"stem/.*", "stem"), (r"stage1/.*", "stage1"), (r"stage2/.*", "stage2"), (r"stage3/.*", "stage3"),
-            (r"stage4/.*", "stage4"), (r"head/.*", "head")),
-    head="head",
-    feature_maps=("stage1", "stage2", "stage3", "stage4"),
-    penultimate="penultimate",
+  groups=(
+    (r"stem/.*", "stem"),
+    (r"stage1/.*", "stage1"),
+    (r"stage2/.*", "stage2"),
+    (r"stage3/.*", "stage3"),
+    (r"stage4/.*", "stage4"),
+    (r"head/.*", "head"),
+  ),
+  head="head",
+  feature_maps=("stage1", "stage2", "stage3", "stage4"),
+  penultimate="penultimate",
 )
 
 
 def _conv(features: int, kernel: int, stride: int = 1, name: str | None = None) -> nn.Conv:
   """A bias-free conv with torch's symmetric padding (kernel - 1) // 2."""
   pad = (kernel - 1) // 2
-  return nn.Conv(features, (kernel, kernel), (stride, stride), padding=((pad, pad), (pad, pad)),
-                 use_bias=False, kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
-                 name=name)
+  return nn.Conv(
+    features,
+    (kernel, kernel),
+    (stride, stride),
+    padding=((pad, pad), (pad, pad)),
+    use_bias=False,
+    kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
+    name=name,
+  )
 
 
 class BasicBlock(nn.Module):
   """Two 3x3 convs with an identity (or 1x1 projected) shortcut; output width `features`."""
+
   features: int
   stride: int
   norm: functools.partial
@@ -48,6 +61,7 @@ class BasicBlock(nn.Module):
 
 class Bottleneck(nn.Module):
   """1x1 reduce, 3x3 (strided), 1x1 expand to 4 * `features`, with a shortcut."""
+
   features: int
   stride: int
   norm: functools.partial
@@ -65,6 +79,7 @@ class Bottleneck(nn.Module):
 
 class Stem(nn.Module):
   """'imagenet': 7x7/2 conv, BN, ReLU, 3x3/2 max-pool; 'small': 3x3/1 conv, BN, ReLU."""
+
   features: int
   kind: str
   norm: functools.partial
@@ -79,6 +94,7 @@ class Stem(nn.Module):
 
 class Stage(nn.Module):
   """`num_blocks` residual blocks named 'block{k}'; the first one strides."""
+
   block_cls: type
   num_blocks: int
   features: int
@@ -95,6 +111,7 @@ class Stage(nn.Module):
 class ResNet(nn.Module):
   """images [batch, height, width, channels] -> logits [batch, num_classes]; with
   `return_features`, also {'stem', 'stage1'..'stage4', 'penultimate'} activations."""
+
   stage_sizes: Sequence[int]
   bottleneck: bool
   num_classes: int

@@ -9,16 +9,17 @@ import jax.numpy as jnp
 from ftjax.models.structure import ModelStructure
 
 STRUCTURE = ModelStructure(
-    groups=((r"conv1/.*", "stage1"), (r"conv2/.*", "stage2"), (r"dense/.*", "stage3"), (r"head/.*", "head")),
-    head="head",
-    feature_maps=("stage1", "stage2"),
-    penultimate="penultimate",
+  groups=((r"conv1/.*", "stage1"), (r"conv2/.*", "stage2"), (r"dense/.*", "stage3"), (r"head/.*", "head")),
+  head="head",
+  feature_maps=("stage1", "stage2"),
+  penultimate="penultimate",
 )
 
 
 class SmallCNN(nn.Module):
   """images [batch, height, width, channels] -> logits [batch, num_classes]; with
   `return_features`, also {'stage1', 'stage2', 'penultimate'} activations."""
+
   num_classes: int
   width: int = 16
 

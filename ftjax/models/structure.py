@@ -17,6 +17,7 @@ class ModelStructure(NamedTuple):
 
   The module's `__call__(x, train=..., return_features=...)` returns logits, or (logits, features) with
   `return_features`."""
+
   groups: tuple[tuple[str, str], ...]
   head: str
   feature_maps: tuple[str, ...]

@@ -20,12 +20,21 @@ from ftjax.models.registry import MODELS, create_model
 TORCH_SUFFIXES = (".safetensors", ".pth", ".pt")  # the torchvision files this module reads
 
 # The input torchvision's ImageNet weights expect, and the ftjax ResNet fields that hold them.
-IMAGENET_ARCHITECTURE = dict(width=64, stem="imagenet", image_size=224, channels=3, mean=IMAGENET_MEAN,
-                             std=IMAGENET_STD)
-_ARCHITECTURES = {(tuple(f.module.keywords["stage_sizes"]), f.module.keywords["bottleneck"]): name
-                  for name, f in MODELS.items() if name.startswith("resnet")}
-_MODULES = {"stem/conv": "conv1", "stem/bn": "bn1", "head": "fc",
-            "downsample_conv": "downsample.0", "downsample_bn": "downsample.1"}
+IMAGENET_ARCHITECTURE = dict(
+  width=64, stem="imagenet", image_size=224, channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD
+)
+_ARCHITECTURES = {
+  (tuple(f.module.keywords["stage_sizes"]), f.module.keywords["bottleneck"]): name
+  for name, f in MODELS.items()
+  if name.startswith("resnet")
+}
+_MODULES = {
+  "stem/conv": "conv1",
+  "stem/bn": "bn1",
+  "head": "fc",
+  "downsample_conv": "downsample.0",
+  "downsample_bn": "downsample.1",
+}
 _LEAVES = {"kernel": "weight", "scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
 # conv (out, in, kh, kw) -> (kh, kw, in, out); linear (out, in) -> (in, out)
 _TO_FLAX_AXES = {4: (2, 3, 1, 0), 2: (1, 0)}
@@ -38,7 +47,7 @@ def torch_key(flax_name: str) -> str:
   module = "/".join(module)
   if module not in _MODULES:
     stage, block, layer = module.split("/")
-    return f"layer{stage[len('stage'):]}.{block[len('block'):]}.{_MODULES.get(layer, layer)}.{_LEAVES[leaf]}"
+    return f"layer{stage[len('stage') :]}.{block[len('block') :]}.{_MODULES.get(layer, layer)}.{_LEAVES[leaf]}"
   return f"{_MODULES[module]}.{_LEAVES[leaf]}"
 
 
@@ -54,8 +63,10 @@ def infer_resnet_depth(state_dict: Mapping[str, np.ndarray]) -> str:
   bottleneck = any(".conv3." in key for key in state_dict)
   if (sizes, bottleneck) not in _ARCHITECTURES:
     known = ", ".join(f"{name} {list(s)}{' bottleneck' if b else ''}" for (s, b), name in _ARCHITECTURES.items())
-    raise ValueError(f"state dict has blocks per layer {list(sizes)}{' (bottleneck)' if bottleneck else ''}, "
-                     f"which is no known torchvision ResNet; expected one of: {known}")
+    raise ValueError(
+      f"state dict has blocks per layer {list(sizes)}{' (bottleneck)' if bottleneck else ''}, "
+      f"which is no known torchvision ResNet; expected one of: {known}"
+    )
   return _ARCHITECTURES[sizes, bottleneck]
 
 
@@ -79,8 +90,10 @@ def torchvision_to_flax(state_dict: Mapping[str, np.ndarray]) -> dict:
   expected = set(keys.values())
   for key in state_dict:
     if key not in expected and not key.endswith(".num_batches_tracked"):
-      raise ValueError(f"unknown key {key!r} in a torchvision {model_name} state dict; expected keys like "
-                       f"'layer1.0.conv1.weight' ({len(expected)} in all, plus num_batches_tracked)")
+      raise ValueError(
+        f"unknown key {key!r} in a torchvision {model_name} state dict; expected keys like "
+        f"'layer1.0.conv1.weight' ({len(expected)} in all, plus num_batches_tracked)"
+      )
 
   def convert(name: str, leaf: jax.ShapeDtypeStruct) -> np.ndarray:
     key = keys[name]
@@ -88,8 +101,10 @@ def torchvision_to_flax(state_dict: Mapping[str, np.ndarray]) -> dict:
       raise ValueError(f"state dict lacks {key!r}, expected in a torchvision {model_name} (for ftjax {name!r})")
     array = _to_flax(state_dict[key])
     if array.shape != leaf.shape:
-      raise ValueError(f"{key!r} has shape {np.shape(state_dict[key])}, giving {array.shape} where ftjax "
-                       f"{model_name} (width {width}) expects {tuple(leaf.shape)} for {name!r}")
+      raise ValueError(
+        f"{key!r} has shape {np.shape(state_dict[key])}, giving {array.shape} where ftjax "
+        f"{model_name} (width {width}) expects {tuple(leaf.shape)} for {name!r}"
+      )
     return array
 
   return tree_paths.map_with_names(convert, shapes)
@@ -101,26 +116,32 @@ def load_torchvision_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray
   path = os.fspath(path)
   if path.endswith(".safetensors"):
     from safetensors.numpy import load_file
+
     return load_file(path)
   if not path.endswith(TORCH_SUFFIXES):
-    raise ValueError(f"{path!r} has an unsupported extension {os.path.splitext(path)[1]!r}; "
-                     f"expected one of {', '.join(TORCH_SUFFIXES)}")
+    raise ValueError(
+      f"{path!r} has an unsupported extension {os.path.splitext(path)[1]!r}; "
+      f"expected one of {', '.join(TORCH_SUFFIXES)}"
+    )
   try:
     import torch
   except ImportError:
-    raise ImportError(f"reading {path!r} (.pth/.pt) needs `pip install torch`; "
-                      "a .safetensors file does not") from None
+    raise ImportError(f"reading {path!r} (.pth/.pt) needs `pip install torch`; a .safetensors file does not") from None
   checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-  state_dict = next((checkpoint[k] for k in ("state_dict", "model") if isinstance(checkpoint.get(k), Mapping)),
-                    checkpoint)
-  return {key.removeprefix("module."): (value.float() if value.is_floating_point() else value).numpy()
-          for key, value in state_dict.items()}
+  state_dict = next(
+    (checkpoint[k] for k in ("state_dict", "model") if isinstance(checkpoint.get(k), Mapping)), checkpoint
+  )
+  return {
+    key.removeprefix("module."): (value.float() if value.is_floating_point() else value).numpy()
+    for key, value in state_dict.items()
+  }
 
 
 def state_dict_keys(path: str | os.PathLike) -> list[str]:
   """The keys of the state dict at `path` (a .safetensors file's are read from its header alone)."""
   if os.fspath(path).endswith(".safetensors"):
     from safetensors import safe_open
+
     with safe_open(os.fspath(path), framework="numpy") as f:
       return list(f.keys())
   return list(load_torchvision_state_dict(path))

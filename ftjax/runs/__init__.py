@@ -9,6 +9,14 @@ from ftjax.runs.stages import run_with_stages
 from ftjax.runs.sweeps import run_sweep
 
 __all__ = [
-    "MeasureSettings", "load_finished_run", "measure", "measure_reports", "measure_run", "measure_workdirs",
-    "run_sweep", "run_with_stages", "stages", "sweeps",
+  "MeasureSettings",
+  "load_finished_run",
+  "measure",
+  "measure_reports",
+  "measure_run",
+  "measure_workdirs",
+  "run_sweep",
+  "run_with_stages",
+  "stages",
+  "sweeps",
 ]

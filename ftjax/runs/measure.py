@@ -27,6 +27,7 @@ class MeasureSettings(NamedTuple):
   """What to compute and how hard to try (the flags of the same names say what each is). The
   defaults (2 batches of 128 examples, 20 probes) take about 4 minutes for the default ResNet-18
   run on a 2-core CPU, most of it in the per-layer eigenvalues and Lanczos quadratures."""
+
   num_probes: int = 20
   trace_method: str = "hutchinson"
   max_batches: int = 2
@@ -48,15 +49,23 @@ def check_settings(settings: MeasureSettings, prefix: str = "--") -> None:
   the config field a sweep sets it by)."""
   if settings.trace_method not in ("hutchinson", "hutchpp"):
     raise ConfigError(f"{prefix}trace_method={settings.trace_method!r}; valid: 'hutchinson', 'hutchpp'")
-  minimums = dict(num_probes=6 if settings.trace_method == "hutchpp" else 2, max_batches=1, batch_size=1,
-                  eigen_iterations=1, lanczos_steps=1, noise_draws=2)
+  minimums = dict(
+    num_probes=6 if settings.trace_method == "hutchpp" else 2,
+    max_batches=1,
+    batch_size=1,
+    eigen_iterations=1,
+    lanczos_steps=1,
+    noise_draws=2,
+  )
   for field, low in minimums.items():
     if getattr(settings, field) < low:
       method = f" with {prefix}trace_method={settings.trace_method}" if field == "num_probes" else ""
       raise ConfigError(f"{prefix}{field}={getattr(settings, field)}{method}; valid: an integer >= {low}")
   if not (settings.noise_scale > 0 and 0 < settings.delta < 1 and settings.eigen_tol > 0):
-    raise ConfigError(f"{prefix}noise_scale={settings.noise_scale}, {prefix}delta={settings.delta}, "
-                      f"{prefix}eigen_tol={settings.eigen_tol}; valid: noise_scale > 0, 0 < delta < 1, eigen_tol > 0")
+    raise ConfigError(
+      f"{prefix}noise_scale={settings.noise_scale}, {prefix}delta={settings.delta}, "
+      f"{prefix}eigen_tol={settings.eigen_tol}; valid: noise_scale > 0, 0 < delta < 1, eigen_tol > 0"
+    )
 
 
 def check_finished(workdir: str) -> None:
@@ -64,8 +73,10 @@ def check_finished(workdir: str) -> None:
   checkpoints = os.path.join(workdir, "checkpoints")
   has_checkpoint = os.path.isdir(checkpoints) and any(name.isdigit() for name in os.listdir(checkpoints))
   if not (os.path.isfile(os.path.join(workdir, "results.json")) and has_checkpoint):
-    raise ConfigError(f"workdir {workdir!r} holds no finished run (results.json and checkpoints/<step>/); "
-                      "valid: a workdir of a completed python -m experiments.finetune")
+    raise ConfigError(
+      f"workdir {workdir!r} holds no finished run (results.json and checkpoints/<step>/); "
+      "valid: a workdir of a completed python -m experiments.finetune"
+    )
 
 
 def recorded_config(workdir: str, defaults: ml_collections.ConfigDict | None = None) -> ml_collections.ConfigDict:
@@ -83,6 +94,7 @@ def recorded_config(workdir: str, defaults: ml_collections.ConfigDict | None = N
 class FinishedRun(NamedTuple):
   """A finished run restored for measuring: its workdir, its setup (config, data, model; no method),
   its latest checkpoint's model variables and its results.json."""
+
   workdir: str
   setup: RunSetup
   trained: loop.TrainedModel
@@ -102,8 +114,10 @@ def load_finished_run(workdir: str, batch_size: int, defaults: ml_collections.Co
     raise ConfigError(f"--batch_size: {e}") from e
   trained = loop.restore_trained_model(setup, workdir)
   if trained.step != results["steps"]:
-    raise ConfigError(f"workdir {workdir!r}: its latest checkpoint is step {trained.step} but results.json describes "
-                      f"step {results['steps']}; valid: a finished run (rerun experiments.finetune to finish it)")
+    raise ConfigError(
+      f"workdir {workdir!r}: its latest checkpoint is step {trained.step} but results.json describes "
+      f"step {results['steps']}; valid: a finished run (rerun experiments.finetune to finish it)"
+    )
   return FinishedRun(workdir, setup, trained, results)
 
 
@@ -114,8 +128,9 @@ def batch_losses(setup: RunSetup, state: loop.TrainedModel, settings: MeasureSet
   batches = data.eval_batches(setup.splits.train, setup.eval_preprocess, settings.batch_size)
   losses, count = [], 0
   for batch, _ in zip(batches, range(settings.max_batches)):
-    losses.append(jax.tree_util.Partial(loss, batch_stats=state.batch_stats,
-                                        batch=parallel.shard_batch(batch, setup.mesh)))
+    losses.append(
+      jax.tree_util.Partial(loss, batch_stats=state.batch_stats, batch=parallel.shard_batch(batch, setup.mesh))
+    )
     count += int(batch["mask"].sum())
   return losses, count
 
@@ -125,22 +140,42 @@ def progress_bar(description: str, unit: str) -> hessian.Progress:
   return lambda iterable: tqdm(iterable, desc=description, unit=unit, disable=jax.process_index() != 0)
 
 
-def layer_measures(losses: list, params: dict, anchor: dict, settings: MeasureSettings,
-                   key: jax.Array) -> dict[str, dict]:
+def layer_measures(
+  losses: list, params: dict, anchor: dict, settings: MeasureSettings, key: jax.Array
+) -> dict[str, dict]:
   """{layer: top eigenvalue of H_ii (on all batches) and v_i^T H_ii^+ v_i (max over batches)},
   logging each layer as it is done."""
   differences = generalization.layer_differences(params, anchor)
   out = {}
   layers = progress_bar("eigenvalue, v^T H^+ v", "layer")(differences.items())
   for i, (name, difference) in enumerate(layers):
-    eigen = hessian.top_eigenvalues(losses, params, jax.random.fold_in(key, i), 1, layer=name,
-                                    max_iterations=settings.eigen_iterations, tol=settings.eigen_tol)
-    positive = max(generalization.positive_part_quadratic_form(loss, params, name, difference, settings.lanczos_steps)
-                   for loss in losses)
-    out[name] = {"top_eigenvalue": float(eigen.eigenvalues[0]),
-                 "top_eigenvalue_iterations": int(eigen.num_iterations[0]), "paper_positive_part": positive}
-    log.info("layer %d/%d %s: top eigenvalue %.4g (%d HVPs), v^T H^+ v %.4g", i + 1, len(differences), name,
-             eigen.eigenvalues[0], eigen.num_iterations[0], positive)
+    eigen = hessian.top_eigenvalues(
+      losses,
+      params,
+      jax.random.fold_in(key, i),
+      1,
+      layer=name,
+      max_iterations=settings.eigen_iterations,
+      tol=settings.eigen_tol,
+    )
+    positive = max(
+      generalization.positive_part_quadratic_form(loss, params, name, difference, settings.lanczos_steps)
+      for loss in losses
+    )
+    out[name] = {
+      "top_eigenvalue": float(eigen.eigenvalues[0]),
+      "top_eigenvalue_iterations": int(eigen.num_iterations[0]),
+      "paper_positive_part": positive,
+    }
+    log.info(
+      "layer %d/%d %s: top eigenvalue %.4g (%d HVPs), v^T H^+ v %.4g",
+      i + 1,
+      len(differences),
+      name,
+      eigen.eigenvalues[0],
+      eigen.num_iterations[0],
+      positive,
+    )
   return out
 
 
@@ -166,75 +201,98 @@ def measure(run: FinishedRun, settings: MeasureSettings) -> dict:
   gap = {"generalization_gap": test_eval["loss"] - train_eval["loss"]}
   if setup.label_noise.transition is not None:  # the test loss under the noise the training labels carry
     noisy_test_loss = label_noise.expected_noisy_cross_entropy(
-        loop.predict_probabilities(setup, state, setup.splits.test), setup.splits.test.labels,
-        setup.label_noise.transition)
-    gap.update(test_loss_noisy_labels=noisy_test_loss,
-               generalization_gap_noisy_labels=noisy_test_loss - train_eval["loss"])
+      loop.predict_probabilities(setup, state, setup.splits.test),
+      setup.splits.test.labels,
+      setup.label_noise.transition,
+    )
+    gap.update(
+      test_loss_noisy_labels=noisy_test_loss, generalization_gap_noisy_labels=noisy_test_loss - train_eval["loss"]
+    )
   losses, num_measured = batch_losses(setup, state, settings)
   params, anchor = state.params, parallel.replicate(setup.anchor_params, setup.mesh)
   key = jax.random.key(settings.seed)
 
   log.info("traces: %d probes (%s) on %d examples", settings.num_probes, settings.trace_method, num_measured)
-  traces = hessian.block_traces(losses, params, jax.random.fold_in(key, 0), settings.num_probes,
-                                blocks={**hessian.layer_blocks(params), **hessian.network_block(params)},
-                                method=settings.trace_method, progress=progress_bar("Hessian traces", "probe"))
-  network_eigen = hessian.top_eigenvalues(losses, params, jax.random.fold_in(key, 1), 1,
-                                          max_iterations=settings.eigen_iterations, tol=settings.eigen_tol)
+  traces = hessian.block_traces(
+    losses,
+    params,
+    jax.random.fold_in(key, 0),
+    settings.num_probes,
+    blocks={**hessian.layer_blocks(params), **hessian.network_block(params)},
+    method=settings.trace_method,
+    progress=progress_bar("Hessian traces", "probe"),
+  )
+  network_eigen = hessian.top_eigenvalues(
+    losses, params, jax.random.fold_in(key, 1), 1, max_iterations=settings.eigen_iterations, tol=settings.eigen_tol
+  )
   log.info("network: trace %.4g, top eigenvalue %.4g", traces[hessian.NETWORK].estimate, network_eigen.eigenvalues[0])
   per_layer = layer_measures(losses, params, anchor, settings, jax.random.fold_in(key, 2))
   authors = generalization.max_over_batches(
-      [generalization.full_hvp_quadratic_forms(loss, params, anchor) for loss in losses])
+    [generalization.full_hvp_quadratic_forms(loss, params, anchor) for loss in losses]
+  )
   paper = {name: layer["paper_positive_part"] for name, layer in per_layer.items()}
-  distances = {name: d["frobenius"]
-               for name, d in norms.layer_distances(jax.device_get(params), setup.anchor_params).items()}
+  distances = {
+    name: d["frobenius"] for name, d in norms.layer_distances(jax.device_get(params), setup.anchor_params).items()
+  }
 
   log.info("noise stability: %d draws per layer", settings.noise_draws)
   sigmas = generalization.relative_sigmas(params, settings.noise_scale)
-  stability = generalization.layer_noise_stability(losses, params, sigmas, jax.random.fold_in(key, 3),
-                                                   settings.noise_draws, progress_bar("noise stability", "case"))
+  stability = generalization.layer_noise_stability(
+    losses, params, sigmas, jax.random.fold_in(key, 3), settings.noise_draws, progress_bar("noise stability", "case")
+  )
   together = stability[generalization.ALL_LAYERS]
-  pac_bayes = generalization.pac_bayes_bound(train_eval["loss"] + together.estimate, distances, sigmas, num_train,
-                                             settings.delta)
-  bounds = {"bound": generalization.hessian_bound(paper, max_loss, num_train),
-            "bound_authors_full_hvp": generalization.hessian_bound(authors, max_loss, num_train)}
+  pac_bayes = generalization.pac_bayes_bound(
+    train_eval["loss"] + together.estimate, distances, sigmas, num_train, settings.delta
+  )
+  bounds = {
+    "bound": generalization.hessian_bound(paper, max_loss, num_train),
+    "bound_authors_full_hvp": generalization.hessian_bound(authors, max_loss, num_train),
+  }
   trivial_gap = generalization.trivial_gap_bound(max_loss, train_eval["loss"])
   in_network_order = layer_groups.network_order(
-      per_layer, distance_regularization.group_patterns(setup.config, setup.structure), setup.structure.head)
+    per_layer, distance_regularization.group_patterns(setup.config, setup.structure), setup.structure.head
+  )
 
   measures = {
-      "workdir": workdir,
-      "method": results["method"],
-      "checkpoint_step": results["steps"],
-      "num_train": num_train,
-      "num_examples_measured": num_measured,
-      "train_loss": train_eval["loss"],
-      "test_loss": test_eval["loss"],
-      "max_train_loss": max_loss,
-      **gap,
-      **bounds,
-      "bound_formula": "sum_i sqrt(max_train_loss * max(H_i, 0) / num_train), H_i = max over batches of the "
-                       "batch-mean v_i^T H_i v_i; 'bound' uses hessian_quantity.paper_positive_part "
-                       "(v_i^T H_ii^+ v_i, Lanczos), 'bound_authors_full_hvp' uses authors_full_hvp (v_i^T (H v)_i)",
-      "trivial_gap_bound": trivial_gap,
-      **{f"{name}_vacuous": bool(value >= trivial_gap) for name, value in bounds.items()},
-      "num_probes": traces[hessian.NETWORK].num_probes,
-      "trace_method": settings.trace_method,
-      "network": {"trace": traces[hessian.NETWORK].estimate, "trace_stderr": traces[hessian.NETWORK].stderr,
-                  "top_eigenvalue": float(network_eigen.eigenvalues[0]),
-                  "top_eigenvalue_iterations": int(network_eigen.num_iterations[0])},
-      "layers": {name: {
-          "trace": traces[name].estimate,
-          "trace_stderr": traces[name].stderr,
-          "top_eigenvalue": per_layer[name]["top_eigenvalue"],
-          "top_eigenvalue_iterations": per_layer[name]["top_eigenvalue_iterations"],
-          "distance_frobenius": distances[name],
-          "hessian_quantity": {"paper_positive_part": paper[name], "authors_full_hvp": authors[name]},
-          "noise_sigma": sigmas[name],
-          "noise_stability": stability[name].estimate,
-          "noise_stability_stderr": stability[name].stderr,
-      } for name in in_network_order},
-      "noise_stability_all_layers": together._asdict(),
-      "pac_bayes": {**pac_bayes._asdict(), "noise_scale": settings.noise_scale},
-      "settings": settings._asdict(),
+    "workdir": workdir,
+    "method": results["method"],
+    "checkpoint_step": results["steps"],
+    "num_train": num_train,
+    "num_examples_measured": num_measured,
+    "train_loss": train_eval["loss"],
+    "test_loss": test_eval["loss"],
+    "max_train_loss": max_loss,
+    **gap,
+    **bounds,
+    "bound_formula": "sum_i sqrt(max_train_loss * max(H_i, 0) / num_train), H_i = max over batches of the "
+    "batch-mean v_i^T H_i v_i; 'bound' uses hessian_quantity.paper_positive_part "
+    "(v_i^T H_ii^+ v_i, Lanczos), 'bound_authors_full_hvp' uses authors_full_hvp (v_i^T (H v)_i)",
+    "trivial_gap_bound": trivial_gap,
+    **{f"{name}_vacuous": bool(value >= trivial_gap) for name, value in bounds.items()},
+    "num_probes": traces[hessian.NETWORK].num_probes,
+    "trace_method": settings.trace_method,
+    "network": {
+      "trace": traces[hessian.NETWORK].estimate,
+      "trace_stderr": traces[hessian.NETWORK].stderr,
+      "top_eigenvalue": float(network_eigen.eigenvalues[0]),
+      "top_eigenvalue_iterations": int(network_eigen.num_iterations[0]),
+    },
+    "layers": {
+      name: {
+        "trace": traces[name].estimate,
+        "trace_stderr": traces[name].stderr,
+        "top_eigenvalue": per_layer[name]["top_eigenvalue"],
+        "top_eigenvalue_iterations": per_layer[name]["top_eigenvalue_iterations"],
+        "distance_frobenius": distances[name],
+        "hessian_quantity": {"paper_positive_part": paper[name], "authors_full_hvp": authors[name]},
+        "noise_sigma": sigmas[name],
+        "noise_stability": stability[name].estimate,
+        "noise_stability_stderr": stability[name].stderr,
+      }
+      for name in in_network_order
+    },
+    "noise_stability_all_layers": together._asdict(),
+    "pac_bayes": {**pac_bayes._asdict(), "noise_scale": settings.noise_scale},
+    "settings": settings._asdict(),
   }
   return measures

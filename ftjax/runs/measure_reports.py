@@ -47,15 +47,24 @@ def log_bounds(measures: dict) -> None:
   """Logs a run's measured gap against its Hessian and PAC-Bayes bounds, saying which are vacuous."""
   workdir, pac_bayes = measures["workdir"], measures["pac_bayes"]
   hessian_trivial = f">= max_train_loss - train_loss = {measures['trivial_gap_bound']:.4g}"
-  log.info("%s: measured gap %.4g, Hessian bound %s (authors' full-HVP variant %s)", workdir, matched_gap(measures),
-           bound_text(measures["bound"], measures["bound_vacuous"], hessian_trivial),
-           bound_text(measures["bound_authors_full_hvp"], measures["bound_authors_full_hvp_vacuous"], hessian_trivial))
-  log.info("%s: PAC-Bayes bound %s on the test risk (loss in [0, 1]) of the noise-perturbed network (%.0f s)",
-           workdir, bound_text(pac_bayes["bound"], pac_bayes["vacuous"], ">= 1"), measures["wall_seconds"])
+  log.info(
+    "%s: measured gap %.4g, Hessian bound %s (authors' full-HVP variant %s)",
+    workdir,
+    matched_gap(measures),
+    bound_text(measures["bound"], measures["bound_vacuous"], hessian_trivial),
+    bound_text(measures["bound_authors_full_hvp"], measures["bound_authors_full_hvp_vacuous"], hessian_trivial),
+  )
+  log.info(
+    "%s: PAC-Bayes bound %s on the test risk (loss in [0, 1]) of the noise-perturbed network (%.0f s)",
+    workdir,
+    bound_text(pac_bayes["bound"], pac_bayes["vacuous"], ">= 1"),
+    measures["wall_seconds"],
+  )
 
 
-def bar_plot(path: str, names: list[str], panels: list[tuple[str, list[float], list[float] | None]],
-             title: str) -> Figure:
+def bar_plot(
+  path: str, names: list[str], panels: list[tuple[str, list[float], list[float] | None]], title: str
+) -> Figure:
   """Writes `path` (PNG, `title` also in its metadata) and returns its figure: one horizontal bar
   chart per (panel title, values, error bars or None) over the layer `names`, the first at the
   top, the figure's height growing with the number of layers."""
@@ -82,25 +91,46 @@ def plot_layers(measures: dict, workdir: str) -> None:
   names = list(layers)
   column = lambda key: [layers[name][key] for name in names]
   run = f"{os.path.basename(os.path.normpath(workdir))} (method {measures['method']})"
-  bar_plot(os.path.join(workdir, "layer_traces.png"), names,
-           [("Hessian trace tr(H_ii)", column("trace"), column("trace_stderr")),
-            ("top eigenvalue of H_ii", column("top_eigenvalue"), None)], f"{run}: Hessian of each layer")
-  bar_plot(os.path.join(workdir, "layer_distances.png"), names,
-           [("distance ||W_i - W_i^(s)||_F", column("distance_frobenius"), None),
-            ("v_i^T H_ii^+ v_i (max over batches)",
-             [layers[name]["hessian_quantity"]["paper_positive_part"] for name in names], None)],
-           f"{run}: distance from the source weights")
+  bar_plot(
+    os.path.join(workdir, "layer_traces.png"),
+    names,
+    [
+      ("Hessian trace tr(H_ii)", column("trace"), column("trace_stderr")),
+      ("top eigenvalue of H_ii", column("top_eigenvalue"), None),
+    ],
+    f"{run}: Hessian of each layer",
+  )
+  bar_plot(
+    os.path.join(workdir, "layer_distances.png"),
+    names,
+    [
+      ("distance ||W_i - W_i^(s)||_F", column("distance_frobenius"), None),
+      (
+        "v_i^T H_ii^+ v_i (max over batches)",
+        [layers[name]["hessian_quantity"]["paper_positive_part"] for name in names],
+        None,
+      ),
+    ],
+    f"{run}: distance from the source weights",
+  )
 
 
 def plot_bound_vs_gap(all_measures: list[dict], out: str) -> str:
   """bound_vs_gap.png in `out`: each run's Hessian bound against its measured generalisation gap."""
-  points = [plots.BoundPoint(name, name, matched_gap(m), m["bound"])
-            for m in all_measures for name in [os.path.basename(os.path.normpath(m["workdir"]))]]
+  points = [
+    plots.BoundPoint(name, name, matched_gap(m), m["bound"])
+    for m in all_measures
+    for name in [os.path.basename(os.path.normpath(m["workdir"]))]
+  ]
   return plots.plot_bound_vs_gap(points, os.path.join(out, "bound_vs_gap.png"))
 
 
-def measure_workdirs(workdirs: list[str], settings: MeasureSettings, out: str | None = None,
-                     defaults: ml_collections.ConfigDict | None = None) -> list[dict]:
+def measure_workdirs(
+  workdirs: list[str],
+  settings: MeasureSettings,
+  out: str | None = None,
+  defaults: ml_collections.ConfigDict | None = None,
+) -> list[dict]:
   """`measure_run` on each workdir (all checked first), then the bound-against-gap plot when there
   are several."""
   check_settings(settings)

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 class Stage(NamedTuple):
   """One stage of a run: `label` names it in progress lines ('' for the run itself), `workdir` is
   where it works, `run()` does it (returning at once when it finished before) and returns its result."""
+
   label: str
   workdir: str
   run: Callable[[], object]
@@ -48,8 +49,9 @@ def estimate_transition(config: ml_collections.ConfigDict, workdir: str, estimat
   model = loop.restore_trained_model(setup, estimator_dir)
   probs = loop.predict_probabilities(setup, model, setup.splits.train)
   estimate = transition_estimation.estimate_from_probabilities(config, probs, setup.splits.train.labels)
-  log.info("transition matrix estimate in %s", transition_estimation.write_estimate(config, workdir, estimator_dir,
-                                                                                     estimate))
+  log.info(
+    "transition matrix estimate in %s", transition_estimation.write_estimate(config, workdir, estimator_dir, estimate)
+  )
   return estimate
 
 
@@ -58,17 +60,22 @@ def stages(config: ml_collections.ConfigDict, workdir: str, *, allow_config_chan
   (`loop.train_and_evaluate`). The estimation stages come only while the run is unfinished and its
   F is not written; a workdir started with another config fails here, before any stage trains."""
   config = checked_config(config)
-  run = Stage("", workdir, functools.partial(loop.train_and_evaluate, config, workdir,
-                                             allow_config_change=allow_config_change))
-  if (not transition_estimation.needs_estimate(config) or loop.stored_results(workdir, config) is not None
-      or os.path.exists(transition_estimation.estimate_path(workdir))):
+  run = Stage(
+    "", workdir, functools.partial(loop.train_and_evaluate, config, workdir, allow_config_change=allow_config_change)
+  )
+  if (
+    not transition_estimation.needs_estimate(config)
+    or loop.stored_results(workdir, config) is not None
+    or os.path.exists(transition_estimation.estimate_path(workdir))
+  ):
     return [run]
   loop.check_config_unchanged(workdir, config, allow_config_change)
   estimator_dir = transition_estimation.estimator_workdir(config, workdir)
-  return [Stage("transition estimator", estimator_dir, functools.partial(train_estimator, config, estimator_dir)),
-          Stage("transition estimator", workdir, functools.partial(estimate_transition, config, workdir,
-                                                                   estimator_dir)),
-          run]
+  return [
+    Stage("transition estimator", estimator_dir, functools.partial(train_estimator, config, estimator_dir)),
+    Stage("transition estimator", workdir, functools.partial(estimate_transition, config, workdir, estimator_dir)),
+    run,
+  ]
 
 
 def run_with_stages(config: ml_collections.ConfigDict, workdir: str, *, allow_config_change: bool = False) -> dict:

@@ -38,6 +38,7 @@ SWEEP_NOISE_TYPES = tuple(kind for kind in label_noise.NOISE_TYPES if kind != "m
 
 class Run(NamedTuple):
   """One cell of the grid and the config it trains."""
+
   variant: str
   dataset: str
   noise: str
@@ -71,8 +72,9 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
     for part in parents:
       node = node[part] if isinstance(node, ml_collections.ConfigDict) and part in node else None
     if not sep or not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
-      raise ConfigError(f"sweep override {item!r} names no config field; valid: 'field=value' with a field "
-                        "of the base config")
+      raise ConfigError(
+        f"sweep override {item!r} names no config field; valid: 'field=value' with a field of the base config"
+      )
     value = parse_value(text)
     node[leaf] = float(value) if isinstance(node[leaf], float) and isinstance(value, int) else value
   return config
@@ -82,8 +84,10 @@ def noise_overrides(setting: str) -> list[str]:
   """'none' | 'TYPE:RATE' -> the noise.* overrides of that setting."""
   kind, _, rate = setting.partition(":")
   if kind not in SWEEP_NOISE_TYPES or (kind != "none") != bool(rate):
-    raise ConfigError(f"sweep noise setting {setting!r} is invalid; valid: 'none' or 'TYPE:RATE' with TYPE in "
-                      f"{', '.join(SWEEP_NOISE_TYPES[1:])}")
+    raise ConfigError(
+      f"sweep noise setting {setting!r} is invalid; valid: 'none' or 'TYPE:RATE' with TYPE in "
+      f"{', '.join(SWEEP_NOISE_TYPES[1:])}"
+    )
   return [f"noise.type={kind}"] + ([f"noise.rate={float(rate)}"] if rate else [])
 
 
@@ -93,8 +97,10 @@ def ordered_variants(sweep: ml_collections.ConfigDict) -> list[tuple[str, tuple]
   order = tuple(sweep.get("order", ()))
   unknown = [name for name in order if name not in sweep.variants]
   if unknown:
-    raise ConfigError(f"config.sweep.order names {unknown[0]!r}, which is no variant; valid: names among "
-                      f"config.sweep.variants ({', '.join(sweep.variants)})")
+    raise ConfigError(
+      f"config.sweep.order names {unknown[0]!r}, which is no variant; valid: names among "
+      f"config.sweep.variants ({', '.join(sweep.variants)})"
+    )
   names = list(dict.fromkeys([*order, *sweep.variants]))
   return [(name, tuple(sweep.variants[name])) for name in names]
 
@@ -105,13 +111,17 @@ def selected_variants(sweep: ml_collections.ConfigDict) -> tuple[str, ...]:
   names = [name for name, _ in ordered_variants(sweep)]
   only = sweep.get("only", "")
   if not isinstance(only, str):
-    raise ConfigError(f"config.sweep.only={only!r} is not a string; valid: comma-separated names among "
-                      f"{', '.join(names)}, or '' for every variant")
+    raise ConfigError(
+      f"config.sweep.only={only!r} is not a string; valid: comma-separated names among "
+      f"{', '.join(names)}, or '' for every variant"
+    )
   chosen = [name.strip() for name in only.split(",") if name.strip()]
   unknown = [name for name in chosen if name not in names]
   if unknown:
-    raise ConfigError(f"config.sweep.only={only!r} names {unknown[0]!r}, which is no variant; valid: comma-separated "
-                      f"names among {', '.join(names)}, or '' for every variant")
+    raise ConfigError(
+      f"config.sweep.only={only!r} names {unknown[0]!r}, which is no variant; valid: comma-separated "
+      f"names among {', '.join(names)}, or '' for every variant"
+    )
   return tuple(name for name in names if not chosen or name in chosen)
 
 
@@ -119,9 +129,11 @@ def check_measure_seeds(sweep: ml_collections.ConfigDict) -> None:
   """One-line error unless every seed of `sweep.measure_seeds` is one the sweep runs."""
   outside = [seed for seed in sweep.get("measure_seeds", ()) if seed not in sweep.seeds]
   if outside:
-    raise ConfigError(f"config.sweep.measure_seeds={tuple(sweep.measure_seeds)} holds seed {outside[0]}, which "
-                      f"the sweep does not run; valid: seeds among config.sweep.seeds={tuple(sweep.seeds)}, "
-                      "or () for all")
+    raise ConfigError(
+      f"config.sweep.measure_seeds={tuple(sweep.measure_seeds)} holds seed {outside[0]}, which "
+      f"the sweep does not run; valid: seeds among config.sweep.seeds={tuple(sweep.seeds)}, "
+      "or () for all"
+    )
 
 
 def grid(config: ml_collections.ConfigDict) -> list[Run]:
@@ -132,7 +144,8 @@ def grid(config: ml_collections.ConfigDict) -> list[Run]:
   base = ml_collections.ConfigDict({k: v for k, v in config.to_dict().items() if k != "sweep"})
   runs = []
   for (variant, overrides), dataset, noise, seed in itertools.product(
-      ordered_variants(sweep), sweep.datasets, sweep.noise, sweep.seeds):
+    ordered_variants(sweep), sweep.datasets, sweep.noise, sweep.seeds
+  ):
     run_overrides = [f"dataset={dataset}", *noise_overrides(noise), f"seed={seed}", f"noise.seed={seed}", *overrides]
     run_config = checked_config(apply_overrides(base, run_overrides))
     runs.append(Run(variant, dataset, noise, seed, run_config))
@@ -145,6 +158,7 @@ def reuse_plain_runs(runs: list[Run], root: str) -> list[Run]:
   dataset, noise and seed that is its estimator run: whose config.json (or, not started yet, its
   config) equals `transition_estimation.estimator_config` as resolved JSON. The estimate then
   reuses that run instead of training one of its own."""
+
   def is_estimator(config: ml_collections.ConfigDict, other: Run) -> bool:
     recorded = read_json(other.workdir(root), "config.json") or json.loads(other.config.to_json())
     return not transition_estimation.estimator_run_differences(config, recorded)
@@ -152,11 +166,20 @@ def reuse_plain_runs(runs: list[Run], root: str) -> list[Run]:
   reusing = []
   for run in runs:
     consistent = run.config.consistent
-    if (run.config.method == "consistent" and consistent.transition == "estimate"
-        and consistent.get("estimator_workdir") == ""):
+    if (
+      run.config.method == "consistent"
+      and consistent.transition == "estimate"
+      and consistent.get("estimator_workdir") == ""
+    ):
       cell = (run.dataset, run.noise, run.seed)
-      estimator = next((other for other in runs if (other.dataset, other.noise, other.seed) == cell
-                        and is_estimator(run.config, other)), None)
+      estimator = next(
+        (
+          other
+          for other in runs
+          if (other.dataset, other.noise, other.seed) == cell and is_estimator(run.config, other)
+        ),
+        None,
+      )
       if estimator is not None:
         config = ml_collections.ConfigDict(run.config.to_dict())
         config.consistent.estimator_workdir = estimator.workdir(root)
@@ -185,8 +208,9 @@ def measure_settings(sweep: ml_collections.ConfigDict) -> measure.MeasureSetting
   overrides = sweep.get("measure_settings", ml_collections.ConfigDict()).to_dict()
   unknown = sorted(set(overrides) - set(measure.MeasureSettings._fields))
   if unknown:
-    raise ConfigError(f"config.sweep.measure_settings.{unknown[0]} is unknown; valid: "
-                      f"{', '.join(measure.MeasureSettings._fields)}")
+    raise ConfigError(
+      f"config.sweep.measure_settings.{unknown[0]} is unknown; valid: {', '.join(measure.MeasureSettings._fields)}"
+    )
   settings = measure.DEFAULTS._replace(**overrides)
   measure.check_settings(settings, prefix="config.sweep.measure_settings.")
   return settings
@@ -217,18 +241,31 @@ def summarise(runs: list[Run], root: str) -> list[dict]:
   rows = []
   for (variant, dataset, noise), finished in cells.items():
     accuracy = np.array([r["test_accuracy"] for r, _ in finished])
-    labels = {when: float(np.mean([r["label_noise"][key] for r, _ in finished]))
-              for when, key in (("start", "fraction_correct_start"), ("end", "fraction_correct"))}
-    row = {"variant": variant, "dataset": dataset, "noise": noise, "seeds": len(finished),
-           "test_accuracy_mean": float(accuracy.mean()), "test_accuracy_std": float(accuracy.std()),
-           "labels_correct_start": labels["start"], "labels_correct_end": labels["end"],
-           "wall_seconds": float(sum(r["wall_seconds"] for r, _ in finished))}
+    labels = {
+      when: float(np.mean([r["label_noise"][key] for r, _ in finished]))
+      for when, key in (("start", "fraction_correct_start"), ("end", "fraction_correct"))
+    }
+    row = {
+      "variant": variant,
+      "dataset": dataset,
+      "noise": noise,
+      "seeds": len(finished),
+      "test_accuracy_mean": float(accuracy.mean()),
+      "test_accuracy_std": float(accuracy.std()),
+      "labels_correct_start": labels["start"],
+      "labels_correct_end": labels["end"],
+      "wall_seconds": float(sum(r["wall_seconds"] for r, _ in finished)),
+    }
     measured = [m for _, m in finished if m is not None]
     if measured:
-      row.update({"measured_seeds": len(measured),
-                  "bound_mean": float(np.mean([m["bound"] for m in measured])),
-                  "generalization_gap_mean": float(np.mean([measure.matched_gap(m) for m in measured])),
-                  "network_trace_mean": float(np.mean([m["network"]["trace"] for m in measured]))})
+      row.update(
+        {
+          "measured_seeds": len(measured),
+          "bound_mean": float(np.mean([m["bound"] for m in measured])),
+          "generalization_gap_mean": float(np.mean([measure.matched_gap(m) for m in measured])),
+          "network_trace_mean": float(np.mean([m["network"]["trace"] for m in measured])),
+        }
+      )
     rows.append(row)
   return rows
 
@@ -245,15 +282,19 @@ def write_summary(rows: list[dict], root: str) -> None:
     writer = csv.DictWriter(f, fieldnames=fieldnames, restval="")
     writer.writeheader()
     writer.writerows(rows)
-  header = ("| variant | dataset | noise | seeds | test accuracy (%) | labels correct at start | labels correct at end "
-            "| wall time, all seeds (s) |")
+  header = (
+    "| variant | dataset | noise | seeds | test accuracy (%) | labels correct at start | labels correct at end "
+    "| wall time, all seeds (s) |"
+  )
   if measured:
     header += " seeds measured | Hessian bound | gap (test − train loss) | tr(H) |"
   lines = [header, "|" + " --- |" * header.count(" |")]
   for r in rows:
-    line = (f"| {r['variant']} | {r['dataset']} | {r['noise']} | {r['seeds']} | "
-            f"{100 * r['test_accuracy_mean']:.2f} ± {100 * r['test_accuracy_std']:.2f} | "
-            f"{r['labels_correct_start']:.3f} | {r['labels_correct_end']:.3f} | {r['wall_seconds']:.0f} |")
+    line = (
+      f"| {r['variant']} | {r['dataset']} | {r['noise']} | {r['seeds']} | "
+      f"{100 * r['test_accuracy_mean']:.2f} ± {100 * r['test_accuracy_std']:.2f} | "
+      f"{r['labels_correct_start']:.3f} | {r['labels_correct_end']:.3f} | {r['wall_seconds']:.0f} |"
+    )
     if measured:
       line += "".join(f" {r[c]:.4g} |" if c in r else " |" for c in MEASURE_COLUMNS)
     lines.append(line)
@@ -301,6 +342,7 @@ def plot_bound_vs_gap(runs: list[Run], root: str) -> str | None:
 def plot_accuracy(rows: list[dict], root: str) -> None:
   """`root/accuracy.png`: test accuracy per variant (bars, ± std) for each dataset and noise setting."""
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
@@ -311,8 +353,14 @@ def plot_accuracy(rows: list[dict], root: str) -> None:
   fig, ax = plt.subplots(figsize=(max(4, 1.6 * len(settings) * max(1, len(variants) / 3)), 3.5))
   for i, variant in enumerate(variants):
     cells = [by_key.get((variant, *s)) for s in settings]
-    ax.bar(np.arange(len(settings)) + i * width, [100 * c["test_accuracy_mean"] if c else 0 for c in cells],
-           width, yerr=[100 * c["test_accuracy_std"] if c else 0 for c in cells], label=variant, capsize=2)
+    ax.bar(
+      np.arange(len(settings)) + i * width,
+      [100 * c["test_accuracy_mean"] if c else 0 for c in cells],
+      width,
+      yerr=[100 * c["test_accuracy_std"] if c else 0 for c in cells],
+      label=variant,
+      capsize=2,
+    )
   ax.set_xticks(np.arange(len(settings)) + 0.4 - width / 2, [f"{d}\n{n}" for d, n in settings])
   ax.set_ylabel("test accuracy (%)")
   low = min(100 * r["test_accuracy_mean"] for r in rows)
@@ -323,8 +371,9 @@ def plot_accuracy(rows: list[dict], root: str) -> None:
   plt.close(fig)
 
 
-def run_sweep(config: ml_collections.ConfigDict, root: str,
-              measure_run: Callable[[str], dict] | None = None) -> list[dict]:
+def run_sweep(
+  config: ml_collections.ConfigDict, root: str, measure_run: Callable[[str], dict] | None = None
+) -> list[dict]:
   """Trains every unfinished run of the variants `sweep.only` selects, in `training_order` (and,
   given `measure_run`, measures every finished run that has no measures.json yet), rewriting the
   summary and plots after each run. Progress lines of a run and its measurement are labelled
@@ -350,8 +399,9 @@ def run_sweep(config: ml_collections.ConfigDict, root: str,
     # memory-map limit (XLA:CPU failed with "Cannot allocate memory" after ~20 measured runs).
     jax.clear_caches()
     rows = write_outputs(runs, root)
-  log.info("sweep of %d runs done in %.0f s; summary in %s", len(runs), time.time() - start,
-           os.path.join(root, "summary.md"))
+  log.info(
+    "sweep of %d runs done in %.0f s; summary in %s", len(runs), time.time() - start, os.path.join(root, "summary.md")
+  )
   return rows
 
 

@@ -8,7 +8,23 @@ from ftjax.train.state import TrainState, create_train_state
 from ftjax.train.steps import CompiledSteps, eval_step, train_step
 
 __all__ = [
-    "CompiledSteps", "Experiment", "RunSetup", "TrainState", "build_experiment", "build_run_setup",
-    "checked_config", "checkpointing", "create_train_state", "eval_step", "experiment", "interruptions", "loop",
-    "restore_trained_model", "restore_trained_state", "state", "steps", "train_and_evaluate", "train_step",
+  "CompiledSteps",
+  "Experiment",
+  "RunSetup",
+  "TrainState",
+  "build_experiment",
+  "build_run_setup",
+  "checked_config",
+  "checkpointing",
+  "create_train_state",
+  "eval_step",
+  "experiment",
+  "interruptions",
+  "loop",
+  "restore_trained_model",
+  "restore_trained_state",
+  "state",
+  "steps",
+  "train_and_evaluate",
+  "train_step",
 ]

@@ -18,8 +18,9 @@ def save(manager: ocp.CheckpointManager, state: TrainState, *, force: bool = Fal
   """Saves `state` at its own step (asynchronously); returns whether a save started."""
   step = int(jax.device_get(state.step))
   model = {"params": state.params, "batch_stats": state.batch_stats}
-  return manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                   model=ocp.args.StandardSave(model)), force=force)
+  return manager.save(
+    step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), model=ocp.args.StandardSave(model)), force=force
+  )
 
 
 def restore_latest(manager: ocp.CheckpointManager, like: TrainState) -> TrainState | None:

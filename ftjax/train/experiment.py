@@ -25,12 +25,14 @@ from ftjax.train.state import TrainState, create_train_state
 class LabelNoise(NamedTuple):
   """The training split's clean labels [n] and the transition matrix [C, C] that corrupted them
   (None without synthetic noise; docs/methods.md §3.1)."""
+
   clean_labels: np.ndarray
   transition: np.ndarray | None
 
 
 class Experiment(NamedTuple):
   """Everything a run builds from its config before the first step."""
+
   config: ml_collections.ConfigDict
   splits: data.Splits
   label_noise: LabelNoise
@@ -68,20 +70,29 @@ def resolve_num_classes(config: ml_collections.ConfigDict, splits: data.Splits) 
   """The dataset's class count; a one-line error if `config.num_classes` is set to another."""
   found = splits.train.num_classes
   if config.num_classes and config.num_classes != found:
-    raise ConfigError(f"config.num_classes={config.num_classes} does not fit dataset {config.dataset!r}, "
-                      f"which has {found} classes; valid: {found} or 0 (take it from the data)")
+    raise ConfigError(
+      f"config.num_classes={config.num_classes} does not fit dataset {config.dataset!r}, "
+      f"which has {found} classes; valid: {found} or 0 (take it from the data)"
+    )
   return found
 
 
 def preprocess_configs(config: ml_collections.ConfigDict) -> tuple[data.Preprocess, data.Preprocess]:
   """(train, eval) preprocessing; augmentation is applied only to training batches."""
-  train = data.Preprocess(image_size=config.image_size, channels=config.channels, mean=tuple(config.mean),
-                          std=tuple(config.std), crop_padding=config.crop_padding, flip=config.flip)
+  train = data.Preprocess(
+    image_size=config.image_size,
+    channels=config.channels,
+    mean=tuple(config.mean),
+    std=tuple(config.std),
+    crop_padding=config.crop_padding,
+    flip=config.flip,
+  )
   return train, dataclasses.replace(train, crop_padding=0, flip=False)
 
 
-def initial_variables(config: ml_collections.ConfigDict, model: nn.Module, structure: ModelStructure,
-                      check_method: bool = True) -> tuple[dict, dict]:
+def initial_variables(
+  config: ml_collections.ConfigDict, model: nn.Module, structure: ModelStructure, check_method: bool = True
+) -> tuple[dict, dict]:
   """(start variables: source weights with a fresh head, anchor params: the docs/methods.md §1 reference
   point). Source shapes and (if `check_method`) the method's layer groups are checked on abstract shapes first."""
   source = pretrained.load_source(config.pretrained)
@@ -110,8 +121,9 @@ def noise_transition(noise: ml_collections.ConfigDict, num_classes: int) -> np.n
   return label_noise.check_transition(noise.matrix, num_classes)  # the one check of config.noise.matrix
 
 
-def with_label_noise(config: ml_collections.ConfigDict, splits: data.Splits,
-                     num_classes: int) -> tuple[data.Splits, LabelNoise]:
+def with_label_noise(
+  config: ml_collections.ConfigDict, splits: data.Splits, num_classes: int
+) -> tuple[data.Splits, LabelNoise]:
   """`splits` whose training labels are corrupted as `config.noise` says (seeded by `noise.seed`;
   the test split stays clean), and the clean labels beside them."""
   clean = np.asarray(splits.train.labels)
@@ -125,15 +137,22 @@ def with_label_noise(config: ml_collections.ConfigDict, splits: data.Splits,
 def load_splits(config: ml_collections.ConfigDict) -> tuple[data.Splits, LabelNoise, int]:
   """(train/test sources fitted to the preprocessing, label noise, class count)."""
   with as_config_error():
-    splits = data.load_dataset(config.dataset, config.data_dir or None, image_size=config.image_size,
-                               test_fraction=config.test_fraction,
-                               examples_per_class=config.examples_per_class or None, seed=config.seed)
+    splits = data.load_dataset(
+      config.dataset,
+      config.data_dir or None,
+      image_size=config.image_size,
+      test_fraction=config.test_fraction,
+      examples_per_class=config.examples_per_class or None,
+      seed=config.seed,
+    )
   _, eval_pp = preprocess_configs(config)
   splits = data.Splits(*(data.fitted_source(split, eval_pp) for split in splits))
   num_classes = resolve_num_classes(config, splits)
   if config.batch_size > len(splits.train):
-    raise ConfigError(f"config.batch_size={config.batch_size} exceeds the {len(splits.train)} training "
-                      f"examples of {config.dataset!r}; valid: at most {len(splits.train)}")
+    raise ConfigError(
+      f"config.batch_size={config.batch_size} exceeds the {len(splits.train)} training "
+      f"examples of {config.dataset!r}; valid: at most {len(splits.train)}"
+    )
   with as_config_error():
     splits, noise = with_label_noise(config, splits, num_classes)
   return splits, noise, num_classes
@@ -143,6 +162,7 @@ class RunSetup(NamedTuple):
   """What a run builds from its config apart from its method, optimiser and train state: all that
   restoring and measuring a finished run needs (`variables` are the start variables, the restore
   target's shapes)."""
+
   config: ml_collections.ConfigDict
   splits: data.Splits
   label_noise: LabelNoise
@@ -171,8 +191,9 @@ def build_run_setup(config: ml_collections.ConfigDict, check_method: bool = True
     variables, anchor = initial_variables(config, model, structure, check_method)
   steps_per_epoch = data.steps_per_epoch(len(splits.train), config.batch_size)
   train_pp, eval_pp = preprocess_configs(config)
-  return RunSetup(config, splits, noise, num_classes, model, variables, anchor, train_pp, eval_pp, steps_per_epoch,
-                  mesh, structure)
+  return RunSetup(
+    config, splits, noise, num_classes, model, variables, anchor, train_pp, eval_pp, steps_per_epoch, mesh, structure
+  )
 
 
 def build_experiment(config: ml_collections.ConfigDict, workdir: str | None = None) -> Experiment:
@@ -180,15 +201,53 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: str | None = No
   `workdir` is where a method may keep what it prepares (e.g. an estimated transition matrix);
   `model='auto'` is resolved first, and the experiment's config is the resolved one."""
   setup = build_run_setup(config)
-  (config, splits, noise, num_classes, model, variables, anchor, train_pp, eval_pp, steps_per_epoch,
-   mesh, structure) = setup
+  (
+    config,
+    splits,
+    noise,
+    num_classes,
+    model,
+    variables,
+    anchor,
+    train_pp,
+    eval_pp,
+    steps_per_epoch,
+    mesh,
+    structure,
+  ) = setup
   with as_config_error():
-    method = method_registry.build_method(MethodContext(
-        config=config, init_variables=variables, anchor_variables={"params": anchor},
-        train_labels=splits.train.labels, num_classes=num_classes, noise_transition=noise.transition,
-        workdir=workdir, model=model, train_source=splits.train, train_preprocess=eval_pp, structure=structure))
+    method = method_registry.build_method(
+      MethodContext(
+        config=config,
+        init_variables=variables,
+        anchor_variables={"params": anchor},
+        train_labels=splits.train.labels,
+        num_classes=num_classes,
+        noise_transition=noise.transition,
+        workdir=workdir,
+        model=model,
+        train_source=splits.train,
+        train_preprocess=eval_pp,
+        structure=structure,
+      )
+    )
   schedule = optim.learning_rate_schedule(config, steps_per_epoch)
   tx = optax.chain(method.pre_optimizer, optim.make_optimizer(config, schedule), method.post_optimizer)
   state = create_train_state(variables, tx, method.init_state, jax.random.key(config.seed))
-  return Experiment(config, splits, noise, num_classes, model, method, tx, train_pp, eval_pp, steps_per_epoch,
-                    steps_per_epoch * config.num_epochs, mesh, state, anchor, structure)
+  return Experiment(
+    config,
+    splits,
+    noise,
+    num_classes,
+    model,
+    method,
+    tx,
+    train_pp,
+    eval_pp,
+    steps_per_epoch,
+    steps_per_epoch * config.num_epochs,
+    mesh,
+    state,
+    anchor,
+    structure,
+  )

@@ -15,8 +15,10 @@ class Preempted(Exception):
 
   def __init__(self, step: int, signal_number: int):
     self.step, self.signal_number = step, signal_number
-    super().__init__(f"stopped by {signal.Signals(signal_number).name} at step {step} after saving a checkpoint; "
-                     "rerun the same command to resume")
+    super().__init__(
+      f"stopped by {signal.Signals(signal_number).name} at step {step} after saving a checkpoint; "
+      "rerun the same command to resume"
+    )
 
 
 class NonFiniteError(RuntimeError):
@@ -53,5 +55,6 @@ def check_finite(step: int, metrics: dict, last_checkpoint: int | None) -> None:
     value = float(np.asarray(metrics[name]))
     if not np.isfinite(value):
       kept = f"the checkpoint of step {last_checkpoint} is kept" if last_checkpoint else "no checkpoint was saved"
-      raise NonFiniteError(f"step {step}: {name} is {value}; training stopped and {kept} "
-                           "(lower the learning rate or check the data)")
+      raise NonFiniteError(
+        f"step {step}: {name} is {value}; training stopped and {kept} (lower the learning rate or check the data)"
+      )

@@ -30,8 +30,14 @@ log = logging.getLogger(__name__)
 CURVES_FILE = "curves.png"
 
 
-def evaluate(steps: "CompiledSteps | EvalSteps", state: "TrainState | TrainedModel", source: data.Source,
-             preprocess: data.Preprocess, batch_size: int, mesh: jax.sharding.Mesh) -> dict:
+def evaluate(
+  steps: "CompiledSteps | EvalSteps",
+  state: "TrainState | TrainedModel",
+  source: data.Source,
+  preprocess: data.Preprocess,
+  batch_size: int,
+  mesh: jax.sharding.Mesh,
+) -> dict:
   """Mean loss, accuracy and largest per-example loss of `state` over every example of `source`."""
   totals = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
   max_loss = -np.inf
@@ -40,20 +46,26 @@ def evaluate(steps: "CompiledSteps | EvalSteps", state: "TrainState | TrainedMod
     for k in totals:
       totals[k] += float(sums[k])
     max_loss = max(max_loss, float(sums["max_loss"]))
-  return {"loss": totals["loss_sum"] / totals["count"], "accuracy": totals["correct"] / totals["count"],
-          "max_loss": max_loss, "count": int(totals["count"])}
+  return {
+    "loss": totals["loss_sum"] / totals["count"],
+    "accuracy": totals["correct"] / totals["count"],
+    "max_loss": max_loss,
+    "count": int(totals["count"]),
+  }
 
 
 class TrainedModel(NamedTuple):
   """A trained model's variables (replicated) at checkpoint `step`: all that evaluating it needs
   (`evaluate` and `predict_probabilities` also take a `TrainState`)."""
+
   step: int
   params: dict
   batch_stats: dict
 
 
-def predict_probabilities(run: Experiment | RunSetup, state: TrainState | TrainedModel,
-                          source: data.Source) -> np.ndarray:
+def predict_probabilities(
+  run: Experiment | RunSetup, state: TrainState | TrainedModel, source: data.Source
+) -> np.ndarray:
   """Softmax probabilities [len(source), C] of `state` in eval mode, in example order."""
   steps = eval_steps(run.mesh, run.model)
   chunks = []
@@ -110,8 +122,10 @@ def check_config_unchanged(workdir: str, config: ml_collections.ConfigDict, allo
   resolved = json.loads(config.to_json())
   changed = sorted(k for k in set(started) | set(resolved) if started.get(k) != resolved.get(k))
   if changed:
-    raise ConfigChangeError(f"workdir {workdir!r} was started with another config (fields {', '.join(changed)} "
-                            f"differ); valid: the same config, a new workdir, or {ConfigChangeError.ARGUMENT}")
+    raise ConfigChangeError(
+      f"workdir {workdir!r} was started with another config (fields {', '.join(changed)} "
+      f"differ); valid: the same config, a new workdir, or {ConfigChangeError.ARGUMENT}"
+    )
 
 
 def record_config(workdir: str, config: ml_collections.ConfigDict) -> None:
@@ -173,8 +187,11 @@ def label_report(exp: Experiment, state: TrainState) -> dict:
   clean, start = exp.label_noise.clean_labels, np.asarray(exp.splits.train.labels)
   kept = getattr(state.method_state, "labels", None)
   now = start if kept is None else np.asarray(jax.device_get(kept))
-  return {"fraction_correct_start": label_noise.fraction_correct(start, clean),
-          "fraction_correct": label_noise.fraction_correct(now, clean), "num_changed": int(np.sum(now != start))}
+  return {
+    "fraction_correct_start": label_noise.fraction_correct(start, clean),
+    "fraction_correct": label_noise.fraction_correct(now, clean),
+    "num_changed": int(np.sum(now != start)),
+  }
 
 
 def measured_against(config: ml_collections.ConfigDict, method_state: Any) -> dict[str, str]:
@@ -198,16 +215,19 @@ def tracks_labels(config: ml_collections.ConfigDict, method_state: Any) -> bool:
 def result_line(results: dict, config: ml_collections.ConfigDict) -> str:
   """The final figures of a run, named for what they measure."""
   noisy = " (vs noisy labels)" if config.noise.type != "none" else ""
-  return (f"test loss {results['test_loss']:.4f}  test accuracy {results['test_accuracy']:.4f}  "
-          f"train loss {results['train_loss']:.4f}{noisy}  train accuracy {results['train_accuracy']:.4f}{noisy}  "
-          f"({results['steps']} steps, {results['wall_seconds']:.0f} s)")
+  return (
+    f"test loss {results['test_loss']:.4f}  test accuracy {results['test_accuracy']:.4f}  "
+    f"train loss {results['train_loss']:.4f}{noisy}  train accuracy {results['train_accuracy']:.4f}{noisy}  "
+    f"({results['steps']} steps, {results['wall_seconds']:.0f} s)"
+  )
 
 
 def log_output_paths(workdir: str) -> None:
   """Logs where a run's results (and its curves, when drawn) are."""
   curves = os.path.join(workdir, CURVES_FILE)
-  log.info("results: %s%s", os.path.join(workdir, "results.json"),
-           f"  curves: {curves}" if os.path.exists(curves) else "")
+  log.info(
+    "results: %s%s", os.path.join(workdir, "results.json"), f"  curves: {curves}" if os.path.exists(curves) else ""
+  )
 
 
 def flat_distances(params: dict, anchor_params: dict) -> dict[str, float]:
@@ -227,8 +247,14 @@ def train_summary(pending: list[dict]) -> dict:
   return {name: float(np.mean(values)) for name, values in stacked.items()}
 
 
-def train(exp: Experiment, steps: CompiledSteps, state: TrainState, manager: ocp.CheckpointManager,
-          writer: MetricsWriter, start_step: int) -> tuple[TrainState, dict | None]:
+def train(
+  exp: Experiment,
+  steps: CompiledSteps,
+  state: TrainState,
+  manager: ocp.CheckpointManager,
+  writer: MetricsWriter,
+  start_step: int,
+) -> tuple[TrainState, dict | None]:
   """Runs the steps from `start_step` to the end; every `log_every` steps logs the mean metrics and
   the per-layer distances, every epoch the label counts, every `eval_every` epochs and at the last
   step the test metrics (one metrics record per step), and checkpoints every `checkpoint_every`
@@ -241,9 +267,14 @@ def train(exp: Experiment, steps: CompiledSteps, state: TrainState, manager: ocp
   against = measured_against(config, exp.initial_state.method_state)
   report_labels = tracks_labels(config, exp.initial_state.method_state)
   with interruptions.StopSignals() as signals:
-    for step, batch in data.train_batches(exp.splits.train, exp.train_preprocess, seed=config.seed,
-                                          global_batch_size=config.batch_size, start_step=start_step,
-                                          num_steps=exp.total_steps):
+    for step, batch in data.train_batches(
+      exp.splits.train,
+      exp.train_preprocess,
+      seed=config.seed,
+      global_batch_size=config.batch_size,
+      start_step=start_step,
+      num_steps=exp.total_steps,
+    ):
       state, metrics = steps.train(state, parallel.shard_batch(batch, mesh))
       if unchecked:  # the previous step's metrics, checked while this step runs
         interruptions.check_finite(*unchecked, last_checkpoint)
@@ -253,25 +284,43 @@ def train(exp: Experiment, steps: CompiledSteps, state: TrainState, manager: ocp
       if done % config.log_every == 0 or done == exp.total_steps:
         interruptions.check_finite(done, metrics, last_checkpoint)
         summary = {**train_summary(pending), "epoch": done / exp.steps_per_epoch}
-        record.update(prefixed("train/", summary),
-                      **prefixed("distance/", flat_distances(state.params, exp.anchor_params)))
+        record.update(
+          prefixed("train/", summary), **prefixed("distance/", flat_distances(state.params, exp.anchor_params))
+        )
         speed = len(pending) * config.batch_size / (time.time() - tick)
-        log.info("step %d/%d  epoch %.2f  train loss %.4f%s  train accuracy %.3f%s  %.0f examples/s", done,
-                 exp.total_steps, summary["epoch"], summary["loss"], against["loss"], summary["accuracy"],
-                 against["accuracy"], speed)
+        log.info(
+          "step %d/%d  epoch %.2f  train loss %.4f%s  train accuracy %.3f%s  %.0f examples/s",
+          done,
+          exp.total_steps,
+          summary["epoch"],
+          summary["loss"],
+          against["loss"],
+          summary["accuracy"],
+          against["accuracy"],
+          speed,
+        )
         pending, tick = [], time.time()
       if done % exp.steps_per_epoch == 0:
         labels = label_report(exp, state)
         record.update(prefixed("labels/", {k: labels[k] for k in ("fraction_correct", "num_changed")}))
         if report_labels:
-          log.info("epoch %d  training labels correct %.4f (%.4f at the start; %d changed)",
-                   done // exp.steps_per_epoch, labels["fraction_correct"], labels["fraction_correct_start"],
-                   labels["num_changed"])
+          log.info(
+            "epoch %d  training labels correct %.4f (%.4f at the start; %d changed)",
+            done // exp.steps_per_epoch,
+            labels["fraction_correct"],
+            labels["fraction_correct_start"],
+            labels["num_changed"],
+          )
       if (config.eval_every and done % (config.eval_every * exp.steps_per_epoch) == 0) or done == exp.total_steps:
         test = evaluate(steps, state, exp.splits.test, exp.eval_preprocess, config.eval_batch_size, mesh)
         record.update(prefixed("test/", {"loss": test["loss"], "accuracy": test["accuracy"]}))
-        log.info("step %d  epoch %.2f  test loss %.4f  test accuracy %.4f", done, done / exp.steps_per_epoch,
-                 test["loss"], test["accuracy"])
+        log.info(
+          "step %d  epoch %.2f  test loss %.4f  test accuracy %.4f",
+          done,
+          done / exp.steps_per_epoch,
+          test["loss"],
+          test["accuracy"],
+        )
         final_test = test  # the last step always evaluates: this ends as the final state's evaluation
       if record:
         writer.write(done, record)
@@ -292,14 +341,24 @@ def write_curves(exp: Experiment, workdir: str) -> str:
   against = measured_against(config, exp.initial_state.method_state)
   noise = f"   label noise: {config.noise.type} {config.noise.rate:g}" if config.noise.type != "none" else ""
   return plots.plot_training_curves(
-      read_metrics(workdir), os.path.join(workdir, CURVES_FILE),
-      f"method: {config.method}   dataset: {config.dataset}{noise}", train_loss_label="train" + against["loss"],
-      train_accuracy_label="train" + against["accuracy"],
-      label_fraction=tracks_labels(config, exp.initial_state.method_state))
+    read_metrics(workdir),
+    os.path.join(workdir, CURVES_FILE),
+    f"method: {config.method}   dataset: {config.dataset}{noise}",
+    train_loss_label="train" + against["loss"],
+    train_accuracy_label="train" + against["accuracy"],
+    label_fraction=tracks_labels(config, exp.initial_state.method_state),
+  )
 
 
-def final_results(exp: Experiment, steps: CompiledSteps, state: TrainState, workdir: str, start_step: int,
-                  wall_seconds: float, test_eval: dict | None = None) -> dict:
+def final_results(
+  exp: Experiment,
+  steps: CompiledSteps,
+  state: TrainState,
+  workdir: str,
+  start_step: int,
+  wall_seconds: float,
+  test_eval: dict | None = None,
+) -> dict:
   """Evaluates on the train split and (unless `test_eval` holds it already) the test split, writes
   `workdir/results.json` and `workdir/curves.png`."""
   config = exp.config
@@ -307,27 +366,27 @@ def final_results(exp: Experiment, steps: CompiledSteps, state: TrainState, work
   if test_eval is None:
     test_eval = evaluate(steps, state, exp.splits.test, exp.eval_preprocess, config.eval_batch_size, exp.mesh)
   results = {
-      "test_accuracy": test_eval["accuracy"],
-      "test_loss": test_eval["loss"],
-      "train_accuracy": train_eval["accuracy"],
-      "train_loss": train_eval["loss"],
-      "max_train_loss": train_eval["max_loss"],
-      "num_train": train_eval["count"],
-      "num_test": test_eval["count"],
-      "steps": int(jax.device_get(state.step)),
-      "epochs": config.num_epochs,
-      "resumed_from_step": start_step,
-      "wall_seconds": wall_seconds,
-      "num_devices": exp.mesh.size,
-      "num_processes": jax.process_count(),
-      "method": config.method,
-      "dataset": config.dataset,
-      "model": config.model,
-      "pretrained": config.pretrained,
-      "config": json.loads(config.to_json()),
-      "layer_distances": norms.layer_distances(jax.device_get(state.params), exp.anchor_params),
-      "label_noise": {"type": config.noise.type, "rate": config.noise.rate, **label_report(exp, state)},
-      **exp.method.results,
+    "test_accuracy": test_eval["accuracy"],
+    "test_loss": test_eval["loss"],
+    "train_accuracy": train_eval["accuracy"],
+    "train_loss": train_eval["loss"],
+    "max_train_loss": train_eval["max_loss"],
+    "num_train": train_eval["count"],
+    "num_test": test_eval["count"],
+    "steps": int(jax.device_get(state.step)),
+    "epochs": config.num_epochs,
+    "resumed_from_step": start_step,
+    "wall_seconds": wall_seconds,
+    "num_devices": exp.mesh.size,
+    "num_processes": jax.process_count(),
+    "method": config.method,
+    "dataset": config.dataset,
+    "model": config.model,
+    "pretrained": config.pretrained,
+    "config": json.loads(config.to_json()),
+    "layer_distances": norms.layer_distances(jax.device_get(state.params), exp.anchor_params),
+    "label_noise": {"type": config.noise.type, "rate": config.noise.rate, **label_report(exp, state)},
+    **exp.method.results,
   }
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "results.json"), "w") as f:

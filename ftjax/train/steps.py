@@ -13,8 +13,15 @@ from ftjax.methods.base import LossInputs, Method
 from ftjax.train.state import TrainState
 
 
-def train_step(state: TrainState, batch: dict, *, model: nn.Module, method: Method,
-               tx: optax.GradientTransformation, steps_per_epoch: int) -> tuple[TrainState, dict]:
+def train_step(
+  state: TrainState,
+  batch: dict,
+  *,
+  model: nn.Module,
+  method: Method,
+  tx: optax.GradientTransformation,
+  steps_per_epoch: int,
+) -> tuple[TrainState, dict]:
   """One optimiser step of `method` on `batch` ({'image', 'label', 'index'}); returns the new
   state and scalar metrics. `tx.update` receives the new BatchNorm statistics as `batch_stats`."""
   epoch = state.step // steps_per_epoch
@@ -22,8 +29,13 @@ def train_step(state: TrainState, batch: dict, *, model: nn.Module, method: Meth
 
   def loss_fn(params):
     (logits, features), updates = model.apply(
-        {"params": params, "batch_stats": state.batch_stats}, batch["image"], train=True,
-        return_features=True, mutable=["batch_stats"], rngs={"dropout": dropout_rng})
+      {"params": params, "batch_stats": state.batch_stats},
+      batch["image"],
+      train=True,
+      return_features=True,
+      mutable=["batch_stats"],
+      rngs={"dropout": dropout_rng},
+    )
     loss, aux = method.loss(LossInputs(logits, features, batch, state.method_state, epoch, params))
     return loss, (logits, updates.get("batch_stats", {}), aux)
 
@@ -33,13 +45,14 @@ def train_step(state: TrainState, batch: dict, *, model: nn.Module, method: Meth
   probs = jax.nn.softmax(jax.lax.stop_gradient(logits))
   method_state = method.update_state(state.method_state, probs, batch, epoch)
   metrics = {
-      "loss": loss,
-      "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
-      "grad_norm": optax.tree.norm(grads),
-      **aux,
+    "loss": loss,
+    "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
+    "grad_norm": optax.tree.norm(grads),
+    **aux,
   }
-  new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                            opt_state=opt_state, method_state=method_state)
+  new_state = state.replace(
+    step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state, method_state=method_state
+  )
   return new_state, metrics
 
 
@@ -61,10 +74,10 @@ def eval_step(state: TrainState, batch: dict, *, model: nn.Module) -> dict:
   logits, losses = eval_losses(model, state.params, state.batch_stats, batch)
   mask = batch["mask"]
   return {
-      "loss_sum": jnp.sum(losses * mask),
-      "correct": jnp.sum((jnp.argmax(logits, -1) == batch["label"]) * mask),
-      "count": jnp.sum(mask),
-      "max_loss": jnp.max(jnp.where(mask > 0, losses, -jnp.inf)),
+    "loss_sum": jnp.sum(losses * mask),
+    "correct": jnp.sum((jnp.argmax(logits, -1) == batch["label"]) * mask),
+    "count": jnp.sum(mask),
+    "max_loss": jnp.max(jnp.where(mask > 0, losses, -jnp.inf)),
   }
 
 
@@ -76,6 +89,7 @@ def predict_step(state: TrainState, batch: dict, *, model: nn.Module) -> tuple[j
 
 class EvalSteps(NamedTuple):
   """The jitted eval and predict steps of one model (no method, no optimiser), state replicated."""
+
   eval: Callable
   predict: Callable
 
@@ -83,18 +97,30 @@ class EvalSteps(NamedTuple):
 def eval_steps(mesh: jax.sharding.Mesh, model: nn.Module) -> EvalSteps:
   """`eval_step` and `predict_step` of `model` jitted for `mesh`, outputs replicated."""
   rep = parallel.replicated(mesh)
-  return EvalSteps(jax.jit(functools.partial(eval_step, model=model), out_shardings=rep),
-                   jax.jit(functools.partial(predict_step, model=model), out_shardings=rep))
+  return EvalSteps(
+    jax.jit(functools.partial(eval_step, model=model), out_shardings=rep),
+    jax.jit(functools.partial(predict_step, model=model), out_shardings=rep),
+  )
 
 
 class CompiledSteps:
   """The jitted steps for one mesh: state replicated, batches sharded over 'data'; outputs
   replicated, so every process can read them."""
 
-  def __init__(self, mesh: jax.sharding.Mesh, *, model: nn.Module, method: Method, tx: optax.GradientTransformation,
-               steps_per_epoch: int, donate: bool = True):
+  def __init__(
+    self,
+    mesh: jax.sharding.Mesh,
+    *,
+    model: nn.Module,
+    method: Method,
+    tx: optax.GradientTransformation,
+    steps_per_epoch: int,
+    donate: bool = True,
+  ):
     rep = parallel.replicated(mesh)
     self.train: Callable = jax.jit(
-        functools.partial(train_step, model=model, method=method, tx=tx, steps_per_epoch=steps_per_epoch),
-        out_shardings=(rep, rep), donate_argnums=(0,) if donate else ())
+      functools.partial(train_step, model=model, method=method, tx=tx, steps_per_epoch=steps_per_epoch),
+      out_shardings=(rep, rep),
+      donate_argnums=(0,) if donate else (),
+    )
     self.eval, self.predict = eval_steps(mesh, model)
