@@ -6,7 +6,11 @@ itself; elsewhere pass --coordinator_address, --num_processes and --process_id).
 """
 
 import logging
+import os
 import sys
+import tempfile
+import time
+import traceback
 
 import jax
 from absl import app, flags, logging as absl_logging
@@ -48,6 +52,56 @@ def fail(message: str) -> None:
   """Exits with code 2 after printing `message` as one line on stderr."""
   print("error: " + " ".join(str(message).split()), file=sys.stderr)
   sys.exit(2)
+
+
+def _nearest_existing(path: str) -> str:
+  """`path` itself if it exists, else its nearest existing ancestor."""
+  path = os.path.abspath(path)
+  while not os.path.lexists(path):
+    path = os.path.dirname(path)
+  return path
+
+
+def _can_write_in(directory: str) -> str | None:
+  """None if a file can be created in `directory` (tried with an unnamed temporary file, which leaves
+  nothing behind), else the reason it cannot."""
+  try:
+    with tempfile.TemporaryFile(dir=directory):
+      return None
+  except OSError as e:
+    return e.strerror or str(e)
+
+
+def check_writable_dir(flag: str, path: str, *, must_exist: bool = False) -> None:
+  """Exits with one line unless `path` is a directory that is writable, or (unless `must_exist`) a path
+  where one can be created; creates nothing."""
+  valid = "an existing directory" if must_exist else "a directory, or a path where one can be created"
+  if not path:
+    fail(f"{flag}='' is empty; valid: {valid}")
+  existing = _nearest_existing(path)
+  if existing == os.path.abspath(path) and not os.path.isdir(path):
+    fail(f"{flag}={path!r} is an existing file, not a directory; valid: {valid}")
+  if must_exist and existing != os.path.abspath(path):
+    fail(f"{flag}={path!r} does not exist; valid: {valid}")
+  if not os.path.isdir(existing):
+    fail(f"{flag}={path!r} lies under {existing!r}, which is a file; valid: {valid}")
+  reason = _can_write_in(existing)
+  if reason:
+    fail(f"{flag}={path!r} cannot be written ({existing!r}: {reason}); valid: {valid} in a writable location")
+
+
+def check_new_file(flag: str, path: str) -> None:
+  """Exits with one line unless `path` can be written as a file: its directory exists and is writable
+  and `path` is no directory; creates nothing."""
+  directory = os.path.dirname(os.path.abspath(path))
+  valid = "a file path in an existing, writable directory"
+  if os.path.isdir(path):
+    fail(f"{flag}={path!r} is a directory; valid: {valid}")
+  if not os.path.isdir(directory):
+    fail(f"{flag}={path!r}: its directory {directory!r} does not exist; valid: {valid}")
+  reason = _can_write_in(directory)
+  if reason:
+    fail(f"{flag}={path!r} cannot be written ({directory!r}: {reason}); valid: {valid}")
 
 
 def _unknown_field(error: Exception, argv: list[str]) -> None:
@@ -118,6 +172,30 @@ def command_help_lines() -> list[str]:
   return lines
 
 
+def _config_file(argv: list[str]) -> str:
+  """The file part of the `--config` argument in `argv` (without its ':ARG'), or of the flag's default."""
+  value = None
+  for i, arg in enumerate(argv[1:], 1):
+    if arg.startswith("--config="):
+      value = arg.split("=", 1)[1]
+    elif arg == "--config" and i + 1 < len(argv):
+      value = argv[i + 1]
+  if value is None:
+    value = flags.FLAGS["config"].default_as_str.strip("'\"") if "config" in flags.FLAGS else ""
+  return value.split(":", 1)[0]
+
+
+def _config_file_error(error: Exception, path: str) -> None:
+  """One line for a config file that does not load: a syntax error, no `get_config`, or a `get_config`
+  that raises."""
+  valid = "a Python file defining get_config() (or get_config(arg) with --config=FILE.py:ARG)"
+  if isinstance(error, SyntaxError):
+    fail(f"--config={path}: syntax error at line {error.lineno}: {error.msg}; valid: {valid}")
+  if isinstance(error, AttributeError):
+    fail(f"--config={path} defines no get_config; valid: {valid}")
+  fail(f"--config={path}: get_config raised {type(error).__name__}: {error}; valid: {valid}")
+
+
 def define_config_flag(default_path: str) -> None:
   """`--config` (an ml_collections config file, `path.py[:arg]`) with `--config.FIELD=VALUE`
   overrides; an unknown field, which ml_collections meets already here, is one line too."""
@@ -141,18 +219,41 @@ def parse_flags(argv: list[str]) -> list[str]:
         raise
     if "config" in flags.FLAGS:
       flags.FLAGS.config.keys()  # a config file that failed to load raises only when used
-  except (AttributeError, KeyError) as e:
+  except AttributeError as e:
+    if "get_config" in str(e):  # the config module lacks it
+      _config_file_error(e, _config_file(argv))
+    _unknown_field(e, argv)
+  except KeyError as e:
     _unknown_field(e, argv)
   except (flags.Error, OSError) as e:
     fail(_without_traceback(str(e)))
+  except Exception as e:  # noqa: BLE001 (whatever the config file's own code raised)
+    _config_file_error(e, _config_file(argv))
   if wants_help:
     print("\n".join(command_help_lines()))
     sys.exit(0)
   return args
 
 
+def report_unexpected(error: Exception) -> None:
+  """Exits with code 1 after writing the traceback of `error` to a log file in the temporary directory
+  and one line naming the error and that file on stderr."""
+  text = "".join(traceback.format_exception(error))
+  path = os.path.join(tempfile.gettempdir(), f"ftjax-error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
+  try:
+    with open(path, "w") as f:
+      f.write(" ".join(sys.argv) + "\n\n" + text)
+    where = f"traceback in {path}"
+  except OSError:
+    where = "no log file could be written"
+  message = " ".join(f"{type(error).__name__}: {error}".split())
+  print(f"error: unexpected {message} ({where})", file=sys.stderr)
+  sys.exit(1)
+
+
 def run(main) -> None:
-  """`absl.app.run(main)`, turning a bad-input error into one line on stderr and exit code 2."""
+  """`absl.app.run(main)`, turning a bad-input error into one line on stderr and exit code 2, and any
+  other exception into one line naming a log file that holds its traceback (exit code 1)."""
 
   def guarded(argv):
     try:
@@ -167,5 +268,7 @@ def run(main) -> None:
     except interruptions.Preempted as e:
       log.warning("%s", e)
       sys.exit(128 + e.signal_number)
+    except Exception as e:  # noqa: BLE001 (no traceback reaches the user)
+      report_unexpected(e)
 
   app.run(guarded, flags_parser=parse_flags)

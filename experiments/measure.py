@@ -33,6 +33,10 @@ flags.DEFINE_integer("seed", DEFAULTS.seed, "Seed of the probes, start vectors a
 
 def main(argv):
   del argv
+  for workdir in FLAGS.workdir:
+    launch.check_writable_dir("--workdir", workdir, must_exist=True)
+  if FLAGS.out is not None:
+    launch.check_writable_dir("--out", FLAGS.out)
   launch.setup()
   settings = MeasureSettings(**{field: FLAGS[field].value for field in MeasureSettings._fields})
   measure_reports.measure_workdirs(FLAGS.workdir, settings, FLAGS.out, defaults=configs.default_config())

@@ -15,6 +15,7 @@ from ftjax import checkpoint_io
 from ftjax.config_validation import ConfigError
 from ftjax.models import pretrained
 from ftjax.runs import stages
+from ftjax.train.experiment import checked_config
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.json.", required=True)
@@ -27,6 +28,10 @@ def main(argv):
   del argv
   if FLAGS.export and not FLAGS.export.endswith(".msgpack"):
     raise ConfigError(f"--export={FLAGS.export!r} must end in .msgpack")
+  launch.check_writable_dir("--workdir", FLAGS.workdir)
+  if FLAGS.export:
+    launch.check_new_file("--export", FLAGS.export)
+  checked_config(FLAGS.config)  # bad input is refused before any progress line
   launch.setup()
   config = FLAGS.config
   results = stages.run_with_stages(config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change)

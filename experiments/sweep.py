@@ -25,8 +25,11 @@ launch.define_config_flag("experiments/configs/sweep_noisy_digits.py")
 
 def main(argv):
   del argv
-  launch.setup()
+  launch.check_writable_dir("--workdir", FLAGS.workdir)
   settings = sweeps.measure_settings(FLAGS.config.sweep)
+  sweeps.selected_variants(FLAGS.config.sweep)
+  sweeps.grid(FLAGS.config)  # every run's config, checked before any progress line
+  launch.setup()
   measure_run = (
     functools.partial(measure_reports.measure_run, settings=settings, defaults=configs.default_config())
     if settings

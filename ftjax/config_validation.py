@@ -2,6 +2,7 @@
 `ConfigError` whose one-line message names the field, the value and what would be valid."""
 
 import contextlib
+import math
 from typing import Any, Callable, NamedTuple
 
 import ml_collections
@@ -44,16 +45,24 @@ def one_of(choices) -> FieldCheck:
   return FieldCheck(lambda v: v in choices, "one of " + ", ".join(repr(c) for c in choices))
 
 
-def integer(low: int | None = None) -> FieldCheck:
+INT32_MAX = 2**31 - 1  # every integer field fits an int32 (seeds, sizes, counts)
+
+
+def integer(low: int = 0, high: int = INT32_MAX) -> FieldCheck:
   return FieldCheck(
-    lambda v: isinstance(v, int) and not isinstance(v, bool) and (low is None or v >= low),
-    f"an integer >= {low}" if low is not None else "an integer",
+    lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high,
+    f"an integer in [{low}, {high}]",
   )
+
+
+def is_finite_number(v) -> bool:
+  """Whether `v` is an int or float (never a bool) that is neither nan nor ±inf."""
+  return isinstance(v, (int, float)) and not isinstance(v, bool) and (isinstance(v, int) or math.isfinite(v))
 
 
 def number(low: float | None = None, high: float | None = None, *, low_open=False, high_open=False) -> FieldCheck:
   def ok(v):
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
+    if not is_finite_number(v):
       return False
     above = low is None or (v > low if low_open else v >= low)
     below = high is None or (v < high if high_open else v <= high)
@@ -81,11 +90,11 @@ def numbers(low: float, *, low_open: bool = False, length: int | None = None) ->
 
 def pairs(first_type: type, second_type: type) -> FieldCheck:
   """A tuple of 2-tuples (first, second): `first` an instance of `first_type`, `second` of `second_type` (an
-  int counts as a float; a bool never counts as a number)."""
+  int counts as a float; a bool, nan or ±inf never counts as a number)."""
 
   def fits(value, kind) -> bool:
     if kind is float:
-      return isinstance(value, (int, float)) and not isinstance(value, bool)
+      return is_finite_number(value)
     return isinstance(value, kind)
 
   def ok(items):

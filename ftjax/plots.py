@@ -37,9 +37,10 @@ def plot_bound_vs_gap(points: list[BoundPoint], path: str) -> str:
 
 
 def _series(records: list[dict], metric: str) -> tuple[list[int], list[float]]:
-  """(steps, values) of the records that carry `metric`."""
+  """(steps, values) of the records that carry `metric`; a non-finite value (logged as null) is a
+  gap in the line."""
   kept = [r for r in records if metric in r]
-  return [r["step"] for r in kept], [r[metric] for r in kept]
+  return [r["step"] for r in kept], [float("nan") if r[metric] is None else r[metric] for r in kept]
 
 
 def plot_training_curves(

@@ -112,7 +112,27 @@ def bad(**overrides):
     (dict(channels=2), "config.channels=2 is invalid; valid: one of 1, 3"),
     (dict(optimizer="rmsprop"), "config.optimizer='rmsprop' is invalid; valid: one of 'sgd', 'adam', 'adamw'"),
     (dict(noise__rate=1.0), "config.noise.rate=1.0 is invalid; valid: a number in [0.0, 1.0)"),
-    (dict(num_epochs=0), "config.num_epochs=0 is invalid; valid: an integer >= 1"),
+    (dict(num_epochs=0), "config.num_epochs=0 is invalid; valid: an integer in [1, 2147483647]"),
+    (dict(seed=2**31), "config.seed=2147483648 is invalid; valid: an integer in [0, 2147483647]"),
+    (dict(learning_rate=float("inf")), "config.learning_rate=inf is invalid; valid: a number in (0.0, inf)"),
+    (dict(weight_decay=float("nan")), "config.weight_decay=nan is invalid; valid: a number in [0.0, inf)"),
+    (dict(reg__weight=float("inf")), "config.reg.weight=inf is invalid; valid: a number in [0.0, inf)"),
+    (dict(mean=(float("nan"),)), "config.mean=(nan,) is invalid; valid: a tuple of numbers each >= 0.0"),
+    (dict(image_size=4097), "config.image_size=4097 is invalid; valid: an integer in [1, 4096]"),
+    (dict(crop_padding=28), "config.crop_padding=28 is invalid; valid: an integer below image_size=28"),
+    (
+      dict(lr_decay_epochs=(5.0, 21.0)),
+      "config.lr_decay_epochs=(5.0, 21.0) holds 21.0, past the last epoch; valid: epochs <= num_epochs=20",
+    ),
+    (
+      dict(reg__groups=(("stage1/.*", "early"), ("stage(2", "late"))),
+      "config.reg.groups holds 'stage(2', which is no regular expression (missing ), unterminated subpattern at "
+      "position 5); valid: a Python regex over parameter paths such as 'stage1/.*'",
+    ),
+    (
+      dict(reg__group_values=(("stage1", float("inf")),)),
+      "config.reg.group_values=(('stage1', inf),) is invalid; valid: a tuple of (str, float) pairs with values >= 0",
+    ),
     (dict(flip="yes"), "config.flip='yes' is invalid; valid: True or False"),
     (
       dict(reg__groups=("stage1=early",)),

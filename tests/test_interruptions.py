@@ -82,26 +82,33 @@ def _labels(workdir):
   return np.asarray(jax.device_get(loop.restore_trained_state(exp, workdir).method_state.labels))
 
 
+def metrics_bytes(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl"), "rb") as f:
+    return f.read()
+
+
 def test_sigkill_mid_epoch_then_resume_is_bitwise_equal(uninterrupted, tmp_path):
+  # Checkpoints every 22 steps, logs every 5: the checkpoint of step 44 holds 4 steps not yet logged.
   workdir = str(tmp_path / "killed")
-  process = start(workdir)
-  wait_for(lambda: 40 in saved_steps(workdir) and any(r["step"] >= 45 for r in read_metrics(workdir)), process)
+  process = start(workdir, "--config.checkpoint_every=22")
+  wait_for(lambda: 44 in saved_steps(workdir) and any(r["step"] >= 50 for r in read_metrics(workdir)), process)
   process.kill()
   process.wait()
   assert not os.path.exists(os.path.join(workdir, "results.json"))
-  resumed = start(workdir)
+  resumed = start(workdir, "--config.checkpoint_every=22")
   _, err = resumed.communicate(timeout=600)
   assert resumed.returncode == 0, err
-  assert "resuming from step" in err
+  assert "resuming from step" in err and "taking over the lock" in err
   (original, step), (again, step_again) = final_state(uninterrupted), final_state(workdir)
   assert step == step_again == 132
   chex.assert_trees_all_equal(original, again)
   np.testing.assert_array_equal(_labels(workdir), _labels(uninterrupted))
-  assert read_metrics(workdir) == read_metrics(uninterrupted)
+  assert metrics_bytes(workdir) == metrics_bytes(uninterrupted)
+  assert not os.path.exists(os.path.join(workdir, ".lock"))
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
-def test_stop_signal_saves_the_current_step_and_exits_cleanly(tmp_path, stop_signal):
+def test_stop_signal_saves_the_current_step_and_exits_cleanly(uninterrupted, tmp_path, stop_signal):
   workdir = str(tmp_path / "preempted")
   process = start(workdir, "--config.checkpoint_every=1000")
   wait_for(lambda: any(r["step"] >= 10 for r in read_metrics(workdir)), process)
@@ -117,6 +124,25 @@ def test_stop_signal_saves_the_current_step_and_exits_cleanly(tmp_path, stop_sig
   _, err = resumed.communicate(timeout=600)
   assert resumed.returncode == 0, err
   assert f"resuming from step {step}" in err
+  assert metrics_bytes(workdir) == metrics_bytes(uninterrupted)
+
+
+def test_a_second_run_on_a_live_runs_workdir_is_refused_in_one_line(tmp_path):
+  workdir = str(tmp_path / "busy")
+  process = start(workdir)
+  wait_for(lambda: any(r["step"] >= 5 for r in read_metrics(workdir)), process)
+  process.send_signal(signal.SIGSTOP)  # the holder lives (and holds its lock) but cannot finish meanwhile
+  before = metrics_bytes(workdir)
+  second = start(workdir)
+  _, err = second.communicate(timeout=300)
+  process.send_signal(signal.SIGCONT)
+  process.send_signal(signal.SIGTERM)
+  process.communicate(timeout=120)
+  assert second.returncode == 2, err
+  assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("error: workdir ")
+  assert f"in use by process {process.pid} on host " in err
+  assert metrics_bytes(workdir) == before
+  assert not os.path.exists(os.path.join(workdir, ".lock"))
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from matplotlib import image
 
@@ -207,3 +208,16 @@ def test_progress_lines_name_what_they_measure(small_run):
   assert lines[-2].startswith(f"test loss {results['test_loss']:.4f}  test accuracy {results['test_accuracy']:.4f}")
   assert "train accuracy" in lines[-2] and "(vs noisy labels)" in lines[-2]
   assert lines[-1] == f"results: {workdir}/results.json  curves: {workdir}/curves.png"
+
+
+def test_curves_draw_a_non_finite_value_logged_as_null_as_a_gap(tmp_path):
+  records = [
+    {"step": 1, "train/loss": 1.0, "train/accuracy": 0.5},
+    {"step": 2, "train/loss": None, "train/accuracy": 0.5},
+    {"step": 3, "train/loss": 0.5, "train/accuracy": 0.7, "test/loss": 0.9, "test/accuracy": 0.6},
+  ]
+  assert plots._series(records, "train/loss")[0] == [1, 2, 3]
+  assert np.isnan(plots._series(records, "train/loss")[1][1])
+  path = plots.plot_training_curves(records, str(tmp_path / "c.png"), "method: none   dataset: digits")
+  with open(path, "rb") as f:
+    assert f.read(8) == PNG_SIGNATURE

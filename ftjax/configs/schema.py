@@ -35,6 +35,7 @@ class Required:
 
 
 REQUIRED = Required()
+MAX_IMAGE_SIZE = 4096  # pixels per side; a larger image would not fit a device's memory at any batch size
 
 
 class Section(NamedTuple):
@@ -73,11 +74,16 @@ SECTIONS = (
         "held-out split for datasets without a test split",
       ),
       Field("examples_per_class", 0, integer(0), "0 = every training example; k = a seeded k-per-class subset"),
-      Field("image_size", 28, integer(1), "side of the square input images, in pixels"),
+      Field("image_size", 28, integer(1, MAX_IMAGE_SIZE), "side of the square input images, in pixels"),
       Field("channels", 1, one_of((1, 3)), "input channels (1 grey, 3 RGB)"),
       Field("mean", (0.5,), numbers(0.0), "per-channel mean subtracted from inputs (one per channel)"),
       Field("std", (0.5,), numbers(0.0, low_open=True), "per-channel std inputs are divided by (one per channel)"),
-      Field("crop_padding", 2, integer(0), "random-crop augmentation: pixels of padding; 0 = no crops"),
+      Field(
+        "crop_padding",
+        2,
+        integer(0, MAX_IMAGE_SIZE),
+        "random-crop augmentation: pixels of padding (below image_size); 0 = no crops",
+      ),
       Field("flip", False, BOOLEAN, "random horizontal flips of training images"),
     ),
   ),
@@ -130,7 +136,7 @@ SECTIONS = (
       Field("nesterov", True, BOOLEAN, "Nesterov momentum ('sgd')"),
       Field("weight_decay", 0.0, number(0.0), "decoupled for 'adamw', added to the gradient for 'sgd' and 'adam'"),
       Field("lr_schedule", "cosine", one_of(optim.SCHEDULES), "learning rate over the steps after warm-up"),
-      Field("lr_decay_epochs", (), numbers(0.0), "for 'step': ×0.1 at each of these epochs"),
+      Field("lr_decay_epochs", (), numbers(0.0), "for 'step': ×0.1 at each of these epochs (each <= num_epochs)"),
       Field("warmup_epochs", 0.0, number(0.0), "linear warm-up from 0 (below num_epochs)"),
     ),
   ),

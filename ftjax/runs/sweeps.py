@@ -125,6 +125,15 @@ def selected_variants(sweep: ml_collections.ConfigDict) -> tuple[str, ...]:
   return tuple(name for name in names if not chosen or name in chosen)
 
 
+def check_grid_not_empty(sweep: ml_collections.ConfigDict) -> None:
+  """One-line error naming the first of `sweep.variants`, `datasets`, `noise`, `seeds` that is empty (a grid
+  without runs)."""
+  for field in ("variants", "datasets", "noise", "seeds"):
+    if field in sweep and not sweep[field]:
+      shown = "{}" if field == "variants" else repr(tuple(sweep[field]))
+      raise ConfigError(f"config.sweep.{field}={shown} is empty, so the sweep has no runs; valid: at least one entry")
+
+
 def check_measure_seeds(sweep: ml_collections.ConfigDict) -> None:
   """One-line error unless every seed of `sweep.measure_seeds` is one the sweep runs."""
   outside = [seed for seed in sweep.get("measure_seeds", ()) if seed not in sweep.seeds]
@@ -140,6 +149,7 @@ def grid(config: ml_collections.ConfigDict) -> list[Run]:
   """Every run of the sweep (variants in `ordered_variants` order), each config validated (and
   `model='auto'` resolved) before any of them trains."""
   sweep = config.sweep
+  check_grid_not_empty(sweep)
   check_measure_seeds(sweep)
   base = ml_collections.ConfigDict({k: v for k, v in config.to_dict().items() if k != "sweep"})
   runs = []

@@ -20,7 +20,7 @@ from ftjax.config_validation import ConfigChangeError, ConfigError
 from ftjax.distance import norms
 from ftjax.methods import transition_estimation
 from ftjax.metrics_writer import MetricsWriter, read_metrics
-from ftjax.train import checkpointing, interruptions
+from ftjax.train import checkpointing, interruptions, workdir_lock
 from ftjax.train.experiment import Experiment, RunSetup, build_experiment, checked_config
 from ftjax.train.state import TrainState
 from ftjax.train.steps import CompiledSteps, EvalSteps, eval_steps
@@ -160,6 +160,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, allow
   transition_estimation.check_estimate_in(config, workdir)
   exp = build_experiment(config, workdir)
   os.makedirs(workdir, exist_ok=True)
+  with workdir_lock.held(workdir, enabled=jax.process_index() == 0):
+    return train_in_workdir(exp, workdir, start_time)
+
+
+def train_in_workdir(exp: Experiment, workdir: str, start_time: float) -> dict:
+  """`train_and_evaluate` once the run holds `workdir`: restores, trains, evaluates and writes the results."""
   mesh = exp.mesh
   manager = checkpointing.checkpoint_manager(os.path.join(workdir, "checkpoints"))
   state = parallel.replicate(exp.initial_state, mesh)
@@ -168,16 +174,40 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, allow
   start_step = int(jax.device_get(state.step))
   writer = MetricsWriter(workdir)
   writer.truncate_after(start_step)
+  pending = restored_pending(exp, workdir, start_step)
   if start_step:
     log.info("resuming from step %d of %d", start_step, exp.total_steps)
   steps = CompiledSteps(mesh, model=exp.model, method=exp.method, tx=exp.tx, steps_per_epoch=exp.steps_per_epoch)
   try:
-    state, test_eval = train(exp, steps, state, manager, writer, start_step)
+    state, test_eval = train(exp, steps, state, manager, writer, start_step, pending)
     return final_results(exp, steps, state, workdir, start_step, time.time() - start_time, test_eval)
   finally:
     manager.wait_until_finished()
     manager.close()
     writer.close()
+
+
+def restored_pending(exp: Experiment, workdir: str, start_step: int) -> list[dict]:
+  """The train metrics of the steps after the last log line up to checkpoint `start_step` (none at step 0 or at
+  a log step); a checkpoint without them (written before they were kept) resumes with a warning that the next
+  log line averages fewer steps."""
+  if start_step % exp.config.log_every == 0 or start_step == exp.total_steps:
+    return []
+  pending = checkpointing.restore_pending_metrics(pending_metrics_path(workdir), start_step)
+  if pending is None:
+    log.warning(
+      "workdir %r keeps no train metrics of the steps before checkpoint %d: the log line of step %d averages "
+      "only the steps after it",
+      workdir,
+      start_step,
+      (start_step // exp.config.log_every + 1) * exp.config.log_every,
+    )
+    return []
+  return pending
+
+
+def pending_metrics_path(workdir: str) -> str:
+  return os.path.join(workdir, checkpointing.PENDING_METRICS_FILE)
 
 
 def label_report(exp: Experiment, state: TrainState) -> dict:
@@ -254,15 +284,17 @@ def train(
   manager: ocp.CheckpointManager,
   writer: MetricsWriter,
   start_step: int,
+  pending: list[dict] | None = None,
 ) -> tuple[TrainState, dict | None]:
   """Runs the steps from `start_step` to the end; every `log_every` steps logs the mean metrics and
   the per-layer distances, every epoch the label counts, every `eval_every` epochs and at the last
   step the test metrics (one metrics record per step), and checkpoints every `checkpoint_every`
   steps and at the end. Returns the final state and its test evaluation (None when no step ran).
   A non-finite loss or gradient stops it before anything non-finite is saved; SIGTERM or SIGINT
-  save a checkpoint and raise `Preempted`."""
+  save a checkpoint and raise `Preempted`. `pending`: the metrics of the steps since the last log line
+  before `start_step` (kept with each checkpoint, so that a resumed run logs what an uninterrupted one does)."""
   config, mesh = exp.config, exp.mesh
-  pending, tick, unchecked, final_test = [], time.time(), None, None
+  pending, tick, unchecked, final_test = list(pending or []), time.time(), None, None
   last_checkpoint = start_step or None
   against = measured_against(config, exp.initial_state.method_state)
   report_labels = tracks_labels(config, exp.initial_state.method_state)
@@ -328,6 +360,9 @@ def train(
       if preempted or done % config.checkpoint_every == 0 or done == exp.total_steps:
         interruptions.check_finite(done, metrics, last_checkpoint)
         checkpointing.save(manager, state, force=bool(preempted))
+        if jax.process_index() == 0 and done % config.log_every and done != exp.total_steps:
+          keep = manager.all_steps()
+          checkpointing.save_pending_metrics(pending_metrics_path(writer.workdir), done, pending, keep)
         last_checkpoint = done
       if preempted:
         raise interruptions.Preempted(done, signals.received or signal.SIGTERM)

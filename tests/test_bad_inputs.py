@@ -1,0 +1,218 @@
+"""Bad input to the four commands: exit code 2, exactly one `error:` line on stderr naming the value,
+no traceback, and the workdir untouched (byte-identical tree, or still absent).
+
+The commands run as real processes, batched: one helper process (this file run as a script) imports
+the library once and forks a child per case that runs `python -m experiments.X ARGS` as `__main__`."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SWEEP = "--config=experiments/configs/sweep_noisy_digits.py"
+
+
+def run_in_child(target: str, argv: list[str], stderr_path: str) -> int:
+  """Forks; the child runs `target` (a module name, or a .py path) as `__main__` with `argv`, its
+  stderr going to `stderr_path`. Returns the child's exit code."""
+  pid = os.fork()
+  if pid == 0:
+    import runpy
+    import traceback
+
+    code = 99
+    try:
+      fd = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+      os.dup2(fd, 2)
+      os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+      sys.argv = [target, *argv]
+      if target.endswith(".py"):
+        runpy.run_path(target, run_name="__main__")
+      else:
+        runpy.run_module(target, run_name="__main__", alter_sys=True)
+      code = 0
+    except SystemExit as e:
+      code = e.code if isinstance(e.code, int) else 1
+    except BaseException:  # noqa: BLE001 (reported to the parent as code 99 with its traceback)
+      traceback.print_exc()
+    finally:
+      sys.stderr.flush()
+      os._exit(code)
+  return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def main_of_runner() -> None:
+  """Reads [(target, argv, stderr_path), ...] as JSON from stdin and prints their exit codes as JSON."""
+  sys.path[0] = REPO  # run as a script, the path starts at tests/
+  import experiments.launch  # noqa: F401 (jax, absl and the library, loaded once for every child)
+  import ftjax.runs.measure_reports  # noqa: F401
+  import ftjax.runs.stages  # noqa: F401
+  import ftjax.runs.sweeps  # noqa: F401
+
+  cases = json.load(sys.stdin)
+  print(json.dumps([run_in_child(target, argv, path) for target, argv, path in cases]))
+
+
+def tree_hash(path: str) -> str | None:
+  """sha256 over every file's relative path and bytes under `path` (or of the file itself); None if absent."""
+  if not os.path.lexists(path):
+    return None
+  digest = hashlib.sha256()
+  if os.path.isfile(path):
+    digest.update(open(path, "rb").read())
+    return digest.hexdigest()
+  for root, dirs, files in sorted(os.walk(path)):
+    dirs.sort()
+    for name in sorted(files) + [d + "/" for d in dirs]:
+      full = os.path.join(root, name)
+      digest.update(os.path.relpath(full, path).encode() + b"\0")
+      if os.path.isfile(full):
+        digest.update(open(full, "rb").read())
+  return digest.hexdigest()
+
+
+def cases(tmp: str) -> list[tuple[str, list[str], str, str]]:
+  """(command, argv, the workdir the case must leave untouched, text its error line must hold).
+  WORKDIR is a directory holding an earlier results.json; FILE an existing file."""
+  w, file = f"--workdir={tmp}/WORKDIR", f"{tmp}/FILE"
+  ft = "experiments.finetune"
+  cfg = f"{tmp}/configs"
+  rows = [
+    (ft, [w, "--config.learning_rate=inf"], "config.learning_rate=inf is invalid"),
+    (ft, [w, "--config.learning_rate=nan"], "config.learning_rate=nan is invalid"),
+    (ft, [w, "--config.weight_decay=inf"], "config.weight_decay=inf is invalid"),
+    (ft, [w, "--config.reg.weight=inf"], "config.reg.weight=inf is invalid"),
+    (ft, [w, "--config.reg.head_weight=nan"], "config.reg.head_weight=nan is invalid"),
+    (ft, [w, "--config.reg.radius=inf"], "config.reg.radius=inf is invalid"),
+    (ft, [w, "--config.reweighting.temperature=inf"], "config.reweighting.temperature=inf is invalid"),
+    (ft, [w, "--config.delta.alpha=inf"], "config.delta.alpha=inf is invalid"),
+    (ft, [w, "--config.bss.eta=nan"], "config.bss.eta=nan is invalid"),
+    (ft, [w, "--config.warmup_epochs=inf"], "config.warmup_epochs=inf is invalid"),
+    (ft, [w, "--config.std=(1e999,)"], "config.std=(inf,) is invalid"),
+    (ft, [w, "--config.reg.group_values=(('stage1', 1e999),)"], "config.reg.group_values=(('stage1', inf),)"),
+    (ft, [w, "--config.seed=99999999999999999999"], "config.seed=99999999999999999999 is invalid"),
+    (ft, [w, "--config.noise.seed=-1"], "config.noise.seed=-1 is invalid"),
+    (ft, [w, "--config.image_size=1000000"], "config.image_size=1000000 is invalid"),
+    (ft, [w, "--config.crop_padding=28"], "config.crop_padding=28 is invalid"),
+    (ft, [w, "--config.lr_decay_epochs=(1e9,)"], "config.lr_decay_epochs=(1000000000.0,)"),
+    (ft, [w, "--config.reg.groups=(('stage1/[', 'g'),)"], "'stage1/['"),
+    (ft, [w, "--config.num_epochs=0"], "config.num_epochs=0 is invalid"),
+    (ft, [w, "--config.momentum=1.0"], "config.momentum=1.0 is invalid"),
+    (ft, [w, "--config.model=resnet7"], "config.model='resnet7' is invalid"),
+    (ft, [w, "--config.dataset=cifar7"], "config.dataset='cifar7'"),
+    (ft, [w, "--config.warmup_epochs=50.0"], "config.warmup_epochs=50.0"),
+    (ft, [w, "--config.no_such_field=1"], "no_such_field"),
+    (ft, [w, "--no_such_flag"], "no_such_flag"),
+    (ft, [w, "--config=experiments/configs/missing.py"], "missing.py"),
+    (ft, [w, f"--config={cfg}/syntax.py"], f"--config={cfg}/syntax.py: syntax error at line 1"),
+    (ft, [w, f"--config={cfg}/no_get_config.py"], f"--config={cfg}/no_get_config.py defines no get_config"),
+    (ft, [w, f"--config={cfg}/raises.py"], f"--config={cfg}/raises.py: get_config raised RuntimeError: boom"),
+    (ft, ["--workdir="], "--workdir='' is empty"),
+    (ft, [f"--workdir={file}"], f"--workdir={file!r} is an existing file"),
+    (ft, [f"--workdir={file}/run"], "which is a file"),
+    (ft, ["--workdir=/proc/ftjax-bad-input"], "--workdir='/proc/ftjax-bad-input' cannot be written"),
+    ("experiments.pretrain", [w, f"--export={tmp}/no/such/dir/model.msgpack"], "does not exist"),
+    ("experiments.pretrain", [w, f"--export={tmp}/model.txt"], "must end in .msgpack"),
+    ("experiments.pretrain", [w, "--config.learning_rate=inf"], "config.learning_rate=inf is invalid"),
+    ("experiments.pretrain", [f"--workdir={file}"], "is an existing file"),
+    ("experiments.sweep", [w, SWEEP, "--config.sweep.datasets=()"], "config.sweep.datasets=() is empty"),
+    ("experiments.sweep", [w, SWEEP, "--config.sweep.seeds=()"], "config.sweep.seeds=() is empty"),
+    ("experiments.sweep", [w, SWEEP, "--config.sweep.noise=()"], "config.sweep.noise=() is empty"),
+    ("experiments.sweep", [w, SWEEP, "--config.learning_rate=inf"], "config.learning_rate=inf is invalid"),
+    ("experiments.sweep", ["--workdir=", SWEEP], "--workdir='' is empty"),
+    ("experiments.measure", [f"--workdir={tmp}/no_such_run"], "does not exist"),
+    ("experiments.measure", [f"--workdir={file}"], "is an existing file"),
+    ("experiments.measure", [w, "--num_probes=many"], "many"),
+    ("experiments.measure", [w, "--trace_method=exact"], "exact"),
+    ("experiments.measure", [w, f"--out={file}"], f"--out={file!r} is an existing file"),
+  ]
+  return [(command, argv, f"{tmp}/WORKDIR", text) for command, argv, text in rows]
+
+
+CONFIG_FILES = {
+  "syntax.py": "def get_config(:\n",
+  "no_get_config.py": "X = 1\n",
+  "raises.py": "def get_config():\n  raise RuntimeError('boom')\n",
+}
+UNEXPECTED = "from experiments import launch\n\ndef main(argv):\n  raise RuntimeError('surprise')\n\nlaunch.run(main)\n"
+
+
+def run_batch(batch: list[tuple[str, list[str]]], tmp: str) -> list[tuple[int, str]]:
+  """(exit code, stderr) of each (target, argv) of `batch`, all run by one helper process."""
+  jobs = [(target, argv, f"{tmp}/stderr{i}.txt") for i, (target, argv) in enumerate(batch)]
+  proc = subprocess.run(
+    [sys.executable, os.path.abspath(__file__)],
+    input=json.dumps(jobs),
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    env={**os.environ, "JAX_PLATFORMS": "cpu", "TMPDIR": tmp},
+  )
+  assert proc.returncode == 0, proc.stderr
+  codes = json.loads(proc.stdout.splitlines()[-1])
+  return [(code, open(path).read()) for code, (_, _, path) in zip(codes, jobs)]
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory):
+  tmp = str(tmp_path_factory.mktemp("bad_inputs"))
+  os.makedirs(f"{tmp}/WORKDIR")
+  with open(f"{tmp}/WORKDIR/results.json", "w") as f:
+    f.write("earlier results")
+  with open(f"{tmp}/FILE", "w") as f:
+    f.write("a file, not a directory")
+  os.makedirs(f"{tmp}/configs")
+  for name, text in CONFIG_FILES.items():
+    with open(f"{tmp}/configs/{name}", "w") as f:
+      f.write(text)
+  with open(f"{tmp}/unexpected.py", "w") as f:
+    f.write(UNEXPECTED)
+  table = cases(tmp)
+  before = {path: tree_hash(path) for path in (f"{tmp}/WORKDIR", f"{tmp}/FILE")}
+  results = run_batch([(command, argv) for command, argv, _, _ in table], tmp)
+  unexpected = run_batch([(f"{tmp}/unexpected.py", [])], tmp)[0]
+  after = {path: tree_hash(path) for path in before}
+  return table, results, before, after, unexpected, tmp
+
+
+def test_table_covers_every_command_with_many_distinct_inputs(outcomes):
+  table = outcomes[0]
+  assert len({(command, tuple(argv)) for command, argv, _, _ in table}) == len(table) >= 40
+  assert {command for command, _, _, _ in table} == {
+    f"experiments.{c}" for c in ("finetune", "pretrain", "sweep", "measure")
+  }
+
+
+@pytest.mark.parametrize("index", range(len(cases("TMP"))))
+def test_bad_input_is_one_line_exit_code_2_and_touches_nothing(outcomes, index):
+  table, results, before, after, _, tmp = outcomes
+  command, argv, _, text = table[index]
+  code, stderr = results[index]
+  lines = [line for line in stderr.splitlines() if line.strip()]
+  assert code == 2, (command, argv, stderr)
+  assert "Traceback" not in stderr, (command, argv, stderr)
+  assert len(lines) == 1 and lines[0].startswith("error: ") and text in lines[0], (command, argv, stderr)
+  assert after == before
+  for path in (f"{tmp}/no_such_run", f"{tmp}/no", f"{tmp}/model.txt", "/proc/ftjax-bad-input"):
+    assert not os.path.exists(path)
+
+
+def test_an_unexpected_exception_is_one_line_naming_a_log_that_holds_its_traceback(outcomes):
+  code, stderr = outcomes[4]
+  lines = stderr.splitlines()
+  assert code == 1 and len(lines) == 1 and "Traceback" not in stderr, stderr
+  assert lines[0].startswith("error: unexpected RuntimeError: surprise (traceback in ")
+  log_path = lines[0].rsplit("traceback in ", 1)[1].rstrip(")")
+  assert os.path.dirname(log_path) == outcomes[5]
+  with open(log_path) as f:
+    logged = f.read()
+  assert "Traceback (most recent call last)" in logged and "raise RuntimeError('surprise')" in logged
+
+
+if __name__ == "__main__":
+  main_of_runner()
