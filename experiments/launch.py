@@ -252,8 +252,9 @@ def report_unexpected(error: Exception) -> None:
 
 
 def run(main) -> None:
-  """`absl.app.run(main)`, turning a bad-input error into one line on stderr and exit code 2, and any
-  other exception into one line naming a log file that holds its traceback (exit code 1)."""
+  """`absl.app.run(main)`, turning a bad-input error into one line on stderr and exit code 2, a non-finite
+  loss or state into one line and exit code 3, a full disk into one line and exit code 4 (rerun once space is
+  freed), and any other exception into one line naming a log file that holds its traceback (exit code 1)."""
 
   def guarded(argv):
     try:
@@ -265,6 +266,9 @@ def run(main) -> None:
     except interruptions.NonFiniteError as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(3)
+    except interruptions.DiskFullError as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(4)
     except interruptions.Preempted as e:
       log.warning("%s", e)
       sys.exit(128 + e.signal_number)

@@ -37,6 +37,8 @@ def main(argv):
     launch.check_writable_dir("--workdir", workdir, must_exist=True)
   if FLAGS.out is not None:
     launch.check_writable_dir("--out", FLAGS.out)
+  for workdir in FLAGS.workdir:
+    measure_reports.check_finished(workdir)  # before any progress line
   launch.setup()
   settings = MeasureSettings(**{field: FLAGS[field].value for field in MeasureSettings._fields})
   measure_reports.measure_workdirs(FLAGS.workdir, settings, FLAGS.out, defaults=configs.default_config())

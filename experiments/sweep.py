@@ -28,7 +28,7 @@ def main(argv):
   launch.check_writable_dir("--workdir", FLAGS.workdir)
   settings = sweeps.measure_settings(FLAGS.config.sweep)
   sweeps.selected_variants(FLAGS.config.sweep)
-  sweeps.grid(FLAGS.config)  # every run's config, checked before any progress line
+  sweeps.check_cell_files(sweeps.grid(FLAGS.config), FLAGS.workdir)  # configs and files, before any progress line
   launch.setup()
   measure_run = (
     functools.partial(measure_reports.measure_run, settings=settings, defaults=configs.default_config())

@@ -69,7 +69,8 @@ def restore_latest_item(manager: ocp.CheckpointManager, item: str, like):
 
 def restore_model(directory: str, sharding=None) -> tuple[dict, int]:
   """({'params', 'batch_stats'}, step) from the latest checkpoint under `directory`, shaped as
-  saved (its head may differ from the model that loads it)."""
+  saved (its head may differ from the model that loads it); an `UnreadableCheckpointError` naming the
+  step folder if that checkpoint cannot be read."""
   manager = checkpoint_manager(directory, create=False)
   try:
     step = manager.latest_step()
@@ -78,14 +79,29 @@ def restore_model(directory: str, sharding=None) -> tuple[dict, int]:
         f"no ftjax checkpoint under {directory!r}: expected step folders written by "
         "experiments.finetune (DIR/checkpoints/<step>/model)"
       )
-    metadata = manager.item_metadata(step)["model"]
-    sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    abstract = jax.tree.map(
-      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
-      metadata,
-      is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"),
-    )
-    restored = manager.restore(step, args=ocp.args.Composite(model=ocp.args.StandardRestore(abstract)))
+    try:
+      restored = _restore_model_item(manager, step, sharding)
+    except Exception as e:  # orbax and TensorStore raise many types for a damaged checkpoint
+      detail = " ".join(str(e).split())
+      detail = detail if len(detail) <= 120 else detail[:120] + "..."
+      raise UnreadableCheckpointError(
+        f"checkpoint {os.path.join(os.path.abspath(directory), str(step))} cannot be read ({type(e).__name__}: "
+        f"{detail}); valid: a workdir whose latest checkpoint is intact (move a damaged step folder away to "
+        "use an earlier one)"
+      ) from e
   finally:
     manager.close()
-  return jax.device_get(restored["model"]), step
+  return restored, step
+
+
+def _restore_model_item(manager: ocp.CheckpointManager, step: int, sharding) -> dict:
+  """Item 'model' of checkpoint `step`, shaped as its metadata says, on the host."""
+  metadata = manager.item_metadata(step)["model"]
+  sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  abstract = jax.tree.map(
+    lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
+    metadata,
+    is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"),
+  )
+  restored = manager.restore(step, args=ocp.args.Composite(model=ocp.args.StandardRestore(abstract)))
+  return jax.device_get(restored["model"])

@@ -29,12 +29,24 @@ class MetricsWriter:
       self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
   def truncate_after(self, step: int) -> None:
-    """Drops the records of steps after `step` (written before a preemption, redone on resume)."""
+    """Drops the records of steps after `step` (written before a preemption, redone on resume) and a torn last
+    line; the log is replaced atomically, and only when that changes it, so a full disk leaves it whole."""
     if not self.enabled:
       return
-    kept = [r for r in read_metrics(os.path.dirname(self._path)) if r["step"] <= step]
-    with open(self._path, "w") as f:
-      f.writelines(json.dumps(r) + "\n" for r in kept)
+    kept = "".join(json.dumps(r) + "\n" for r in read_metrics(os.path.dirname(self._path)) if r["step"] <= step)
+    if os.path.exists(self._path):
+      with open(self._path) as f:
+        if f.read() == kept:
+          return
+    temporary = f"{self._path}.tmp"
+    try:
+      with open(temporary, "w") as f:
+        f.write(kept)
+    except OSError as e:
+      if e.filename is not None:
+        raise
+      raise OSError(e.errno, e.strerror, temporary) from e
+    os.replace(temporary, self._path)
 
   def write(self, step: int, scalars: dict, prefix: str = "") -> None:
     if not self.enabled:
@@ -49,8 +61,13 @@ class MetricsWriter:
         ", ".join(str(values[name]) for name in non_finite),
       )
     record = {"step": int(step), **{k: v if math.isfinite(v) else None for k, v in values.items()}}
-    with open(self._path, "a") as f:
-      f.write(json.dumps(record, allow_nan=False) + "\n")
+    try:
+      with open(self._path, "a") as f:
+        f.write(json.dumps(record, allow_nan=False) + "\n")
+    except OSError as e:  # a failed write (a full disk) names no file: name it
+      if e.filename is not None:
+        raise
+      raise OSError(e.errno, e.strerror, self._path) from e
     for name, value in values.items():
       self._tb.add_scalar(name, value, int(step))
     self._tb.flush()

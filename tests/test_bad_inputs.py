@@ -5,8 +5,11 @@ The commands run as real processes, batched: one helper process (this file run a
 the library once and forks a child per case that runs `python -m experiments.X ARGS` as `__main__`."""
 
 import hashlib
+import importlib.util
 import json
 import os
+import re
+import struct
 import subprocess
 import sys
 
@@ -14,6 +17,9 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEP = "--config=experiments/configs/sweep_noisy_digits.py"
+SWEEP_CELL = "plain/digits/symmetric_0.4/seed0"  # a cell of that sweep
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
 def run_in_child(target: str, argv: list[str], stderr_path: str) -> int:
@@ -130,7 +136,141 @@ def cases(tmp: str) -> list[tuple[str, list[str], str, str]]:
     ("experiments.measure", [w, "--trace_method=exact"], "exact"),
     ("experiments.measure", [w, f"--out={file}"], f"--out={file!r} is an existing file"),
   ]
-  return [(command, argv, f"{tmp}/WORKDIR", text) for command, argv, text in rows]
+  rows = [(command, argv, text, False) for command, argv, text in rows] + bad_file_rows(tmp)
+  return [(command, argv, f"{tmp}/WORKDIR", text, late) for command, argv, text, late in rows]
+
+
+def bad_file_rows(tmp: str) -> list[tuple[str, list[str], str, bool]]:
+  """Rows whose input is a damaged or misshapen file or folder (made by `write_bad_files` under tmp/in). The
+  last element says the input is found only once JAX has started (a workdir's checkpoint data, which orbax
+  reads; a transition matrix, whose shape the data decides): progress lines may precede the error line."""
+  w, ft, files = f"--workdir={tmp}/WORKDIR", "experiments.finetune", f"{tmp}/in"
+  pretrained = lambda name: [w, f"--config.pretrained={files}/{name}"]
+  folder = lambda name, *more: [w, "--config.dataset=image_folder", f"--config.data_dir={files}/{name}", *more]
+  transition = lambda name: [
+    w,
+    "--config.method=consistent",
+    "--config.noise.type=symmetric",
+    f"--config.consistent.transition={files}/{name}",
+  ]
+  rows = [
+    (ft, pretrained("garbage.safetensors"), f"{files}/garbage.safetensors' is not a readable .safetensors file"),
+    (ft, pretrained("empty.safetensors"), f"{files}/empty.safetensors' is not a readable .safetensors file"),
+    (ft, [*pretrained("garbage.safetensors"), "--config.model=auto"], "garbage.safetensors' is not a readable"),
+    (ft, pretrained("garbage.pth"), f"{files}/garbage.pth"),
+    (ft, pretrained("garbage.msgpack"), f"{files}/garbage.msgpack' is not readable msgpack"),
+    (ft, pretrained("empty.msgpack"), f"{files}/empty.msgpack' is not readable msgpack"),
+    (ft, pretrained("damaged_run"), f"checkpoint {files}/damaged_run/checkpoints/5 cannot be read", True),
+    (ft, pretrained("bad_info_run"), f"{files}/bad_info_run/config.json' is not valid JSON"),
+    (ft, transition("empty.json"), f"transition matrix file '{files}/empty.json' is unreadable", True),
+    (ft, transition("malformed.json"), f"transition matrix file '{files}/malformed.json' is unreadable", True),
+    (ft, transition("garbage.npy"), f"transition matrix file '{files}/garbage.npy' is unreadable", True),
+    (ft, [w, "--config.dataset=image_folder", f"--config.data_dir={tmp}/FILE"], f"data_dir='{tmp}/FILE' is a file"),
+    (ft, [w, "--config.dataset=mnist", f"--config.data_dir={tmp}/FILE"], f"data_dir='{tmp}/FILE' is a file"),
+    (ft, [w, "--config.dataset=tfds:"], "config.dataset='tfds:'"),
+    (ft, [w, "--config.dataset=tfds:a b"], "dataset='tfds:a b' does not name a tfds dataset"),
+    (ft, [w, "--config.dataset=mnist", f"--config.data_dir={files}/truncated_idx"], "is truncated"),
+    (ft, folder("empty_class"), "class folder 'c' holds no images"),
+    (ft, folder("single_class"), "has a single class ('a')"),
+    (ft, folder("no_images"), "holds no images in its class sub-folders"),
+    (ft, folder("empty_train_class"), "class folder 'b' holds no images"),
+    (ft, folder("few", "--config.test_fraction=0.6"), "class 'a' has no training images once test_fraction=0.6"),
+    (ft, folder("corrupt_image"), f"image file '{files}/corrupt_image/a/bad.png' cannot be decoded"),
+    (ft, folder("zero_byte_image"), f"image file '{files}/zero_byte_image/b/zero.jpg' cannot be decoded"),
+    ("experiments.pretrain", folder("single_class"), "has a single class ('a')"),
+    ("experiments.measure", [f"--workdir={files}/no_config_run"], "has no config.json"),
+    ("experiments.measure", [f"--workdir={files}/truncated_results_run"], "results.json' is not valid JSON"),
+    ("experiments.sweep", [f"--workdir={files}/sweep", SWEEP], f"{SWEEP_CELL}/results.json' is not valid JSON"),
+  ]
+  rows = [row if len(row) == 4 else (*row, False) for row in rows]
+  if HAS_TORCH:
+    rows += [
+      (ft, pretrained("tensor.pth"), f"{files}/tensor.pth' holds a Tensor, not a state dict", False),
+      (ft, pretrained("list.pth"), f"{files}/list.pth' holds a list, not a state dict", False),
+      (ft, [*pretrained("tensor.pth"), "--config.model=auto"], "tensor.pth' holds a Tensor", False),
+    ]
+  return rows
+
+
+def write_file(path: str, data: bytes) -> None:
+  """`data` at `path`, its folder made."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "wb") as f:
+    f.write(data)
+
+
+def write_png(path: str) -> None:
+  """A grey 4x4 PNG at `path`."""
+  import numpy as np
+  from PIL import Image
+
+  Image.fromarray(np.full((4, 4, 3), 128, np.uint8)).save(path)
+
+
+def write_run(workdir: str, files: dict[str, str], damaged: bool = False) -> None:
+  """A workdir holding checkpoint 5 (a tiny 'model' tree; its data files overwritten when `damaged`) and `files`."""
+  import numpy as np
+  import orbax.checkpoint as ocp
+
+  from ftjax import checkpoint_io
+
+  manager = checkpoint_io.checkpoint_manager(os.path.join(workdir, "checkpoints"))
+  model = {"params": {"w": np.ones((4, 3), np.float32)}, "batch_stats": {}}
+  items = {"state": ocp.args.StandardSave({"step": np.int32(5)}), "model": ocp.args.StandardSave(model)}
+  manager.save(5, args=ocp.args.Composite(**items))
+  manager.wait_until_finished()
+  manager.close()
+  if damaged:
+    data_dir = os.path.join(workdir, "checkpoints", "5", "model", "d")
+    for name in os.listdir(data_dir):
+      with open(os.path.join(data_dir, name), "wb") as f:
+        f.write(b"damaged")
+  for name, text in files.items():
+    with open(os.path.join(workdir, name), "w") as f:
+      f.write(text)
+
+
+def write_bad_files(files: str) -> None:
+  """The damaged and misshapen inputs `bad_file_rows` names, under `files`."""
+  os.makedirs(files)
+  for name, data in {
+    "garbage.safetensors": b"not a safetensors header" * 4,
+    "empty.safetensors": b"",
+    "garbage.pth": b"not a pickle" * 8,
+    "garbage.msgpack": b"\x01\x02 not msgpack",
+    "empty.msgpack": b"",
+    "empty.json": b"",
+    "malformed.json": b"[[0.5, 0.5], [0.5",
+    "garbage.npy": b"not an npy file",
+  }.items():
+    write_file(os.path.join(files, name), data)
+  if HAS_TORCH:
+    import torch
+
+    torch.save(torch.zeros(3), os.path.join(files, "tensor.pth"))
+    torch.save([torch.zeros(3)], os.path.join(files, "list.pth"))
+  write_run(f"{files}/damaged_run", {}, damaged=True)
+  write_run(f"{files}/bad_info_run", {"config.json": '{"model": "small_'})
+  write_run(f"{files}/no_config_run", {"results.json": '{"steps": 5}'})
+  write_run(f"{files}/truncated_results_run", {"config.json": "{}", "results.json": '{"steps": 5, "test_acc'})
+  write_file(f"{files}/sweep/{SWEEP_CELL}/results.json", b'{"test_accuracy": 0.9')
+  for name in IDX_FILES:  # headers of 10 28x28 images, holding 100 bytes of them
+    write_file(f"{files}/truncated_idx/{name}", struct.pack(">HBBIII", 0, 8, 3, 10, 28, 28) + bytes(100))
+  for name, counts in {
+    "empty_class": {"a": 3, "b": 3, "c": 0},
+    "single_class": {"a": 3},
+    "no_images": {"a": 0, "b": 0},
+    "empty_train_class": {"train/a": 2, "train/b": 0, "test/a": 1, "test/b": 1},
+    "few": {"a": 1, "b": 3},
+    "corrupt_image": {"a": 3, "b": 3},
+    "zero_byte_image": {"a": 3, "b": 3},
+  }.items():
+    for label, count in counts.items():
+      os.makedirs(f"{files}/{name}/{label}", exist_ok=True)
+      for i in range(count):
+        write_png(f"{files}/{name}/{label}/{i}.png")
+  write_file(f"{files}/corrupt_image/a/bad.png", b"\x89PNG\r\n\x1a\n" + b"x" * 40)
+  write_file(f"{files}/zero_byte_image/b/zero.jpg", b"")
 
 
 CONFIG_FILES = {
@@ -172,9 +312,10 @@ def outcomes(tmp_path_factory):
       f.write(text)
   with open(f"{tmp}/unexpected.py", "w") as f:
     f.write(UNEXPECTED)
+  write_bad_files(f"{tmp}/in")
   table = cases(tmp)
-  before = {path: tree_hash(path) for path in (f"{tmp}/WORKDIR", f"{tmp}/FILE")}
-  results = run_batch([(command, argv) for command, argv, _, _ in table], tmp)
+  before = {path: tree_hash(path) for path in (f"{tmp}/WORKDIR", f"{tmp}/FILE", f"{tmp}/in")}
+  results = run_batch([(command, argv) for command, argv, _, _, _ in table], tmp)
   unexpected = run_batch([(f"{tmp}/unexpected.py", [])], tmp)[0]
   after = {path: tree_hash(path) for path in before}
   return table, results, before, after, unexpected, tmp
@@ -182,8 +323,8 @@ def outcomes(tmp_path_factory):
 
 def test_table_covers_every_command_with_many_distinct_inputs(outcomes):
   table = outcomes[0]
-  assert len({(command, tuple(argv)) for command, argv, _, _ in table}) == len(table) >= 40
-  assert {command for command, _, _, _ in table} == {
+  assert len({(command, tuple(argv)) for command, argv, _, _, _ in table}) == len(table) >= 70
+  assert {command for command, _, _, _, _ in table} == {
     f"experiments.{c}" for c in ("finetune", "pretrain", "sweep", "measure")
   }
 
@@ -191,9 +332,11 @@ def test_table_covers_every_command_with_many_distinct_inputs(outcomes):
 @pytest.mark.parametrize("index", range(len(cases("TMP"))))
 def test_bad_input_is_one_line_exit_code_2_and_touches_nothing(outcomes, index):
   table, results, before, after, _, tmp = outcomes
-  command, argv, _, text = table[index]
+  command, argv, _, text, late = table[index]
   code, stderr = results[index]
   lines = [line for line in stderr.splitlines() if line.strip()]
+  if late:  # progress lines ('HH:MM:SS ...') may come first
+    lines = [line for line in lines if not re.match(r"\d\d:\d\d:\d\d ", line)]
   assert code == 2, (command, argv, stderr)
   assert "Traceback" not in stderr, (command, argv, stderr)
   assert len(lines) == 1 and lines[0].startswith("error: ") and text in lines[0], (command, argv, stderr)

@@ -141,7 +141,7 @@ def write_class_folders(root, counts):
   for class_name, count in counts.items():
     os.makedirs(root / class_name)
     for i in range(count):
-      Image.new("RGB", (5 + i, 7), COLOURS[class_name]).save(root / class_name / f"{i:02d}.png")
+      Image.new("RGB", (5 + i, 7), COLOURS.get(class_name, (9, 9, 9))).save(root / class_name / f"{i:02d}.png")
 
 
 def test_image_folder_split_by_fraction(tmp_path):
@@ -253,6 +253,80 @@ def test_bad_dataset_names_and_paths(tmp_path):
   with pytest.raises(ValueError) as excinfo:
     data.load_dataset("image_folder", str(tmp_path))
   one_line_error(excinfo, "image_size")
+
+
+def test_image_folders_that_cannot_train_are_refused_in_one_line(tmp_path):
+  layouts = {
+    "empty_class": ({"a": 3, "b": 3, "c": 0}, 0.2, "class folder 'c' holds no images"),
+    "single_class": ({"a": 3}, 0.2, "has a single class ('a')"),
+    "no_images": ({"a": 0, "b": 0}, 0.2, "holds no images in its class sub-folders"),
+    "all_held_out": ({"a": 1, "b": 3}, 0.6, "class 'a' has no training images once test_fraction=0.6 of its 1"),
+    "none_held_out": ({"a": 1, "b": 1}, 0.2, "test_fraction=0.2 holds out no image of any class"),
+    "empty_train_class": ({"train/a": 2, "train/b": 0, "test/a": 1}, 0.2, "class folder 'b' holds no images"),
+  }
+  for name, (counts, test_fraction, fragment) in layouts.items():
+    write_class_folders(tmp_path / name, counts)
+    for call in (data.check_dataset, data.load_dataset):
+      kwargs = {"image_size": 4} if call is data.load_dataset else {}
+      with pytest.raises(ValueError) as excinfo:
+        call("image_folder", str(tmp_path / name), test_fraction=test_fraction, **kwargs)
+      one_line_error(excinfo, fragment)
+
+
+@pytest.mark.parametrize("content", [b"", b"\x89PNG\r\n\x1a\n" + b"x" * 40, b"GIF89a garbage"])
+def test_an_image_that_does_not_decode_is_named_when_the_folder_is_opened(tmp_path, content):
+  write_class_folders(tmp_path, {"a": 2, "b": 2})
+  (tmp_path / "b" / "bad.png").write_bytes(content)
+  for call in (data.check_dataset, data.load_dataset):
+    with pytest.raises(ValueError) as excinfo:
+      call("image_folder", str(tmp_path), **({"image_size": 4} if call is data.load_dataset else {}))
+    one_line_error(excinfo, f"image file {str(tmp_path / 'b' / 'bad.png')!r} cannot be decoded")
+  (tmp_path / "b" / "bad.png").unlink()
+  assert len(data.load_dataset("image_folder", str(tmp_path), image_size=4, test_fraction=0.5).train) == 2
+
+
+def test_data_dir_that_is_a_file_and_truncated_idx_files_are_named(tmp_path):
+  file = tmp_path / "file"
+  file.write_text("x")
+  for name in ("image_folder", "mnist", "fashion_mnist"):
+    with pytest.raises(ValueError) as excinfo:
+      data.check_dataset(name, str(file))
+    one_line_error(excinfo, f"data_dir={str(file)!r} is a file, not a directory")
+  images = np.arange(10 * 28 * 28, dtype=np.int32).astype(np.uint8).reshape(10, 28, 28)
+  for stem, array in zip(sources.IDX_FILES, (images, np.arange(10, dtype=np.uint8)) * 2):
+    write_idx(str(tmp_path / stem), array)
+  data.check_dataset("mnist", str(tmp_path))
+  whole = (tmp_path / sources.IDX_FILES[0]).read_bytes()
+  (tmp_path / sources.IDX_FILES[0]).write_bytes(whole[:-1])
+  for call in (lambda: data.check_dataset("mnist", str(tmp_path)), lambda: data.load_dataset("mnist", str(tmp_path))):
+    with pytest.raises(ValueError) as excinfo:
+      call()
+    one_line_error(excinfo, f"{tmp_path / sources.IDX_FILES[0]} is truncated: {len(whole) - 1} bytes", str(len(whole)))
+
+
+def test_unparsable_tfds_names_are_one_line(tmp_path):
+  pytest.importorskip("tensorflow_datasets")
+  for name in ("tfds: ", "tfds:a b", "tfds:/x"):
+    with pytest.raises(ValueError) as excinfo:
+      data.check_dataset(name, str(tmp_path))
+    one_line_error(excinfo, f"dataset={name!r} does not name a tfds dataset")
+
+
+def test_a_training_split_without_some_class_or_with_one_class_is_refused():
+  import ml_collections
+
+  from ftjax.config_validation import ConfigError
+  from ftjax.train.experiment import check_every_class_trains
+
+  config = ml_collections.ConfigDict({"dataset": "toy", "data_dir": ""})
+  check_every_class_trains(config, index_source(6, num_classes=3))
+  missing = index_source(6, num_classes=3).take(np.array([0, 2, 3, 5]))  # labels 0, 2, 0, 2
+  with pytest.raises(ConfigError) as excinfo:
+    check_every_class_trains(config, missing)
+  one_line_error(excinfo, "dataset 'toy': class '1' has no training examples (1 such class(es)", "4 examples")
+  with pytest.raises(ConfigError) as excinfo:
+    check_every_class_trains(config, index_source(4, num_classes=1))
+  one_line_error(excinfo, "dataset 'toy' has 1 class(es), nothing to classify")
 
 
 def test_resize_and_channels():

@@ -135,13 +135,14 @@ def test_a_second_run_on_a_live_runs_workdir_is_refused_in_one_line(tmp_path):
   before = metrics_bytes(workdir)
   second = start(workdir)
   _, err = second.communicate(timeout=300)
+  after = metrics_bytes(workdir)  # read before the holder continues (it may log the step it was stopped in)
   process.send_signal(signal.SIGCONT)
   process.send_signal(signal.SIGTERM)
   process.communicate(timeout=120)
   assert second.returncode == 2, err
   assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("error: workdir ")
   assert f"in use by process {process.pid} on host " in err
-  assert metrics_bytes(workdir) == before
+  assert after == before
   assert not os.path.exists(os.path.join(workdir, ".lock"))
 
 
@@ -155,4 +156,49 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   variables, step = final_state(str(tmp_path))
   assert step < failing_step and f"checkpoint of step {step} is kept" in message
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(variables))
+  assert not os.path.exists(tmp_path / "results.json")
+
+
+def restored_checkpoints(workdir):
+  """{step: every array of that checkpoint (both items), restored without a target} of each saved step."""
+  manager = checkpoint_io.checkpoint_manager(os.path.join(workdir, "checkpoints"), create=False)
+  try:
+    restored = {step: manager.restore(step) for step in manager.all_steps()}
+    return {step: jax.tree.leaves({item: items[item] for item in items.keys()}) for step, items in restored.items()}
+  finally:
+    manager.close()
+
+
+def test_state_check_names_each_part_holding_a_non_finite_value():
+  state = loop.TrainState(
+    step=np.int32(3),
+    params={"w": np.ones((2, 3), np.float32), "b": np.zeros(3, np.float32)},
+    batch_stats={"mean": np.zeros(3, np.float32)},
+    opt_state=(np.zeros((2, 3), np.float32),),
+    method_state={"labels": np.arange(4)},
+    rng=jax.random.key(0),
+  )
+  interruptions.check_state_finite(3, state, last_checkpoint=2)  # all finite: no error
+  params = {**state.params, "b": np.array([0.0, np.inf, 0.0], np.float32)}
+  opt_state = (np.full((2, 3), np.nan, np.float32),)
+  with pytest.raises(interruptions.NonFiniteError) as error:
+    interruptions.check_state_finite(3, state.replace(params=params, opt_state=opt_state), last_checkpoint=2)
+  message = str(error.value)
+  assert message.startswith("step 3: the train state's params, opt_state hold non-finite values")
+  assert "checkpoint of step 2 is kept" in message and "batch_stats" not in message
+
+
+def test_non_finite_params_from_a_finite_step_are_never_saved(tmp_path):
+  # Warm-up makes the first step's learning rate 0 (a finite checkpoint at step 1); the second step's huge
+  # learning rate times the weight decay overflows the params although its loss and gradient are finite.
+  config = tiny_config(num_epochs=1, checkpoint_every=1, warmup_epochs=0.5, learning_rate=1e10, weight_decay=1e38)
+  with pytest.raises(interruptions.NonFiniteError) as error:
+    loop.train_and_evaluate(config, str(tmp_path))
+  message = str(error.value)
+  assert message.startswith("step 2: the train state's params") and "checkpoint of step 1 is kept" in message
+  checkpoints = restored_checkpoints(str(tmp_path))
+  assert list(checkpoints) == [1]
+  for leaves in checkpoints.values():
+    floats = [np.asarray(x) for x in leaves if jax.numpy.issubdtype(x.dtype, jax.numpy.inexact)]
+    assert len(floats) > 10 and all(np.all(np.isfinite(x)) for x in floats)
   assert not os.path.exists(tmp_path / "results.json")

@@ -1,5 +1,8 @@
 """Source weights: merging into a fresh model, shape checks, and the .msgpack round trip."""
 
+import gc
+import os
+
 import chex
 import jax
 import numpy as np
@@ -56,6 +59,93 @@ def test_bad_specs_fail_in_one_line(tmp_path):
   other.write_text("x")
   with pytest.raises(ValueError, match="unknown file type"):
     pretrained.check_spec(str(other))
+
+
+@pytest.mark.parametrize(
+  "name, content, fragment",
+  [
+    ("garbage.safetensors", b"no header" * 4, "is not a readable .safetensors file (SafetensorError"),
+    ("empty.safetensors", b"", "is not a readable .safetensors file (SafetensorError"),
+    ("garbage.msgpack", b"\x01\x02 not msgpack", "is not readable msgpack (ExtraData"),
+    ("empty.msgpack", b"", "is not readable msgpack"),
+    ("list.msgpack", b"\x92\x01\x02", "holds no 'params' tree"),  # msgpack of [1, 2]
+  ],
+)
+def test_damaged_source_files_are_named_in_one_line_before_any_weight_is_used(tmp_path, name, content, fragment):
+  path = tmp_path / name
+  path.write_bytes(content)
+  calls = [pretrained.check_spec, pretrained.load_source]
+  if name.endswith(".safetensors"):
+    calls.append(pretrained.source_architecture)  # model='auto' reads the header
+  for call in calls:
+    with pytest.raises(ValueError) as excinfo:
+      call(str(path))
+    message = str(excinfo.value)
+    assert "\n" not in message and f"pretrained file {str(path)!r} {fragment}" in message, message
+    assert "valid: " in message
+
+
+def test_pth_files_that_hold_no_state_dict_are_named(tmp_path):
+  torch = pytest.importorskip("torch")
+  cases = {
+    "garbage.pth": (b"not a pickle" * 8, "is not a readable .pth/.pt file"),
+    "tensor.pth": (torch.zeros(3), "holds a Tensor, not a state dict"),
+    "list.pth": ([torch.zeros(3)], "holds a list, not a state dict"),
+    "ints.pth": ({"conv1.weight": 3}, "entry 'conv1.weight' is a int, not a tensor"),
+  }
+  for name, (content, fragment) in cases.items():
+    path = str(tmp_path / name)
+    if isinstance(content, bytes):
+      (tmp_path / name).write_bytes(content)
+    else:
+      torch.save(content, path)
+    for call in (pretrained.check_spec, pretrained.load_source, pretrained.source_architecture):
+      with pytest.raises(ValueError) as excinfo:
+        call(path)
+      assert "\n" not in str(excinfo.value) and f"pretrained file {path!r}" in str(excinfo.value)
+      assert fragment in str(excinfo.value), str(excinfo.value)
+
+
+def test_a_source_file_is_read_once_and_again_when_it_changes(tmp_path):
+  path = str(tmp_path / "source.msgpack")
+  first, second = _variables(num_classes=10, seed=0), _variables(num_classes=10, seed=1)
+  pretrained.save_variables(path, first, {})
+  pretrained.check_spec(path)
+  assert pretrained.load_source(path) is pretrained.load_source(path)  # the check's read, reused
+  pretrained.save_variables(path, second, {"model": "small_cnn"})
+  os.utime(path, ns=(1, 1))  # a new stamp even within the file system's time resolution
+  chex.assert_trees_all_equal(pretrained.load_source(path).variables, second)
+
+
+# orbax's failed read leaves a TensorStore callback for its closed event loop, reported when collected
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_workdir_whose_checkpoint_is_damaged_is_named_in_one_line(tmp_path):
+  import orbax.checkpoint as ocp
+
+  from ftjax import checkpoint_io
+
+  variables = _variables(num_classes=3, seed=0)
+  manager = checkpoint_io.checkpoint_manager(str(tmp_path / "checkpoints"))
+  items = {"state": ocp.args.StandardSave({"step": np.int32(7)}), "model": ocp.args.StandardSave(variables)}
+  manager.save(7, args=ocp.args.Composite(**items))
+  manager.wait_until_finished()
+  manager.close()
+  loaded = pretrained.load_source(str(tmp_path))
+  chex.assert_trees_all_equal(loaded.variables, variables)
+  assert loaded.info == {"step": 7}
+  data_dir = tmp_path / "checkpoints" / "7" / "model" / "d"
+  for name in os.listdir(data_dir):
+    (data_dir / name).write_bytes(b"damaged")
+  os.utime(tmp_path / "checkpoints", ns=(1, 1))  # a new stamp: not the read above
+  with pytest.raises(ValueError) as excinfo:
+    pretrained.load_source(str(tmp_path))
+  message = str(excinfo.value)
+  del excinfo
+  gc.collect()  # that callback's report, here where it is expected
+  assert "\n" not in message and f"checkpoint {tmp_path / 'checkpoints' / '7'} cannot be read" in message, message
+  (tmp_path / "config.json").write_text('{"model": "small_')
+  with pytest.raises(ValueError, match=r"config.json' is not valid JSON"):
+    pretrained.check_spec(str(tmp_path))
 
 
 def test_head_anchor_is_zero_or_init():

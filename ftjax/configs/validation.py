@@ -64,4 +64,4 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     )
   with as_config_error():
     pretrained.check_spec(config.pretrained)
-    data.check_dataset(config.dataset, config.data_dir or None)
+    data.check_dataset(config.dataset, config.data_dir or None, config.test_fraction)

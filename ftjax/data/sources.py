@@ -9,11 +9,12 @@ downloaded.
 """
 
 import dataclasses
+import functools
 import gzip
 import importlib.util
 import os
 import struct
-from typing import Any, Callable, NamedTuple, Protocol
+from typing import Any, Callable, NamedTuple, Protocol, Sequence
 
 import numpy as np
 from PIL import Image
@@ -168,15 +169,36 @@ def load_digits(test_fraction: float = 0.2) -> Splits:
 
 def read_idx(path: str) -> np.ndarray:
   """The array stored in an IDX file (gzip-compressed when `path` ends in .gz), native byte order."""
-  with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
-    data = f.read()
+  try:
+    with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+      data = f.read()
+  except (OSError, EOFError) as e:  # a damaged or truncated .gz
+    raise ValueError(f"IDX file {path} cannot be read ({type(e).__name__}: {e}); valid: a whole IDX file") from e
+  if len(data) < 4:
+    raise ValueError(f"IDX file {path} is truncated: {len(data)} bytes; valid: a whole IDX file")
   zero, code, ndim = struct.unpack(">HBB", data[:4])
   if zero != 0 or code not in _IDX_DTYPES:
     raise ValueError(f"{path} is not an IDX file (header {data[:4].hex()})")
+  if len(data) < 4 + 4 * ndim:
+    raise ValueError(
+      f"IDX file {path} is truncated: {len(data)} bytes, shorter than its header; valid: a whole IDX file"
+    )
   shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
   dtype = np.dtype(_IDX_DTYPES[code])
+  expected = 4 + 4 * ndim + int(np.prod(shape)) * dtype.itemsize
+  if len(data) < expected:
+    raise ValueError(
+      f"IDX file {path} is truncated: {len(data)} bytes where its header {list(shape)} needs {expected}; "
+      "valid: a whole IDX file (download or unpack it again)"
+    )
   array = np.frombuffer(data, dtype, count=int(np.prod(shape)), offset=4 + 4 * ndim).reshape(shape)
   return array.astype(dtype.newbyteorder("="))
+
+
+def check_data_dir_is_no_file(data_dir: str | None) -> None:
+  """A one-line error if `data_dir` names an existing file (every dataset's data_dir is a folder)."""
+  if data_dir and os.path.exists(data_dir) and not os.path.isdir(data_dir):
+    raise ValueError(f"data_dir={data_dir!r} is a file, not a directory; valid: the folder that holds the dataset")
 
 
 def _idx_paths(kind: str, data_dir: str | None) -> list[str]:
@@ -185,6 +207,7 @@ def _idx_paths(kind: str, data_dir: str | None) -> list[str]:
   data_dir = data_dir or default_dir
   if data_dir is None:
     raise ValueError(f"dataset {kind!r} needs data_dir: {how_to_get}")
+  check_data_dir_is_no_file(data_dir)
   paths = []
   for stem in IDX_FILES:
     found = [p for p in (os.path.join(data_dir, stem), os.path.join(data_dir, stem + ".gz")) if os.path.isfile(p)]
@@ -207,6 +230,7 @@ def load_idx(kind: str, data_dir: str | None = None) -> Splits:
 def _image_folder_root(data_dir: str | None) -> str:
   if data_dir is None:
     raise ValueError("dataset 'image_folder' needs data_dir: a folder with one sub-folder of images per class")
+  check_data_dir_is_no_file(data_dir)
   if not os.path.isdir(data_dir):
     raise FileNotFoundError(
       f"image folder data_dir={data_dir!r} does not exist (expected one sub-folder of "
@@ -221,12 +245,16 @@ def _train_test_dirs(root: str) -> tuple[str, str] | None:
   return (train_dir, test_dir) if os.path.isdir(train_dir) and os.path.isdir(test_dir) else None
 
 
-def _class_files(folder: str) -> dict[str, list[str]]:
-  """Sorted image paths per class sub-folder of `folder` (hidden entries skipped)."""
+def _class_files(folder: str, need_every_class: bool = True) -> dict[str, list[str]]:
+  """Sorted image paths per class sub-folder of `folder` (hidden entries skipped); a one-line error unless
+  it has two classes or more and (if `need_every_class`; a test/ folder may lack some) images in each."""
   classes = sorted(d for d in os.listdir(folder) if not d.startswith(".") and os.path.isdir(os.path.join(folder, d)))
+  valid = f"valid: at least two class sub-folders, each holding images ({', '.join(IMAGE_EXTENSIONS)})"
   if not classes:
-    raise FileNotFoundError(f"image folder {folder!r} has no class sub-folders")
-  return {
+    raise FileNotFoundError(f"image folder {folder!r} has no class sub-folders; {valid}")
+  if len(classes) == 1 and need_every_class:
+    raise ValueError(f"image folder {folder!r} has a single class ({classes[0]!r}), nothing to classify; {valid}")
+  files = {
     c: sorted(
       os.path.join(folder, c, f)
       for f in os.listdir(os.path.join(folder, c))
@@ -234,6 +262,27 @@ def _class_files(folder: str) -> dict[str, list[str]]:
     )
     for c in classes
   }
+  empty = [c for c in classes if not files[c]]
+  if len(empty) == len(classes):
+    raise ValueError(f"image folder {folder!r} holds no images in its class sub-folders; {valid}")
+  if empty and need_every_class:
+    raise ValueError(f"image folder {folder!r}: class folder {empty[0]!r} holds no images; {valid}")
+  return files
+
+
+def check_images_decode(paths: Sequence[str]) -> None:
+  """A one-line error naming the first of `paths` that PIL cannot identify or verify (zero-byte, corrupt or
+  truncated image files), checked once when a dataset is opened."""
+  for path in paths:
+    try:
+      with Image.open(path) as image:
+        image.verify()
+    except Exception as e:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, ... for a bad file
+      detail = " ".join(str(e).split())[:150]
+      raise ValueError(
+        f"image file {path!r} cannot be decoded ({type(e).__name__}: {detail}); valid: a whole image file "
+        f"({', '.join(IMAGE_EXTENSIONS)}): replace or remove it"
+      ) from e
 
 
 def _folder_source(
@@ -257,21 +306,42 @@ def _split_per_class(files: dict[str, list[str]], test_fraction: float) -> tuple
   return train, test
 
 
-def load_image_folder(root: str, image_size: int, test_fraction: float = 0.2, grayscale: bool = False) -> Splits:
-  """Images under root/CLASS/ (Caltech-256, MIT Indoor layout), class names sorted; root/train/ and
-  root/test/ are used when both exist, otherwise each class is split by `test_fraction`."""
-  root = _image_folder_root(root)
-  mode = "L" if grayscale else "RGB"
+def _image_folder_files(root: str, test_fraction: float) -> tuple[dict, dict]:
+  """(train, test) image paths per class of the image folder `root`: root/train/ and root/test/ when both
+  exist, otherwise each class split by `test_fraction`; a one-line error unless every class has training
+  images and the test split has some."""
   train_test = _train_test_dirs(root)
   if train_test:
     train_dir, test_dir = train_test
-    train, test = _class_files(train_dir), _class_files(test_dir)
+    train, test = _class_files(train_dir), _class_files(test_dir, need_every_class=False)
     unknown = sorted(set(test) - set(train))
     if unknown:
       raise ValueError(f"{test_dir} has classes missing from {train_dir}: {', '.join(unknown)}")
-  else:
-    train, test = _split_per_class(_class_files(root), test_fraction)
+    return train, test
+  train, test = _split_per_class(_class_files(root), test_fraction)
+  untrained = [c for c in sorted(train) if not train[c]]
+  if untrained:
+    raise ValueError(
+      f"image folder {root!r}: class {untrained[0]!r} has no training images once test_fraction={test_fraction} "
+      f"of its {len(test[untrained[0]])} are held out; valid: more images in it, or a lower test_fraction"
+    )
+  if not any(test.values()):
+    raise ValueError(
+      f"image folder {root!r}: test_fraction={test_fraction} holds out no image of any class; valid: more images, "
+      "or a higher test_fraction"
+    )
+  return train, test
+
+
+def load_image_folder(root: str, image_size: int, test_fraction: float = 0.2, grayscale: bool = False) -> Splits:
+  """Images under root/CLASS/ (Caltech-256, MIT Indoor layout), class names sorted; root/train/ and
+  root/test/ are used when both exist, otherwise each class is split by `test_fraction`. Every image is
+  checked to decode (`check_images_decode`) once per process."""
+  root = _image_folder_root(root)
+  mode = "L" if grayscale else "RGB"
+  train, test = _image_folder_files(root, test_fraction)
   class_names = sorted(train)
+  _check_images_once(tuple(p for files in (train, test) for paths in files.values() for p in paths))
   return Splits(
     _folder_source(train, class_names, image_size, mode), _folder_source(test, class_names, image_size, mode)
   )
@@ -281,10 +351,16 @@ def _tfds_builder(name: str, data_dir: str | None):
   """The builder of a prepared tfds dataset; never downloads."""
   import tensorflow_datasets as tfds
 
+  check_data_dir_is_no_file(data_dir)
   try:
     builder = tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError:
     builder = None
+  except ValueError as e:  # tfds cannot parse the name (its message spans many lines)
+    raise ValueError(
+      f"dataset='tfds:{name}' does not name a tfds dataset; valid: 'tfds:NAME[/CONFIG][:VERSION]', NAME a "
+      "dataset prepared in data_dir"
+    ) from e
   if builder is None or not builder.is_prepared():
     raise FileNotFoundError(
       f"tfds dataset {name!r} is not prepared in data_dir={data_dir!r}; prepare it there "
@@ -402,11 +478,32 @@ class DatasetLoader(NamedTuple):
   check: Callable[[DatasetRequest], None] = reads_no_files
 
 
+def check_idx_size(path: str) -> None:
+  """A one-line error if the uncompressed IDX file at `path` is shorter than its header says (reads the header
+  alone; a .gz file is checked when read)."""
+  if path.endswith(".gz"):
+    return
+  with open(path, "rb") as f:
+    head = f.read(4)
+    ndim = head[3] if len(head) == 4 else 0
+    shape = struct.unpack(f">{ndim}I", f.read(4 * ndim)) if len(head) == 4 else ()
+  if len(head) < 4 or len(shape) < ndim or head[2] not in _IDX_DTYPES:
+    read_idx(path)  # its one-line error for a file that is no IDX file
+    return
+  expected = 4 + 4 * ndim + int(np.prod(shape)) * np.dtype(_IDX_DTYPES[head[2]]).itemsize
+  if os.path.getsize(path) < expected:
+    raise ValueError(
+      f"IDX file {path} is truncated: {os.path.getsize(path)} bytes where its header {list(shape)} needs "
+      f"{expected}; valid: a whole IDX file (download or unpack it again)"
+    )
+
+
 def _idx_loader(kind: str) -> DatasetLoader:
   """The loader of the IDX dataset `kind` ('fashion_mnist' or 'mnist')."""
 
   def check(request: DatasetRequest) -> None:
-    _idx_paths(kind, request.data_dir)
+    for path in _idx_paths(kind, request.data_dir):
+      check_idx_size(path)
 
   return DatasetLoader(lambda request: load_idx(kind, request.data_dir), check)
 
@@ -418,9 +515,14 @@ def _load_image_folder(request: DatasetRequest) -> Splits:
 
 
 def _check_image_folder(request: DatasetRequest) -> None:
-  root = _image_folder_root(request.data_dir)
-  for folder in _train_test_dirs(root) or (root,):
-    _class_files(folder)
+  """Its layout (`_image_folder_files`) and, once per process, that every image decodes."""
+  train, test = _image_folder_files(_image_folder_root(request.data_dir), request.test_fraction)
+  _check_images_once(tuple(p for files in (train, test) for paths in files.values() for p in paths))
+
+
+@functools.lru_cache(maxsize=8)
+def _check_images_once(paths: tuple[str, ...]) -> None:
+  check_images_decode(paths)
 
 
 def _load_tfds(request: DatasetRequest) -> Splits:
@@ -471,9 +573,12 @@ def dataset_loader(name: str) -> DatasetLoader:
   return DATASETS[name] if name in DATASETS else TFDS
 
 
-def check_dataset(name: str, data_dir: str | None = None) -> None:
-  """One-line error unless `name` is valid and its files exist (and are readable); loads no images."""
-  dataset_loader(name).check(DatasetRequest(name, data_dir))
+def check_dataset(name: str, data_dir: str | None = None, test_fraction: float = 0.2) -> None:
+  """One-line error unless `name` is valid and its files exist and are readable (an image folder's images are
+  checked to decode, once per process; an IDX file's size against its header); loads no pixels."""
+  loader = dataset_loader(name)
+  check_data_dir_is_no_file(data_dir)
+  loader.check(DatasetRequest(name, data_dir, test_fraction=test_fraction))
 
 
 def load_dataset(
@@ -498,6 +603,7 @@ def load_dataset(
   image_key / label_key / splits: tfds feature names and split strings.
   """
   loader = dataset_loader(name)
+  check_data_dir_is_no_file(data_dir)
   if examples_per_class is not None and examples_per_class < 1:
     raise ValueError(f"examples_per_class={examples_per_class} must be positive")
   loaded = loader.load(

@@ -24,15 +24,24 @@ STAGES_FUNCTION = "ftjax.runs.stages.run_with_stages"  # the driver that runs th
 
 
 def read_matrix(path: str, num_classes: int) -> np.ndarray:
-  """A C×C matrix from a .npy file or a .json file holding a list of rows (or {'estimate': rows})."""
-  if path.endswith(".npy"):
-    matrix = np.load(path)
-  else:
-    with open(path) as f:
-      content = json.load(f)
-    matrix = np.asarray(content["estimate"] if isinstance(content, dict) else content, np.float64)
+  """A C×C matrix from a .npy file or a .json file holding a list of rows (or {'estimate': rows}); a file
+  that holds none is a one-line ValueError naming it."""
+  valid = (
+    f"valid: a .npy file of a {num_classes}x{num_classes} array, or a .json file of {num_classes} rows of "
+    f"{num_classes} numbers (or {{'estimate': rows}})"
+  )
+  try:
+    if path.endswith(".npy"):
+      matrix = np.load(path)
+    else:
+      with open(path) as f:
+        content = json.load(f)
+      matrix = np.asarray(content["estimate"] if isinstance(content, dict) else content, np.float64)
+  except (ValueError, KeyError, TypeError, EOFError) as e:
+    detail = " ".join(str(e).split())[:120]
+    raise ValueError(f"transition matrix file {path!r} is unreadable ({type(e).__name__}: {detail}); {valid}") from e
   if matrix.shape != (num_classes, num_classes):
-    raise ValueError(f"transition matrix in {path!r} has shape {matrix.shape}; valid: ({num_classes}, {num_classes})")
+    raise ValueError(f"transition matrix in {path!r} has shape {matrix.shape}; {valid}")
   return matrix
 
 

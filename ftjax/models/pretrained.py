@@ -8,6 +8,7 @@ A `pretrained` spec is one of
 - a directory holding ftjax checkpoints (a workdir of `experiments.finetune` / `pretrain`).
 """
 
+import functools
 import json
 import os
 from typing import Any, NamedTuple
@@ -47,13 +48,26 @@ def describe_valid() -> str:
 
 
 def check_spec(spec: str) -> None:
-  """One-line error unless `spec` names a source that exists (no weights are read)."""
+  """One-line error unless `spec` names a source that exists and, for a file, can be read: a file's weights
+  are read once per process (`load_source` then reuses them), so a damaged file is refused before JAX starts.
+  A workdir's checkpoint is read only by `load_source` (orbax needs JAX's devices)."""
   if spec == "none" or spec in shipped_models():
     return
   if not os.path.exists(spec):
     raise FileNotFoundError(f"pretrained={spec!r} does not exist; valid: {describe_valid()}")
   if os.path.isfile(spec) and not spec.endswith((".msgpack",) + torchvision_import.TORCH_SUFFIXES):
     raise ValueError(f"pretrained={spec!r} has an unknown file type; valid: {describe_valid()}")
+  if os.path.isfile(spec):
+    _read_source(spec, _stamp(spec))
+  else:
+    _read_info(_info_path(spec))
+
+
+def _stamp(spec: str) -> tuple:
+  """(mtime, size) of `spec` and of the checkpoint folder under it: a source read earlier is read again
+  only when these change."""
+  paths = (spec, os.path.join(spec, "checkpoints"))
+  return tuple((os.stat(p).st_mtime_ns, os.stat(p).st_size) for p in paths if os.path.exists(p))
 
 
 def save_variables(path: str, variables: dict, info: dict) -> None:
@@ -66,8 +80,18 @@ def save_variables(path: str, variables: dict, info: dict) -> None:
 
 
 def _read_msgpack(path: str) -> SourceModel:
+  """The variables in a .msgpack file written by `save_variables`; a one-line ValueError naming a file that
+  holds none."""
+  valid = "valid: a .msgpack of {'params', 'batch_stats'} written by experiments.pretrain --export"
   with open(path, "rb") as f:
-    variables = flax.serialization.msgpack_restore(f.read())
+    content = f.read()
+  try:
+    variables = flax.serialization.msgpack_restore(content)
+  except Exception as e:  # msgpack raises ExtraData, ValueError, ... for bytes that are no msgpack
+    detail = " ".join(str(e).split())[:200]
+    raise ValueError(f"pretrained file {path!r} is not readable msgpack ({type(e).__name__}: {detail}); {valid}") from e
+  if not isinstance(variables, dict) or not isinstance(variables.get("params"), dict):
+    raise ValueError(f"pretrained file {path!r} holds no 'params' tree; {valid}")
   return SourceModel(variables, _read_info(_info_path(path)))
 
 
@@ -76,6 +100,13 @@ def load_source(spec: str) -> SourceModel | None:
   check_spec(spec)
   if spec == "none":
     return None
+  return _read_source(spec, _stamp(spec))
+
+
+@functools.lru_cache(maxsize=2)
+def _read_source(spec: str, stamp: tuple) -> SourceModel:
+  """The source model named by `spec` (not 'none'), as its files were at `stamp`."""
+  del stamp  # the cache key: the files' state when read
   if spec in shipped_models():
     return _read_msgpack(os.path.join(WEIGHTS_DIR, spec + ".msgpack"))
   if spec.endswith(".msgpack"):
@@ -102,10 +133,18 @@ def _info_path(spec: str) -> str:
 
 
 def _read_info(path: str) -> dict:
+  """The JSON object at `path` ({} when absent); a one-line ValueError naming a file that holds none."""
   if not os.path.exists(path):
     return {}
   with open(path) as f:
-    return json.load(f)
+    text = f.read()
+  try:
+    info = json.loads(text)
+  except ValueError as e:
+    raise ValueError(f"{path!r} is not valid JSON ({e}); valid: the JSON object ftjax wrote there") from e
+  if not isinstance(info, dict):
+    raise ValueError(f"{path!r} holds a JSON {type(info).__name__}; valid: the JSON object ftjax wrote there")
+  return info
 
 
 def source_architecture(spec: str) -> dict:

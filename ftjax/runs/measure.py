@@ -69,7 +69,8 @@ def check_settings(settings: MeasureSettings, prefix: str = "--") -> None:
 
 
 def check_finished(workdir: str) -> None:
-  """One-line error unless `workdir` holds a finished run: results.json and a checkpoint."""
+  """One-line error unless `workdir` holds a finished run: a checkpoint, and config.json and results.json that
+  hold JSON objects."""
   checkpoints = os.path.join(workdir, "checkpoints")
   has_checkpoint = os.path.isdir(checkpoints) and any(name.isdigit() for name in os.listdir(checkpoints))
   if not (os.path.isfile(os.path.join(workdir, "results.json")) and has_checkpoint):
@@ -77,13 +78,36 @@ def check_finished(workdir: str) -> None:
       f"workdir {workdir!r} holds no finished run (results.json and checkpoints/<step>/); "
       "valid: a workdir of a completed python -m experiments.finetune"
     )
+  if not os.path.isfile(os.path.join(workdir, "config.json")):
+    raise ConfigError(
+      f"workdir {workdir!r} has no config.json, so its run cannot be rebuilt; valid: a workdir of a completed "
+      "python -m experiments.finetune with the config.json it wrote"
+    )
+  for name in ("config.json", "results.json"):
+    read_run_json(workdir, name)
+
+
+def read_run_json(workdir: str, name: str) -> dict:
+  """The JSON object in `workdir/name`; a one-line ConfigError naming a file that holds none (e.g. truncated)."""
+  path = os.path.join(workdir, name)
+  with open(path) as f:
+    text = f.read()
+  try:
+    content = json.loads(text)
+  except ValueError as e:
+    raise ConfigError(
+      f"{path!r} is not valid JSON ({e}; truncated?); valid: the {name} a completed run writes "
+      "(rerun python -m experiments.finetune on that workdir to rewrite it)"
+    ) from e
+  if not isinstance(content, dict):
+    raise ConfigError(f"{path!r} holds a JSON {type(content).__name__}; valid: the {name} a completed run writes")
+  return content
 
 
 def recorded_config(workdir: str, defaults: ml_collections.ConfigDict | None = None) -> ml_collections.ConfigDict:
   """The config the run in `workdir` recorded (config.json); fields it lacks (added to ftjax after
   the run was made) take their value in `defaults`."""
-  with open(os.path.join(workdir, "config.json")) as f:
-    recorded = json.load(f)
+  recorded = read_run_json(workdir, "config.json")
   if defaults is None:
     return ml_collections.ConfigDict(recorded)
   config = ml_collections.ConfigDict(defaults.to_dict())
@@ -105,8 +129,7 @@ def load_finished_run(workdir: str, batch_size: int, defaults: ml_collections.Co
   """The run in `workdir` (its config.json, completed by `defaults`) rebuilt without its method, with
   its latest checkpointed model variables and results.json, checked to describe the same step."""
   check_finished(workdir)
-  with open(os.path.join(workdir, "results.json")) as f:
-    results = json.load(f)
+  results = read_run_json(workdir, "results.json")
   setup = build_run_setup(recorded_config(workdir, defaults), check_method=False)
   try:
     parallel.check_global_batch_size(batch_size, setup.mesh)

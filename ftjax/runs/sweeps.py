@@ -227,15 +227,35 @@ def measure_settings(sweep: ml_collections.ConfigDict) -> measure.MeasureSetting
 
 
 def read_json(workdir: str, name: str) -> dict | None:
+  """The JSON object in `workdir/name`, or None when absent; a one-line ConfigError naming a file that holds
+  none (a truncated results.json is refused, not taken for an unfinished cell: the sweep never deletes it)."""
   path = os.path.join(workdir, name)
   if not os.path.isfile(path):
     return None
   with open(path) as f:
-    return json.load(f)
+    text = f.read()
+  try:
+    content = json.loads(text)
+  except ValueError as e:
+    raise ConfigError(
+      f"sweep cell file {path!r} is not valid JSON ({e}; truncated?); valid: the {name} a finished run writes, "
+      "or delete it to have the sweep redo that step of the cell"
+    ) from e
+  if not isinstance(content, dict):
+    raise ConfigError(f"sweep cell file {path!r} holds a JSON {type(content).__name__}; valid: a JSON object")
+  return content
 
 
 def read_results(workdir: str) -> dict | None:
   return read_json(workdir, "results.json")
+
+
+def check_cell_files(runs: Sequence[Run], root: str) -> None:
+  """A one-line ConfigError for the first cell whose results.json or measures.json is damaged (read before
+  anything trains)."""
+  for run in runs:
+    for name in ("results.json", "measures.json"):
+      read_json(run.workdir(root), name)
 
 
 def summarise(runs: list[Run], root: str) -> list[dict]:
@@ -391,6 +411,7 @@ def run_sweep(
   chosen = selected_variants(config.sweep)
   runs = [run for run in reuse_plain_runs(grid(config), root) if run.variant in chosen]
   measured_seeds = tuple(config.sweep.get("measure_seeds", ())) or tuple(config.sweep.seeds)
+  check_cell_files(runs, root)
   os.makedirs(root, exist_ok=True)
   start = time.time()
   rows = []

@@ -8,6 +8,8 @@ uninterrupted one does, and `checksums.json` the sha256 of every array of each c
 restore.
 """
 
+import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -25,6 +27,7 @@ from ftjax.checkpoint_io import (
   restore_latest_item,
   restore_model,
 )
+from ftjax.train import interruptions
 from ftjax.train.state import TrainState
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,9 @@ __all__ = [
   "restore_pending_metrics",
   "save",
   "save_pending_metrics",
+  "wait_until_finished",
+  "saved_steps",
+  "checkpoint_bytes",
 ]
 
 
@@ -63,17 +69,36 @@ def checksums_path(manager: ocp.CheckpointManager) -> str:
 
 def save(manager: ocp.CheckpointManager, state: TrainState, *, force: bool = False) -> bool:
   """Saves `state` at its own step (asynchronously) and records the checksums of its arrays (process 0;
-  kept for the steps still on disk); returns whether a save started."""
+  kept for the steps still on disk); returns whether a save started. A full disk, met by this save or by the
+  previous one (which orbax finishes in the background), raises an OSError(ENOSPC) naming the checkpoints."""
   step = int(jax.device_get(state.step))
   model = {"params": state.params, "batch_stats": state.batch_stats}
-  started = manager.save(
-    step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), model=ocp.args.StandardSave(model)), force=force
-  )
+  with full_disk_named(manager):
+    args = ocp.args.Composite(state=ocp.args.StandardSave(state), model=ocp.args.StandardSave(model))
+    started = manager.save(step, args=args, force=force)
   if started and jax.process_index() == 0:
     path = checksums_path(manager)
     kept = {k: v for k, v in load_json(path).items() if int(k) in set(manager.all_steps())}
     write_json_atomically(path, {**kept, str(step): state_checksums(state)})
   return started
+
+
+@contextlib.contextmanager
+def full_disk_named(manager: ocp.CheckpointManager):
+  """Re-raises a full disk met inside (orbax words it in many ways) as OSError(ENOSPC) naming the checkpoints
+  folder of `manager`, from the original error."""
+  try:
+    yield
+  except Exception as e:
+    if not interruptions.is_disk_full(e) or (isinstance(e, OSError) and e.errno == errno.ENOSPC and e.filename):
+      raise
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(manager.directory)) from e
+
+
+def wait_until_finished(manager: ocp.CheckpointManager) -> None:
+  """Waits for the checkpoint orbax is writing in the background; a full disk raises as `full_disk_named`."""
+  with full_disk_named(manager):
+    manager.wait_until_finished()
 
 
 def restore_latest(manager: ocp.CheckpointManager, like: TrainState) -> TrainState | None:
@@ -128,12 +153,19 @@ def load_json(path: str) -> dict:
     return json.load(f)
 
 
-def write_json_atomically(path: str, value) -> None:
+def write_json_atomically(path: str, value, indent: int | None = None) -> None:
+  """Writes `value` as JSON to `path` through a temporary file renamed over it: a write cut short (a full disk,
+  a crash) leaves the previous file whole."""
   temporary = f"{path}.tmp"
-  with open(temporary, "w") as f:
-    json.dump(value, f)
-    f.flush()
-    os.fsync(f.fileno())
+  try:
+    with open(temporary, "w") as f:
+      json.dump(value, f, indent=indent)
+      f.flush()
+      os.fsync(f.fileno())
+  except OSError as e:  # a failed write names no file: name it
+    if e.filename is not None:
+      raise
+    raise OSError(e.errno, e.strerror, temporary) from e
   os.replace(temporary, path)
 
 
@@ -158,3 +190,21 @@ def restore_pending_metrics(path: str, step: int) -> list[dict] | None:
   if entry is None:
     return None
   return [{k: np.asarray(v, dtype=entry["dtypes"][k]) for k, v in m.items()} for m in entry["steps"]]
+
+
+def saved_steps(manager: ocp.CheckpointManager) -> list[int]:
+  """The steps whose checkpoint finished writing, as the folder holds them now (orbax writes a step into a
+  temporary folder and renames it only once complete, so an interrupted save is not among them)."""
+  directory = str(manager.directory)
+  return sorted(int(name) for name in os.listdir(directory) if name.isdigit()) if os.path.isdir(directory) else []
+
+
+def checkpoint_bytes(manager: ocp.CheckpointManager, state: TrainState) -> int:
+  """About the bytes one more checkpoint takes: the disk space of the newest finished step folder's files, else
+  (none yet) the bytes of the arrays it would hold (the whole state, and its params and batch_stats again)."""
+  steps = saved_steps(manager)
+  if steps:
+    folder = os.path.join(str(manager.directory), str(steps[-1]))
+    return sum(os.stat(os.path.join(d, f)).st_blocks * 512 for d, _, files in os.walk(folder) for f in files)
+  arrays = [state, state.params, state.batch_stats]
+  return sum(leaf.nbytes for leaf in jax.tree.leaves(arrays) if hasattr(leaf, "nbytes"))

@@ -134,6 +134,23 @@ def with_label_noise(
   return splits._replace(train=dataclasses.replace(splits.train, labels=noisy)), LabelNoise(clean, transition)
 
 
+def check_every_class_trains(config: ml_collections.ConfigDict, train: data.Source) -> None:
+  """A one-line ConfigError unless the training split has two classes or more and examples of each."""
+  where = f"dataset {config.dataset!r}" + (f" (data_dir={config.data_dir!r})" if config.data_dir else "")
+  if train.num_classes < 2:
+    raise ConfigError(
+      f"{where} has {train.num_classes} class(es), nothing to classify; valid: a dataset of two classes or more"
+    )
+  counts = np.bincount(np.asarray(train.labels), minlength=train.num_classes)
+  missing = np.flatnonzero(counts[: train.num_classes] == 0)
+  if len(missing):
+    raise ConfigError(
+      f"{where}: class {train.class_names[missing[0]]!r} has no training examples ({len(missing)} such "
+      f"class(es); the training split has {len(train)} examples); valid: examples of every class in the training "
+      "split (lower config.test_fraction, or add examples)"
+    )
+
+
 def load_splits(config: ml_collections.ConfigDict) -> tuple[data.Splits, LabelNoise, int]:
   """(train/test sources fitted to the preprocessing, label noise, class count)."""
   with as_config_error():
@@ -145,6 +162,7 @@ def load_splits(config: ml_collections.ConfigDict) -> tuple[data.Splits, LabelNo
       examples_per_class=config.examples_per_class or None,
       seed=config.seed,
     )
+  check_every_class_trains(config, splits.train)
   _, eval_pp = preprocess_configs(config)
   splits = data.Splits(*(data.fitted_source(split, eval_pp) for split in splits))
   num_classes = resolve_num_classes(config, splits)

@@ -5,6 +5,7 @@ checkpoints (resuming from the latest one), evaluate, and write `workdir/results
 import json
 import logging
 import os
+import shutil
 import signal
 import time
 from typing import Any, NamedTuple
@@ -129,10 +130,9 @@ def check_config_unchanged(workdir: str, config: ml_collections.ConfigDict, allo
 
 
 def record_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-  """Writes `workdir/config.json` (on process 0)."""
+  """Writes `workdir/config.json` (on process 0; atomically, so a full disk leaves the old one whole)."""
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      json.dump(json.loads(config.to_json()), f, indent=2)
+    checkpointing.write_json_atomically(os.path.join(workdir, "config.json"), json.loads(config.to_json()), indent=2)
 
 
 def stored_results(workdir: str, config: ml_collections.ConfigDict) -> dict | None:
@@ -165,26 +165,56 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, allow
 
 
 def train_in_workdir(exp: Experiment, workdir: str, start_time: float) -> dict:
-  """`train_and_evaluate` once the run holds `workdir`: restores, trains, evaluates and writes the results."""
-  mesh = exp.mesh
+  """`train_and_evaluate` once the run holds `workdir`: restores, trains, evaluates and writes the results.
+  A write that finds the disk full (a checkpoint, the metrics log, the results) raises `DiskFullError` in one
+  line naming the file and about the bytes a checkpoint needs; the last finished checkpoint stays intact."""
   manager = checkpointing.checkpoint_manager(os.path.join(workdir, "checkpoints"))
-  state = parallel.replicate(exp.initial_state, mesh)
+  try:
+    with interruptions.full_disk_told_once():
+      try:
+        return restore_train_evaluate(exp, workdir, manager, start_time)
+      finally:
+        try:
+          checkpointing.wait_until_finished(manager)
+        finally:
+          manager.close()
+  except Exception as e:
+    if not interruptions.is_disk_full(e):
+      raise
+    raise disk_full_error(e, manager, exp.initial_state, workdir) from e
+
+
+def restore_train_evaluate(exp: Experiment, workdir: str, manager: ocp.CheckpointManager, start_time: float) -> dict:
+  """Restores the latest checkpoint of `manager` (if any), trains from it, evaluates and writes the results."""
+  state = parallel.replicate(exp.initial_state, exp.mesh)
   state = checkpointing.restore_latest(manager, state) or state
   record_config(workdir, exp.config)
   start_step = int(jax.device_get(state.step))
   writer = MetricsWriter(workdir)
-  writer.truncate_after(start_step)
-  pending = restored_pending(exp, workdir, start_step)
-  if start_step:
-    log.info("resuming from step %d of %d", start_step, exp.total_steps)
-  steps = CompiledSteps(mesh, model=exp.model, method=exp.method, tx=exp.tx, steps_per_epoch=exp.steps_per_epoch)
   try:
+    writer.truncate_after(start_step)
+    pending = restored_pending(exp, workdir, start_step)
+    if start_step:
+      log.info("resuming from step %d of %d", start_step, exp.total_steps)
+    steps = CompiledSteps(exp.mesh, model=exp.model, method=exp.method, tx=exp.tx, steps_per_epoch=exp.steps_per_epoch)
     state, test_eval = train(exp, steps, state, manager, writer, start_step, pending)
     return final_results(exp, steps, state, workdir, start_step, time.time() - start_time, test_eval)
   finally:
-    manager.wait_until_finished()
-    manager.close()
     writer.close()
+
+
+def disk_full_error(error: Exception, manager: ocp.CheckpointManager, state: TrainState, workdir: str):
+  """The one-line `DiskFullError` for `error` (a full disk met while writing into `workdir`): the file it
+  named, about the bytes a checkpoint takes and those free, and the checkpoint that is kept."""
+  path = interruptions.written_path(error, workdir)
+  needed, free = checkpointing.checkpoint_bytes(manager, state), shutil.disk_usage(workdir).free
+  steps = checkpointing.saved_steps(manager)
+  size = f"the checkpoint of step {steps[-1]} takes" if steps else "a checkpoint's arrays alone take"
+  kept = f"the checkpoint of step {steps[-1]} is kept" if steps else "no checkpoint was saved"
+  return interruptions.DiskFullError(
+    f"no space left on device writing {path} ({size} {needed:,} bytes, {free:,} are free); {kept}; free space "
+    "and rerun the same command to resume"
+  )
 
 
 def restored_pending(exp: Experiment, workdir: str, start_step: int) -> list[dict]:
@@ -290,7 +320,7 @@ def train(
   the per-layer distances, every epoch the label counts, every `eval_every` epochs and at the last
   step the test metrics (one metrics record per step), and checkpoints every `checkpoint_every`
   steps and at the end. Returns the final state and its test evaluation (None when no step ran).
-  A non-finite loss or gradient stops it before anything non-finite is saved; SIGTERM or SIGINT
+  A non-finite loss, gradient or train state stops it before anything non-finite is saved; SIGTERM or SIGINT
   save a checkpoint and raise `Preempted`. `pending`: the metrics of the steps since the last log line
   before `start_step` (kept with each checkpoint, so that a resumed run logs what an uninterrupted one does)."""
   config, mesh = exp.config, exp.mesh
@@ -359,6 +389,7 @@ def train(
       preempted = signals.received or (jax.process_count() > 1 and manager.reached_preemption(done))
       if preempted or done % config.checkpoint_every == 0 or done == exp.total_steps:
         interruptions.check_finite(done, metrics, last_checkpoint)
+        interruptions.check_state_finite(done, state, last_checkpoint)
         checkpointing.save(manager, state, force=bool(preempted))
         if jax.process_index() == 0 and done % config.log_every and done != exp.total_steps:
           keep = manager.all_steps()
@@ -424,8 +455,7 @@ def final_results(
     **exp.method.results,
   }
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump(results, f, indent=2)
+    checkpointing.write_json_atomically(os.path.join(workdir, "results.json"), results, indent=2)
     write_curves(exp, workdir)
   log.info("%s", result_line(results, config))
   log_output_paths(workdir)
