@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -105,6 +106,33 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_equal(uninterrupted, tmp_path)
   np.testing.assert_array_equal(_labels(workdir), _labels(uninterrupted))
   assert metrics_bytes(workdir) == metrics_bytes(uninterrupted)
   assert not os.path.exists(os.path.join(workdir, ".lock"))
+
+
+def test_flipped_bytes_in_the_latest_checkpoint_fall_back_to_the_previous_one(uninterrupted, tmp_path):
+  workdir = str(tmp_path / "flipped")
+  shutil.copytree(uninterrupted, workdir)
+  os.remove(os.path.join(workdir, "results.json"))
+  latest = os.path.join(workdir, "checkpoints", str(saved_steps(workdir)[-1]))
+  files = [os.path.join(root, name) for root, _, names in os.walk(latest) for name in names]
+  largest = max(files, key=os.path.getsize)
+  with open(largest, "r+b") as f:  # 64 bytes flipped in the middle of the checkpoint's largest data file
+    f.seek(os.path.getsize(largest) // 2)
+    data = f.read(64)
+    f.seek(-len(data), os.SEEK_CUR)
+    f.write(bytes(b ^ 0xFF for b in data))
+  process = start(workdir)
+  _, err = process.communicate(timeout=600)
+  assert process.returncode == 0, err
+  assert "Traceback" not in err
+  [warning] = [line for line in err.splitlines() if "is damaged" in line]
+  assert latest in warning and "resuming from the newest intact one" in warning
+  assert os.path.exists(os.path.join(workdir, "damaged_checkpoints", os.path.basename(latest)))
+  with open(os.path.join(workdir, "results.json")) as f, open(os.path.join(uninterrupted, "results.json")) as g:
+    resumed, original = json.load(f), json.load(g)
+  assert 0 < resumed["resumed_from_step"] < original["steps"]
+  for key in ("test_loss", "test_accuracy", "train_loss", "train_accuracy"):
+    assert resumed[key] == original[key]
+  assert metrics_bytes(workdir) == metrics_bytes(uninterrupted)
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
