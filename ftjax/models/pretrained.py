@@ -48,16 +48,19 @@ def describe_valid() -> str:
 
 
 def check_spec(spec: str) -> None:
-  """One-line error unless `spec` names a source that exists and, for a file, can be read: a file's weights
-  are read once per process (`load_source` then reuses them), so a damaged file is refused before JAX starts.
-  A workdir's checkpoint is read only by `load_source` (orbax needs JAX's devices)."""
+  """One-line error unless `spec` names a source that exists and, for a file, can be read before JAX starts:
+  a .msgpack's weights are read once per process (`load_source` then reuses them); a torchvision file's
+  state dict is read as far as its keys (a .safetensors header alone), its tensors converted only by
+  `load_source`. A workdir's checkpoint is read only by `load_source` (orbax needs JAX's devices)."""
   if spec == "none" or spec in shipped_models():
     return
   if not os.path.exists(spec):
     raise FileNotFoundError(f"pretrained={spec!r} does not exist; valid: {describe_valid()}")
   if os.path.isfile(spec) and not spec.endswith((".msgpack",) + torchvision_import.TORCH_SUFFIXES):
     raise ValueError(f"pretrained={spec!r} has an unknown file type; valid: {describe_valid()}")
-  if os.path.isfile(spec):
+  if spec.endswith(torchvision_import.TORCH_SUFFIXES):
+    torchvision_import.architecture_of(spec)
+  elif os.path.isfile(spec):
     _read_source(spec, _stamp(spec))
   else:
     _read_info(_info_path(spec))
