@@ -87,21 +87,26 @@ def check_finished(workdir: str) -> None:
     read_run_json(workdir, name)
 
 
-def read_run_json(workdir: str, name: str) -> dict:
-  """The JSON object in `workdir/name`; a one-line ConfigError naming a file that holds none (e.g. truncated)."""
-  path = os.path.join(workdir, name)
+def read_json_object(path: str, valid: str, what: str = "") -> dict:
+  """The JSON object in the file `path`; a one-line ConfigError naming it (`what` before its path) when it
+  holds none (e.g. truncated), ending in what would be `valid`."""
   with open(path) as f:
     text = f.read()
   try:
     content = json.loads(text)
   except ValueError as e:
-    raise ConfigError(
-      f"{path!r} is not valid JSON ({e}; truncated?); valid: the {name} a completed run writes "
-      "(rerun python -m experiments.finetune on that workdir to rewrite it)"
-    ) from e
+    raise ConfigError(f"{what}{path!r} is not valid JSON ({e}; truncated?); valid: {valid}") from e
   if not isinstance(content, dict):
-    raise ConfigError(f"{path!r} holds a JSON {type(content).__name__}; valid: the {name} a completed run writes")
+    raise ConfigError(f"{what}{path!r} holds a JSON {type(content).__name__}; valid: {valid}")
   return content
+
+
+def read_run_json(workdir: str, name: str) -> dict:
+  """The JSON object in `workdir/name`; a one-line ConfigError naming a file that holds none (e.g. truncated)."""
+  return read_json_object(
+    os.path.join(workdir, name),
+    f"the {name} a completed run writes (rerun python -m experiments.finetune on that workdir to rewrite it)",
+  )
 
 
 def recorded_config(workdir: str, defaults: ml_collections.ConfigDict | None = None) -> ml_collections.ConfigDict:

@@ -232,18 +232,11 @@ def read_json(workdir: str, name: str) -> dict | None:
   path = os.path.join(workdir, name)
   if not os.path.isfile(path):
     return None
-  with open(path) as f:
-    text = f.read()
-  try:
-    content = json.loads(text)
-  except ValueError as e:
-    raise ConfigError(
-      f"sweep cell file {path!r} is not valid JSON ({e}; truncated?); valid: the {name} a finished run writes, "
-      "or delete it to have the sweep redo that step of the cell"
-    ) from e
-  if not isinstance(content, dict):
-    raise ConfigError(f"sweep cell file {path!r} holds a JSON {type(content).__name__}; valid: a JSON object")
-  return content
+  return measure.read_json_object(
+    path,
+    f"the {name} a finished run writes, or delete it to have the sweep redo that step of the cell",
+    what="sweep cell file ",
+  )
 
 
 def read_results(workdir: str) -> dict | None:
