@@ -251,6 +251,16 @@ def report_unexpected(error: Exception) -> None:
   sys.exit(1)
 
 
+def _stop_now(line: str, code: int) -> None:
+  """Prints `line` on stderr and ends the process with `code` at once: checkpoint writes that the fault left
+  pending are abandoned without the interpreter's shutdown reporting them (the last complete checkpoint stays)."""
+  print(line, file=sys.stderr)
+  logging.shutdown()
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(code)
+
+
 def run(main) -> None:
   """`absl.app.run(main)`, turning a bad-input error into one line on stderr and exit code 2, a non-finite
   loss or state into one line and exit code 3, a full disk into one line and exit code 4 (rerun once space is
@@ -264,11 +274,9 @@ def run(main) -> None:
     except ConfigError as e:
       fail(str(e))
     except interruptions.NonFiniteError as e:
-      print(f"error: {e}", file=sys.stderr)
-      sys.exit(3)
+      _stop_now(f"error: {e}", 3)
     except interruptions.DiskFullError as e:
-      print(f"error: {e}", file=sys.stderr)
-      sys.exit(4)
+      _stop_now(f"error: {e}", 4)
     except interruptions.Preempted as e:
       log.warning("%s", e)
       sys.exit(128 + e.signal_number)
