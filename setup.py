@@ -14,9 +14,10 @@ REQUIREMENTS = [
 EXTRAS = {
   # The test suite and its linter: pip install -e '.[test]' then ruff check . and python -m pytest -q (no PyTorch).
   "test": ["pytest", "chex>=0.1.92", "nbformat", "nbclient", "ipykernel", "ruff==0.17.6"],
-  # The live comparisons against PyTorch (tests/test_torchvision_parity_live.py) and reading .pth/.pt files.
-  # On Linux pip otherwise pulls a CUDA build of torch; install the CPU build first where no GPU is used.
-  "parity": ["torch>=2.0"],
+  # The live comparisons against PyTorch (tests/test_*_parity_live.py: torchvision ResNets, timm ViTs, transformers'
+  # BERT/RoBERTa, built with random weights) and reading .pth/.pt/.bin files. On Linux pip otherwise pulls a CUDA
+  # build of torch; install the CPU build first where no GPU is used (timm then with --no-deps, see README).
+  "parity": ["torch>=2.0", "transformers==5.24.0", "timm==1.0.31"],
   # Running examples/quickstart.ipynb in Jupyter.
   "notebook": ["notebook", "ipykernel", "nbclient"],
   # Viewing the event files a run writes under DIR/tensorboard (writing them needs only tensorboardX).

@@ -8,7 +8,7 @@ from absl import flags
 
 from experiments import launch
 from ftjax.runs import stages
-from ftjax.train.experiment import checked_config
+from ftjax.train.experiment import check_source, checked_config
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.json.", required=True)
@@ -19,8 +19,8 @@ flags.DEFINE_bool("allow_config_change", False, "Resume a workdir that was start
 def main(argv):
   del argv
   launch.check_writable_dir("--workdir", FLAGS.workdir)
-  checked_config(FLAGS.config)  # bad input is refused before any progress line
-  launch.setup()
+  config = checked_config(FLAGS.config)  # bad input is refused before any progress line
+  launch.setup(check=lambda: check_source(config))
   stages.run_with_stages(FLAGS.config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change)
 
 

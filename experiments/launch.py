@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 import traceback
+from typing import Callable
 
 import jax
 from absl import app, flags, logging as absl_logging
@@ -30,14 +31,17 @@ MULTI_HOST_FLAGS = ("distributed", "coordinator_address", "num_processes", "proc
 HELP_ARGS = ("-h", "-?", "--help", "--helpshort", "--helpfull")
 
 
-def setup() -> None:
-  """Progress lines on stderr, and jax.distributed when asked for."""
+def setup(check: Callable[[], None] | None = None) -> None:
+  """Progress lines on stderr, and jax.distributed when asked for; `check` (inputs only readable once JAX has
+  started, e.g. a source workdir's checkpoint) runs before the first progress line."""
   absl_logging.set_verbosity(absl_logging.WARNING)
   progress_logging.show_progress()
   FLAGS = flags.FLAGS
   if FLAGS.distributed:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes (tests); GPUs/TPUs ignore it
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  if check is not None:
+    check()
   log.info(
     "JAX process %d of %d, %d local / %d global devices (%s)",
     jax.process_index(),

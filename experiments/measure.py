@@ -2,10 +2,11 @@
 `python -m experiments.measure --workdir DIR [--workdir DIR2 ...] [--num_probes N] [--max_batches B]
 [--batch_size S] [--out DIR]`.
 
-Each workdir's latest checkpoint (the state its results.json describes) is measured on the first
-B evaluation batches of S training examples, and DIR/measures.json is written beside per-layer
-bar plots (layer_traces.png, layer_distances.png). With several workdirs, bound_vs_gap.png (each
-run's Hessian bound against its measured generalisation gap) goes to --out or the first workdir.
+Each workdir's latest checkpoint (the state its results.json describes; with --checkpoint=selected the model
+selected on validation) is measured on the first B evaluation batches of S training examples, and
+DIR/measures.json (measures_selected.json) is written beside per-layer bar plots (layer_traces.png,
+layer_distances.png) and the Hessian's eigenvalue density (hessian_density.png). With several workdirs,
+bound_vs_gap.png (each run's Hessian bound against its measured generalisation gap) goes to --out or the first workdir.
 """
 
 from absl import flags
@@ -29,6 +30,21 @@ flags.DEFINE_float("noise_scale", DEFAULTS.noise_scale, "Noise std per layer as 
 flags.DEFINE_integer("noise_draws", DEFAULTS.noise_draws, "Noise draws per layer for the noise stability.")
 flags.DEFINE_float("delta", DEFAULTS.delta, "Confidence parameter of the PAC-Bayes bound.")
 flags.DEFINE_integer("seed", DEFAULTS.seed, "Seed of the probes, start vectors and noise.")
+flags.DEFINE_enum(
+  "checkpoint", DEFAULTS.checkpoint, ["final", "selected"], "The final model, or the one selected on validation."
+)
+flags.DEFINE_integer("density_runs", DEFAULTS.density_runs, "Lanczos runs of the Hessian density (0 = none).")
+flags.DEFINE_integer("density_steps", DEFAULTS.density_steps, "Lanczos steps (HVPs) per density run.")
+flags.DEFINE_bool("density_layers", DEFAULTS.density_layers, "Also each layer's Hessian density (a run per layer).")
+flags.DEFINE_enum(
+  "labels", DEFAULTS.labels, ["given", "final"], "Training labels as given, or those the method ended on (regsl)."
+)
+flags.DEFINE_enum(
+  "loss",
+  DEFAULTS.loss,
+  ["cross_entropy", "forward_corrected"],
+  "Train loss measured: cross-entropy, or the forward-corrected loss a consistent run trained with.",
+)
 
 
 def main(argv):
@@ -38,7 +54,7 @@ def main(argv):
   if FLAGS.out is not None:
     launch.check_writable_dir("--out", FLAGS.out)
   for workdir in FLAGS.workdir:
-    measure_reports.check_finished(workdir)  # before any progress line
+    measure_reports.check_finished(workdir, FLAGS.checkpoint, FLAGS.labels, FLAGS.loss)  # before any progress line
   launch.setup()
   settings = MeasureSettings(**{field: FLAGS[field].value for field in MeasureSettings._fields})
   measure_reports.measure_workdirs(FLAGS.workdir, settings, FLAGS.out, defaults=configs.default_config())

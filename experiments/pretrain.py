@@ -5,17 +5,19 @@ The shipped `ftjax/pretrained_weights/fashion_mnist_resnet18.msgpack` was made w
 `python -m experiments.pretrain --workdir workdirs/pretrain --export ftjax/pretrained_weights/fashion_mnist_resnet18.msgpack`.
 """  # noqa: E501 (a command line)
 
+import json
+import os
 import sys
 
 import jax
 from absl import flags
 
 from experiments import launch
-from ftjax import checkpoint_io
+from ftjax import checkpoint_io, config_layout
 from ftjax.config_validation import ConfigError
 from ftjax.models import pretrained
 from ftjax.runs import stages
-from ftjax.train.experiment import checked_config
+from ftjax.train.experiment import check_source, checked_config
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.json.", required=True)
@@ -31,16 +33,18 @@ def main(argv):
   launch.check_writable_dir("--workdir", FLAGS.workdir)
   if FLAGS.export:
     launch.check_new_file("--export", FLAGS.export)
-  checked_config(FLAGS.config)  # bad input is refused before any progress line
-  launch.setup()
+  checked = checked_config(FLAGS.config)  # bad input is refused before any progress line
+  launch.setup(check=lambda: check_source(checked))
   config = FLAGS.config
   results = stages.run_with_stages(config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change)
   if FLAGS.export and jax.process_index() == 0:
     variables, step = checkpoint_io.restore_model(f"{FLAGS.workdir}/checkpoints")
-    info = {key: config[key] for key in ("model", "width", "stem", "image_size", "channels", "dataset")}
+    recorded = json.loads(config.to_json())
+    info = {key: config_layout.get_path(recorded, path) for key, path in config_layout.ARCHITECTURE_FIELDS.items()}
     info.update(
-      mean=list(config.mean),
-      std=list(config.std),
+      dataset=config.data.name,
+      data_dir=os.path.abspath(config.data.dir) if config.data.dir else "",
+      class_names=results["class_names"],
       step=step,
       test_accuracy=results["test_accuracy"],
       command="python -m experiments.pretrain " + " ".join(sys.argv[1:]),

@@ -1,8 +1,9 @@
 """Layer groups (docs/methods.md §1): regular expressions over '/'-joined parameter paths name the group
-of every weight tensor (a model family declares its own in its `ModelStructure`).
+of every weight tensor (a model family declares its own in its `ModelStructure`), and the role of some.
 
 Patterns are ordered (pattern, group) pairs, listed from the input to the output; a path's group
-is that of the first pattern that `re.fullmatch`es the whole path.
+is that of the first pattern that `re.fullmatch`es the whole path. Roles are (pattern, role) pairs read the
+same way, without an order by depth and without covering every tensor.
 """
 
 import re
@@ -39,6 +40,18 @@ def assign_groups(params, patterns: GroupPatterns) -> dict[str, str]:
       )
     groups[name] = group
   return groups
+
+
+def assign_roles(params, roles: GroupPatterns) -> dict[str, str]:
+  """{path: role} for every weight tensor of `params` that a (regex, role) pair of `roles` fullmatches, in tree
+  order: the role of the first such pair. Weight tensors that no pattern matches have no role (no entry)."""
+  compiled = compile_patterns(roles)
+  named = (
+    (name, group_of(name, compiled))
+    for name, leaf in tree_paths.named_leaves(params).items()
+    if tree_paths.is_weight_tensor(name, leaf)
+  )
+  return {name: role for name, role in named if role is not None}
 
 
 def group_order(patterns: GroupPatterns, head: str | None = None) -> list[str]:

@@ -53,12 +53,20 @@ def plot_training_curves(
   label_fraction: bool = False,
 ) -> str:
   """Writes `path`: loss and accuracy against the step, train ('train/loss', 'train/accuracy': means
-  since the previous log line) and test ('test/loss', 'test/accuracy'), from metrics records
+  since the previous log line), test ('test/loss', 'test/accuracy') and validation where recorded, from metrics records
   ({'step', **scalars}, as `metrics.jsonl` holds them); with `label_fraction`, a third panel of the
   fraction of training labels that are correct ('labels/fraction_correct', once per epoch)."""
+  validated = any("validation/loss" in record for record in records)
   panels = [
-    ("loss", [("train/loss", train_loss_label), ("test/loss", "test")]),
-    ("accuracy", [("train/accuracy", train_accuracy_label), ("test/accuracy", "test")]),
+    (
+      "loss",
+      [("train/loss", train_loss_label), ("test/loss", "test")] + [("validation/loss", "validation")] * validated,
+    ),
+    (
+      "accuracy",
+      [("train/accuracy", train_accuracy_label), ("test/accuracy", "test")]
+      + [("validation/accuracy", "validation")] * validated,
+    ),
   ]
   if label_fraction:
     panels.append(("fraction of training labels correct", [("labels/fraction_correct", "training labels")]))
@@ -66,7 +74,13 @@ def plot_training_curves(
   for ax, (quantity, lines) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
     for metric, label in lines:
       steps, values = _series(records, metric)
-      ax.plot(steps, values, marker="o" if metric.startswith(("test/", "labels/")) else None, markersize=3, label=label)
+      ax.plot(
+        steps,
+        values,
+        marker="o" if metric.startswith(("test/", "validation/", "labels/")) else None,
+        markersize=3,
+        label=label,
+      )
     ax.set_xlabel("step")
     ax.set_ylabel(quantity)
     ax.grid(alpha=0.3)

@@ -88,29 +88,29 @@ def cases(tmp: str) -> list[tuple[str, list[str], str, str]]:
   ft = "experiments.finetune"
   cfg = f"{tmp}/configs"
   rows = [
-    (ft, [w, "--config.learning_rate=inf"], "config.learning_rate=inf is invalid"),
-    (ft, [w, "--config.learning_rate=nan"], "config.learning_rate=nan is invalid"),
-    (ft, [w, "--config.weight_decay=inf"], "config.weight_decay=inf is invalid"),
+    (ft, [w, "--config.optim.learning_rate=inf"], "config.optim.learning_rate=inf is invalid"),
+    (ft, [w, "--config.optim.learning_rate=nan"], "config.optim.learning_rate=nan is invalid"),
+    (ft, [w, "--config.optim.weight_decay=inf"], "config.optim.weight_decay=inf is invalid"),
     (ft, [w, "--config.reg.weight=inf"], "config.reg.weight=inf is invalid"),
     (ft, [w, "--config.reg.head_weight=nan"], "config.reg.head_weight=nan is invalid"),
     (ft, [w, "--config.reg.radius=inf"], "config.reg.radius=inf is invalid"),
     (ft, [w, "--config.reweighting.temperature=inf"], "config.reweighting.temperature=inf is invalid"),
     (ft, [w, "--config.delta.alpha=inf"], "config.delta.alpha=inf is invalid"),
     (ft, [w, "--config.bss.eta=nan"], "config.bss.eta=nan is invalid"),
-    (ft, [w, "--config.warmup_epochs=inf"], "config.warmup_epochs=inf is invalid"),
-    (ft, [w, "--config.std=(1e999,)"], "config.std=(inf,) is invalid"),
+    (ft, [w, "--config.optim.warmup_epochs=inf"], "config.optim.warmup_epochs=inf is invalid"),
+    (ft, [w, "--config.data.std=(1e999,)"], "config.data.std=(inf,) is invalid"),
     (ft, [w, "--config.reg.group_values=(('stage1', 1e999),)"], "config.reg.group_values=(('stage1', inf),)"),
-    (ft, [w, "--config.seed=99999999999999999999"], "config.seed=99999999999999999999 is invalid"),
+    (ft, [w, "--config.run.seed=99999999999999999999"], "config.run.seed=99999999999999999999 is invalid"),
     (ft, [w, "--config.noise.seed=-1"], "config.noise.seed=-1 is invalid"),
-    (ft, [w, "--config.image_size=1000000"], "config.image_size=1000000 is invalid"),
-    (ft, [w, "--config.crop_padding=28"], "config.crop_padding=28 is invalid"),
-    (ft, [w, "--config.lr_decay_epochs=(1e9,)"], "config.lr_decay_epochs=(1000000000.0,)"),
+    (ft, [w, "--config.data.image_size=1000000"], "config.data.image_size=1000000 is invalid"),
+    (ft, [w, "--config.data.crop_padding=28"], "config.data.crop_padding=28 is invalid"),
+    (ft, [w, "--config.optim.lr_decay_epochs=(1e9,)"], "config.optim.lr_decay_epochs=(1000000000.0,)"),
     (ft, [w, "--config.reg.groups=(('stage1/[', 'g'),)"], "'stage1/['"),
-    (ft, [w, "--config.num_epochs=0"], "config.num_epochs=0 is invalid"),
-    (ft, [w, "--config.momentum=1.0"], "config.momentum=1.0 is invalid"),
-    (ft, [w, "--config.model=resnet7"], "config.model='resnet7' is invalid"),
-    (ft, [w, "--config.dataset=cifar7"], "config.dataset='cifar7'"),
-    (ft, [w, "--config.warmup_epochs=50.0"], "config.warmup_epochs=50.0"),
+    (ft, [w, "--config.optim.num_epochs=0"], "config.optim.num_epochs=0 is invalid"),
+    (ft, [w, "--config.optim.momentum=1.0"], "config.optim.momentum=1.0 is invalid"),
+    (ft, [w, "--config.model.name=resnet7"], "config.model.name='resnet7' is invalid"),
+    (ft, [w, "--config.data.name=cifar7"], "config.data.name='cifar7'"),
+    (ft, [w, "--config.optim.warmup_epochs=50.0"], "config.optim.warmup_epochs=50.0"),
     (ft, [w, "--config.no_such_field=1"], "no_such_field"),
     (ft, [w, "--no_such_flag"], "no_such_flag"),
     (ft, [w, "--config=experiments/configs/missing.py"], "missing.py"),
@@ -123,12 +123,12 @@ def cases(tmp: str) -> list[tuple[str, list[str], str, str]]:
     (ft, ["--workdir=/proc/ftjax-bad-input"], "--workdir='/proc/ftjax-bad-input' cannot be written"),
     ("experiments.pretrain", [w, f"--export={tmp}/no/such/dir/model.msgpack"], "does not exist"),
     ("experiments.pretrain", [w, f"--export={tmp}/model.txt"], "must end in .msgpack"),
-    ("experiments.pretrain", [w, "--config.learning_rate=inf"], "config.learning_rate=inf is invalid"),
+    ("experiments.pretrain", [w, "--config.optim.learning_rate=inf"], "config.optim.learning_rate=inf is invalid"),
     ("experiments.pretrain", [f"--workdir={file}"], "is an existing file"),
     ("experiments.sweep", [w, SWEEP, "--config.sweep.datasets=()"], "config.sweep.datasets=() is empty"),
     ("experiments.sweep", [w, SWEEP, "--config.sweep.seeds=()"], "config.sweep.seeds=() is empty"),
     ("experiments.sweep", [w, SWEEP, "--config.sweep.noise=()"], "config.sweep.noise=() is empty"),
-    ("experiments.sweep", [w, SWEEP, "--config.learning_rate=inf"], "config.learning_rate=inf is invalid"),
+    ("experiments.sweep", [w, SWEEP, "--config.optim.learning_rate=inf"], "config.optim.learning_rate=inf is invalid"),
     ("experiments.sweep", ["--workdir=", SWEEP], "--workdir='' is empty"),
     ("experiments.measure", [f"--workdir={tmp}/no_such_run"], "does not exist"),
     ("experiments.measure", [f"--workdir={file}"], "is an existing file"),
@@ -142,11 +142,12 @@ def cases(tmp: str) -> list[tuple[str, list[str], str, str]]:
 
 def bad_file_rows(tmp: str) -> list[tuple[str, list[str], str, bool]]:
   """Rows whose input is a damaged or misshapen file or folder (made by `write_bad_files` under tmp/in). The
-  last element says the input is found only once JAX has started (a workdir's checkpoint data, which orbax
-  reads; a transition matrix, whose shape the data decides): progress lines may precede the error line."""
+  last element says the input is found only once the data is read (a transition matrix of another class count):
+  progress lines may precede the error line. A workdir's damaged checkpoint is found once JAX has started but
+  before the first progress line."""
   w, ft, files = f"--workdir={tmp}/WORKDIR", "experiments.finetune", f"{tmp}/in"
-  pretrained = lambda name: [w, f"--config.pretrained={files}/{name}"]
-  folder = lambda name, *more: [w, "--config.dataset=image_folder", f"--config.data_dir={files}/{name}", *more]
+  pretrained = lambda name: [w, f"--config.model.pretrained={files}/{name}"]
+  folder = lambda name, *more: [w, "--config.data.name=image_folder", f"--config.data.dir={files}/{name}", *more]
   transition = lambda name: [
     w,
     "--config.method=consistent",
@@ -156,25 +157,27 @@ def bad_file_rows(tmp: str) -> list[tuple[str, list[str], str, bool]]:
   rows = [
     (ft, pretrained("garbage.safetensors"), f"{files}/garbage.safetensors' is not a readable .safetensors file"),
     (ft, pretrained("empty.safetensors"), f"{files}/empty.safetensors' is not a readable .safetensors file"),
-    (ft, [*pretrained("garbage.safetensors"), "--config.model=auto"], "garbage.safetensors' is not a readable"),
+    (ft, [*pretrained("garbage.safetensors"), "--config.model.name=auto"], "garbage.safetensors' is not a readable"),
     (ft, pretrained("garbage.pth"), f"{files}/garbage.pth"),
     (ft, pretrained("garbage.msgpack"), f"{files}/garbage.msgpack' is not readable msgpack"),
     (ft, pretrained("empty.msgpack"), f"{files}/empty.msgpack' is not readable msgpack"),
-    (ft, pretrained("damaged_run"), f"checkpoint {files}/damaged_run/checkpoints/5 cannot be read", True),
+    (ft, pretrained("damaged_run"), f"checkpoint {files}/damaged_run/checkpoints/5 cannot be read"),
     (ft, pretrained("bad_info_run"), f"{files}/bad_info_run/config.json' is not valid JSON"),
-    (ft, transition("empty.json"), f"transition matrix file '{files}/empty.json' is unreadable", True),
-    (ft, transition("malformed.json"), f"transition matrix file '{files}/malformed.json' is unreadable", True),
-    (ft, transition("garbage.npy"), f"transition matrix file '{files}/garbage.npy' is unreadable", True),
-    (ft, [w, "--config.dataset=image_folder", f"--config.data_dir={tmp}/FILE"], f"data_dir='{tmp}/FILE' is a file"),
-    (ft, [w, "--config.dataset=mnist", f"--config.data_dir={tmp}/FILE"], f"data_dir='{tmp}/FILE' is a file"),
-    (ft, [w, "--config.dataset=tfds:"], "config.dataset='tfds:'"),
-    (ft, [w, "--config.dataset=tfds:a b"], "dataset='tfds:a b' does not name a tfds dataset"),
-    (ft, [w, "--config.dataset=mnist", f"--config.data_dir={files}/truncated_idx"], "is truncated"),
+    (ft, transition("empty.json"), f"transition matrix file '{files}/empty.json' is unreadable"),
+    (ft, transition("malformed.json"), f"transition matrix file '{files}/malformed.json' is unreadable"),
+    (ft, transition("garbage.npy"), f"transition matrix file '{files}/garbage.npy' is unreadable"),
+    (ft, transition("rows.json"), f"transition matrix in '{files}/rows.json' has shape (2, 3)"),
+    (ft, transition("three.json"), f"transition matrix in '{files}/three.json' has shape (3, 3)", True),
+    (ft, [w, "--config.data.name=image_folder", f"--config.data.dir={tmp}/FILE"], f"data_dir='{tmp}/FILE' is a file"),
+    (ft, [w, "--config.data.name=mnist", f"--config.data.dir={tmp}/FILE"], f"data_dir='{tmp}/FILE' is a file"),
+    (ft, [w, "--config.data.name=tfds:"], "config.data.name='tfds:'"),
+    (ft, [w, "--config.data.name=tfds:a b"], "dataset='tfds:a b' does not name a tfds dataset"),
+    (ft, [w, "--config.data.name=mnist", f"--config.data.dir={files}/truncated_idx"], "is truncated"),
     (ft, folder("empty_class"), "class folder 'c' holds no images"),
     (ft, folder("single_class"), "has a single class ('a')"),
     (ft, folder("no_images"), "holds no images in its class sub-folders"),
     (ft, folder("empty_train_class"), "class folder 'b' holds no images"),
-    (ft, folder("few", "--config.test_fraction=0.6"), "class 'a' has no training images once test_fraction=0.6"),
+    (ft, folder("few", "--config.data.test_fraction=0.6"), "class 'a' has no training images once test_fraction=0.6"),
     (ft, folder("corrupt_image"), f"image file '{files}/corrupt_image/a/bad.png' cannot be decoded"),
     (ft, folder("zero_byte_image"), f"image file '{files}/zero_byte_image/b/zero.jpg' cannot be decoded"),
     ("experiments.pretrain", folder("single_class"), "has a single class ('a')"),
@@ -187,7 +190,7 @@ def bad_file_rows(tmp: str) -> list[tuple[str, list[str], str, bool]]:
     rows += [
       (ft, pretrained("tensor.pth"), f"{files}/tensor.pth' holds a Tensor, not a state dict", False),
       (ft, pretrained("list.pth"), f"{files}/list.pth' holds a list, not a state dict", False),
-      (ft, [*pretrained("tensor.pth"), "--config.model=auto"], "tensor.pth' holds a Tensor", False),
+      (ft, [*pretrained("tensor.pth"), "--config.model.name=auto"], "tensor.pth' holds a Tensor", False),
     ]
   return rows
 
@@ -241,6 +244,8 @@ def write_bad_files(files: str) -> None:
     "empty.msgpack": b"",
     "empty.json": b"",
     "malformed.json": b"[[0.5, 0.5], [0.5",
+    "rows.json": b"[[0.5, 0.5, 0.0], [0.5, 0.5, 0.0]]",
+    "three.json": b"[[1, 0, 0], [0, 1, 0], [0, 0, 1]]",
     "garbage.npy": b"not an npy file",
   }.items():
     write_file(os.path.join(files, name), data)

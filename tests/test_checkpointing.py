@@ -93,7 +93,7 @@ def test_another_configs_checkpoint_is_refused_even_when_changes_are_allowed(fin
   workdir, _ = finished_run
   copy = _copy_without_results(workdir, tmp_path / "w")
   with pytest.raises(checkpointing.UnreadableCheckpointError) as error:
-    loop.train_and_evaluate(tiny_config(width=8), copy, allow_config_change=True)
+    loop.train_and_evaluate(tiny_config(model__width=8), copy, allow_config_change=True)
   # small_cnn's first BatchNorm has `width` channels: 4 in the finished run, 8 here.
   assert (
     "checkpoints/44 is damaged or was not written by this config (ValueError: tensor 'batch_stats/bn1/mean' "

@@ -18,11 +18,15 @@ SHIPPED_CONFIGS = [
   ("pretrain", None),
   ("torchvision", None),
   ("torchvision", "resnet18"),
+  ("vit", None),
+  ("vit", "tiny"),
+  ("vit", "pretrain_tiny"),
   ("sweep_distance", None),
   ("sweep_noisy_digits", None),
   ("sweep_noisy_digits", "ablation"),
   ("sweep_noisy_digits", "settings"),
   ("sweep_noisy_digits", "full"),
+  ("sweep_noisy_digits", "tuned"),
 ]
 FIELD_LINE = re.compile(r"^  (\S+) {2,}(.*?)(?: {2,}(.*))?$")
 
@@ -60,7 +64,7 @@ def test_default_config_holds_every_run_field_at_its_default_and_nothing_else():
 
   walk(config)
   assert sorted(flat) == sorted(f.name for f in run_fields)
-  assert "sweep" not in config and config.eval_every == 1
+  assert "sweep" not in config and config.run.eval_every == 1
 
 
 def test_every_default_passes_its_own_check():
@@ -105,24 +109,27 @@ def bad(**overrides):
   "overrides, message",
   [
     (
-      dict(dataset="cifar7"),
-      "config.dataset='cifar7' is not a known dataset; valid: digits, fashion_mnist, mnist, "
-      "image_folder or 'tfds:NAME'",
+      dict(data__name="cifar7"),
+      "config.data.name='cifar7' is not a known dataset; valid: digits, fashion_mnist, mnist, "
+      "image_folder, wordnet_nouns, wordnet_verbs, text_files or 'tfds:NAME'",
     ),
-    (dict(channels=2), "config.channels=2 is invalid; valid: one of 1, 3"),
-    (dict(optimizer="rmsprop"), "config.optimizer='rmsprop' is invalid; valid: one of 'sgd', 'adam', 'adamw'"),
+    (dict(data__channels=2), "config.data.channels=2 is invalid; valid: one of 1, 3"),
+    (dict(optim__name="rmsprop"), "config.optim.name='rmsprop' is invalid; valid: one of 'sgd', 'adam', 'adamw'"),
     (dict(noise__rate=1.0), "config.noise.rate=1.0 is invalid; valid: a number in [0.0, 1.0)"),
-    (dict(num_epochs=0), "config.num_epochs=0 is invalid; valid: an integer in [1, 2147483647]"),
-    (dict(seed=2**31), "config.seed=2147483648 is invalid; valid: an integer in [0, 2147483647]"),
-    (dict(learning_rate=float("inf")), "config.learning_rate=inf is invalid; valid: a number in (0.0, inf)"),
-    (dict(weight_decay=float("nan")), "config.weight_decay=nan is invalid; valid: a number in [0.0, inf)"),
-    (dict(reg__weight=float("inf")), "config.reg.weight=inf is invalid; valid: a number in [0.0, inf)"),
-    (dict(mean=(float("nan"),)), "config.mean=(nan,) is invalid; valid: a tuple of numbers each >= 0.0"),
-    (dict(image_size=4097), "config.image_size=4097 is invalid; valid: an integer in [1, 4096]"),
-    (dict(crop_padding=28), "config.crop_padding=28 is invalid; valid: an integer below image_size=28"),
+    (dict(optim__num_epochs=0), "config.optim.num_epochs=0 is invalid; valid: an integer in [1, 2147483647]"),
+    (dict(run__seed=2**31), "config.run.seed=2147483648 is invalid; valid: an integer in [0, 2147483647]"),
     (
-      dict(lr_decay_epochs=(5.0, 21.0)),
-      "config.lr_decay_epochs=(5.0, 21.0) holds 21.0, past the last epoch; valid: epochs <= num_epochs=20",
+      dict(optim__learning_rate=float("inf")),
+      "config.optim.learning_rate=inf is invalid; valid: a number in (0.0, inf)",
+    ),
+    (dict(optim__weight_decay=float("nan")), "config.optim.weight_decay=nan is invalid; valid: a number in [0.0, inf)"),
+    (dict(reg__weight=float("inf")), "config.reg.weight=inf is invalid; valid: a number in [0.0, inf)"),
+    (dict(data__mean=(float("nan"),)), "config.data.mean=(nan,) is invalid; valid: a tuple of numbers each >= 0.0"),
+    (dict(data__image_size=4097), "config.data.image_size=4097 is invalid; valid: an integer in [1, 4096]"),
+    (dict(data__crop_padding=28), "config.data.crop_padding=28 is invalid; valid: an integer below image_size=28"),
+    (
+      dict(optim__lr_decay_epochs=(5.0, 21.0)),
+      "config.optim.lr_decay_epochs=(5.0, 21.0) holds 21.0, past the last epoch; valid: epochs <= num_epochs=20",
     ),
     (
       dict(reg__groups=(("stage1/.*", "early"), ("stage(2", "late"))),
@@ -133,7 +140,7 @@ def bad(**overrides):
       dict(reg__group_values=(("stage1", float("inf")),)),
       "config.reg.group_values=(('stage1', inf),) is invalid; valid: a tuple of (str, float) pairs with values >= 0",
     ),
-    (dict(flip="yes"), "config.flip='yes' is invalid; valid: True or False"),
+    (dict(data__flip="yes"), "config.data.flip='yes' is invalid; valid: True or False"),
     (
       dict(reg__groups=("stage1=early",)),
       "config.reg.groups=('stage1=early',) is invalid; valid: a tuple of (str, str) pairs",
@@ -148,8 +155,11 @@ def bad(**overrides):
       "config.method='sam' is invalid; valid: one of 'none', 'l2', 'l2sp', 'penalty', "
       "'constraint', 'regsl', 'consistent', 'delta', 'bss', 'label_smoothing'",
     ),
-    (dict(std=(0.5, 0.5)), "config.std=(0.5, 0.5) is invalid; valid: 1 values, one per channel (config.channels=1)"),
-    (dict(warmup_epochs=20.0), "config.warmup_epochs=20.0 must be below num_epochs=20"),
+    (
+      dict(data__std=(0.5, 0.5)),
+      "config.data.std=(0.5, 0.5) is invalid; valid: 1 values, one per channel (config.data.channels=1)",
+    ),
+    (dict(optim__warmup_epochs=20.0), "config.optim.warmup_epochs=20.0 must be below num_epochs=20"),
     (
       dict(method="consistent", consistent__transition="true"),
       "config.consistent.transition='true' needs synthetic noise (config.noise.type != 'none'); valid: 'estimate' "
@@ -173,7 +183,7 @@ def test_validation_names_a_missing_field():
 
 def test_help_lists_every_field_with_its_value_meaning_and_choices():
   config = configs.default_config()
-  config.learning_rate = 0.5
+  config.optim.learning_rate = 0.5
   lines = configs.help_lines(config)
   fields = parse_help(lines)
   run_fields = [f for s in configs.SECTIONS if not s.optional for f in s.fields]
@@ -181,7 +191,7 @@ def test_help_lists_every_field_with_its_value_meaning_and_choices():
   for field in run_fields:
     value, meaning = fields[field.name]
     assert value == repr(lookup(config, field.name)) and meaning.startswith(field.help), field.name
-  assert fields["learning_rate"][0] == "0.5"
+  assert fields["optim.learning_rate"][0] == "0.5"
   for choice in ("'none'", "'symmetric'", "'pairflip'", "'matrix'"):
     assert choice in fields["noise.type"][1]
   titles = [line.split(":")[0] for line in lines if not line.startswith(" ")]
@@ -213,3 +223,18 @@ def test_committed_reference_is_the_generated_one():
   for field in configs.fields():
     assert f"| `{field.name}` | `{field.default!r}` |" in committed, field.name
   assert [line[3:] for line in committed.splitlines() if line.startswith("## ")] == [s.title for s in schema.SECTIONS]
+
+
+def test_a_batch_larger_than_memory_is_refused_naming_the_largest_that_fits():
+  config = bad(optim__batch_size=1000)  # 1000 28x28x1 float32 images: 3,136,000 bytes
+  configs.validation.check_batch_memory(config, memory=3_136_000)  # fits exactly
+  with pytest.raises(ConfigError) as error:
+    configs.validation.check_batch_memory(config, memory=3_135_999)
+  assert str(error.value) == (
+    "config.optim.batch_size=1000 needs 0.0 GiB for one batch of 28x28x1 float32 inputs, more than this machine's "
+    "0.0 GiB of memory; valid: at most 999"
+  )
+  huge = bad(optim__eval_batch_size=2**31 - 1, data__image_size=4096, data__channels=3, data__mean=(0.5,) * 3)
+  huge.data.std = (0.5,) * 3
+  with pytest.raises(ConfigError, match=r"^config.optim.eval_batch_size=2147483647 needs .* valid: at most \d+$"):
+    configs.validate_config(huge)

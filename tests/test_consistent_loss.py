@@ -184,14 +184,19 @@ def test_consistent_refuses_a_matrix_of_the_wrong_size():
 @pytest.mark.parametrize("name", ["regsl", "consistent"])
 def test_constraint_flag_chains_the_layerwise_projection(name):
   config = tiny_config(method=name)
-  model = create_model(config.model, num_classes=C, width=config.width)
+  model = create_model(config.model.name, num_classes=C, width=config.model.width)
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)), train=False))
   variables = jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), shapes)
   build = {"regsl": noisy_labels.regsl, "consistent": lambda context: noisy_labels.consistent(context, np.eye(C))}[name]
   for constrained in (True, False):
     config[name].constraint = constrained
     context = MethodContext(
-      config, variables, {"params": variables["params"]}, np.zeros(4, np.int32), C, structure=structure_of(config.model)
+      config,
+      variables,
+      {"params": variables["params"]},
+      np.zeros(4, np.int32),
+      C,
+      structure=structure_of(config.model.name),
     )
     expected = distance_regularization.constraint(context).post_optimizer if constrained else optax.identity()
     state = build(context).post_optimizer.init(variables["params"])

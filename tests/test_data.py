@@ -246,7 +246,15 @@ def test_bad_dataset_names_and_paths(tmp_path):
     with pytest.raises(ValueError) as excinfo:
       data.check_dataset(name)
     one_line_error(excinfo, repr(name), "digits", "fashion_mnist", "image_folder", "tfds:NAME")
-  assert tuple(data.DATASETS) == ("digits", "fashion_mnist", "mnist", "image_folder")
+  assert tuple(data.DATASETS) == (
+    "digits",
+    "fashion_mnist",
+    "mnist",
+    "image_folder",
+    "wordnet_nouns",
+    "wordnet_verbs",
+    "text_files",
+  )
   with pytest.raises(FileNotFoundError) as excinfo:
     data.check_dataset("image_folder", str(tmp_path / "missing"))
   one_line_error(excinfo, str(tmp_path / "missing"))
@@ -318,7 +326,7 @@ def test_a_training_split_without_some_class_or_with_one_class_is_refused():
   from ftjax.config_validation import ConfigError
   from ftjax.train.experiment import check_every_class_trains
 
-  config = ml_collections.ConfigDict({"dataset": "toy", "data_dir": ""})
+  config = ml_collections.ConfigDict({"data": {"name": "toy", "dir": ""}})
   check_every_class_trains(config, index_source(6, num_classes=3))
   missing = index_source(6, num_classes=3).take(np.array([0, 2, 3, 5]))  # labels 0, 2, 0, 2
   with pytest.raises(ConfigError) as excinfo:

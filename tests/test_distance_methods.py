@@ -23,12 +23,12 @@ def _final_params(workdir):
 @pytest.fixture(scope="module")
 def plain_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("plain"))
-  return workdir, loop.train_and_evaluate(tiny_config(num_epochs=1), workdir)
+  return workdir, loop.train_and_evaluate(tiny_config(optim__num_epochs=1), workdir)
 
 
 @pytest.mark.parametrize("norm", ["frobenius", "mars"])
 def test_tight_constraint_keeps_every_layer_within_its_radius(tmp_path, norm):
-  config = tiny_config(num_epochs=1, method="constraint")
+  config = tiny_config(optim__num_epochs=1, method="constraint")
   config.reg.update(norm=norm, radius=0.01, gamma=2.0, head_radius=0.05, bn_radius=0.1)
   results = loop.train_and_evaluate(config, str(tmp_path))
   radii = results["radii"]
@@ -43,7 +43,7 @@ def test_tight_constraint_keeps_every_layer_within_its_radius(tmp_path, norm):
 
 def test_loose_constraint_equals_plain_finetuning(plain_run, tmp_path):
   workdir, plain = plain_run
-  config = tiny_config(num_epochs=1, method="constraint")
+  config = tiny_config(optim__num_epochs=1, method="constraint")
   config.reg.update(radius=1e6, head_radius=1e6, bn_radius=1e6)
   loose = loop.train_and_evaluate(config, str(tmp_path))
   chex.assert_trees_all_close(_final_params(str(tmp_path)), _final_params(workdir), atol=1e-6, rtol=1e-6)
@@ -53,7 +53,7 @@ def test_loose_constraint_equals_plain_finetuning(plain_run, tmp_path):
 @pytest.mark.parametrize("method", ["l2sp", "penalty"])
 def test_strong_penalty_pulls_layers_toward_the_anchor(plain_run, tmp_path, method):
   _, plain = plain_run
-  config = tiny_config(num_epochs=1, method=method)
+  config = tiny_config(optim__num_epochs=1, method=method)
   config.reg.update(weight=5.0, head_weight=5.0)
   results = loop.train_and_evaluate(config, str(tmp_path))
   assert set(results["penalty_weights"]) == set(plain["layer_distances"])

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from absl.testing import parameterized
 
 from ftjax.distance import norms, projection
@@ -187,3 +188,30 @@ def test_chained_with_sgd_and_adam_under_jit_hold_the_constraint_every_step():
         for path, radius in radii.items():
           assert NORM_NP[norm](_leaf(params, path) - _leaf(anchor, path)) <= radius * (1 + 1e-5)
       assert loss(params) < loss(anchor)
+
+
+@pytest.mark.parametrize("mode", ["rescale", "exact"])
+def test_mars_projection_of_an_attention_kernel_projects_its_matrix(mode):
+  """A query kernel [D, heads, head_dim] with one input axis is projected as its (D, heads*head_dim) matrix."""
+  t = np.random.default_rng(4).normal(size=(6, 2, 3)).astype(np.float32)
+  radius = 0.5 * np.abs(t.reshape(6, 6)).sum(0).max()
+  projected = np.asarray(projection.project_to_mars_ball(jnp.asarray(t), radius, mode, 1))
+  of_matrix = np.asarray(projection.project_to_mars_ball(jnp.asarray(t.reshape(6, 6)), radius, mode))
+  np.testing.assert_array_equal(projected, of_matrix.reshape(t.shape))
+  columns = t.reshape(6, 6).astype(np.float64)
+  if mode == "rescale":
+    expected = mars_rescale_by_loops(columns, radius)
+  else:
+    expected = np.stack([l1_ball_by_sorting(c, radius) for c in columns.T], axis=1)
+  np.testing.assert_allclose(projected.reshape(6, 6), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_distance_projection_follows_the_declared_fan_in():
+  rng = np.random.default_rng(5)
+  anchor = {"attn": {"query": {"kernel": rng.normal(size=(6, 2, 3)).astype(np.float32)}}}
+  updates = {"attn": {"query": {"kernel": rng.normal(size=(6, 2, 3)).astype(np.float32)}}}
+  radius = 0.5 * np.abs(updates["attn"]["query"]["kernel"].reshape(6, 6)).sum(0).max()
+  tx = projection.distance_projection(anchor, {"attn/query/kernel": radius}, "mars", fan_in=((r"attn/.*", 1),))
+  new_updates, _ = jax.jit(tx.update)(updates, tx.init(anchor), anchor)
+  expected = mars_rescale_by_loops(updates["attn"]["query"]["kernel"].reshape(6, 6), radius)
+  np.testing.assert_allclose(np.asarray(new_updates["attn"]["query"]["kernel"]).reshape(6, 6), expected, rtol=1e-5)

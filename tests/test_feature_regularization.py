@@ -192,7 +192,7 @@ def _context(config, model, variables, num_examples=48):
 
 @pytest.mark.parametrize("method", ["delta", "bss"])
 def test_a_train_step_reduces_the_total_loss_on_a_repeated_batch(method):
-  config = tiny_config(method=method, model="resnet18", batch_size=16)
+  config = tiny_config(method=method, model__name="resnet18", optim__batch_size=16)
   model = _tiny_resnet()
   variables = random_variables(model)
   context = _context(config, model, variables)
@@ -222,7 +222,9 @@ def test_a_train_step_reduces_the_total_loss_on_a_repeated_batch(method):
 
 @pytest.mark.parametrize("method", ["delta", "bss"])
 def test_end_to_end_run_writes_results(tmp_path, method):
-  results = loop.train_and_evaluate(tiny_config(method=method, num_epochs=1, examples_per_class=20), str(tmp_path))
+  results = loop.train_and_evaluate(
+    tiny_config(method=method, optim__num_epochs=1, data__examples_per_class=20), str(tmp_path)
+  )
   with open(os.path.join(tmp_path, "results.json")) as f:
     assert json.load(f)["method"] == method
   assert np.isfinite(results["train_loss"])
@@ -232,8 +234,10 @@ def test_end_to_end_run_writes_results(tmp_path, method):
 
 
 def test_a_k_beyond_the_feature_matrix_stops_before_training(tmp_path):
-  config = tiny_config(method="bss", num_epochs=1)
+  config = tiny_config(method="bss", optim__num_epochs=1)
   config.bss.k = 17  # the small CNN of width 4 has 16 penultimate features
-  with pytest.raises(ConfigError, match=r"bss.k=17 exceeds min\(batch_size=64, penultimate width 16\); valid: 1..16"):
+  with pytest.raises(
+    ConfigError, match=r"bss.k=17 exceeds min\(optim.batch_size=64, penultimate width 16\); valid: 1..16"
+  ):
     loop.train_and_evaluate(config, str(tmp_path))
   assert not os.listdir(tmp_path)

@@ -17,27 +17,26 @@ from ftjax.config_validation import ConfigError
 from ftjax.metrics_writer import read_metrics
 from ftjax.models import create_model, pretrained
 from ftjax.train import experiment, loop
+from tests.fields import set_fields
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_config(**overrides):
   config = default.get_config()
-  config.update(
-    dict(
-      model="small_cnn",
-      width=4,
-      pretrained="none",
-      image_size=8,
-      num_epochs=2,
-      batch_size=64,
-      eval_batch_size=128,
-      checkpoint_every=10,
-      log_every=5,
-    )
+  set_fields(
+    config,
+    model__name="small_cnn",
+    model__width=4,
+    model__pretrained="none",
+    data__image_size=8,
+    optim__num_epochs=2,
+    optim__batch_size=64,
+    optim__eval_batch_size=128,
+    run__checkpoint_every=10,
+    run__log_every=5,
   )
-  config.update(overrides)
-  return config
+  return set_fields(config, **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +68,7 @@ def test_results_hold_the_promised_fields(finished_run):
   assert results["num_devices"] == jax.device_count() == 8
   assert results["steps"] == 2 * (1437 // 64)
   assert (results["num_train"], results["num_test"]) == (1437, 360)
-  assert results["config"]["model"] == "small_cnn"
+  assert results["config"]["model"]["name"] == "small_cnn"
   assert 0.0 <= results["test_accuracy"] <= 1.0 and results["train_loss"] > 0
   # Distances of every weight tensor from the start point (init: pretrained='none'), both norms.
   assert set(results["layer_distances"]) == {"conv1/kernel", "conv2/kernel", "dense/kernel", "head/kernel"}
@@ -111,21 +110,30 @@ def test_a_finished_workdir_is_a_pretrained_source(finished_run):
   source = pretrained.load_source(workdir)
   saved, _ = checkpoint_io.restore_model(os.path.join(workdir, "checkpoints"))
   chex.assert_trees_all_equal(source.variables, saved)
-  assert source.info["model"] == "small_cnn" and source.info["step"] == 44
+  assert source.info["model"]["name"] == "small_cnn" and source.info["step"] == 44
 
 
 def test_model_auto_takes_the_sources_architecture(finished_run, tmp_path):
   source_dir, _ = finished_run
-  config = tiny_config(model="auto", width=16, image_size=28, mean=(0.1,), num_epochs=1, pretrained=source_dir)
+  config = tiny_config(
+    model__name="auto",
+    model__width=16,
+    data__image_size=28,
+    data__mean=(0.1,),
+    optim__num_epochs=1,
+    model__pretrained=source_dir,
+  )
   workdir = str(tmp_path / "auto")
   results = loop.train_and_evaluate(config, workdir)
   with open(os.path.join(source_dir, "config.json")) as f:
     source_config = json.load(f)
   with open(os.path.join(workdir, "config.json")) as f:
     recorded = json.load(f)
-  for field in pretrained.ARCHITECTURE_FIELDS:
-    assert recorded[field] == results["config"][field] == source_config[field], field
-  assert (recorded["model"], recorded["width"], recorded["image_size"], recorded["mean"]) == ("small_cnn", 4, 8, [0.5])
+  for path in pretrained.ARCHITECTURE_FIELDS.values():
+    section, field = path.split(".")
+    assert recorded[section][field] == results["config"][section][field] == source_config[section][field], path
+  architecture = (recorded["model"]["name"], recorded["model"]["width"], recorded["data"]["image_size"])
+  assert architecture + (recorded["data"]["mean"],) == ("small_cnn", 4, 8, [0.5])
   # Started from the source: the first step's distance is measured from the source's weights.
   exp = experiment.build_experiment(config)
   source, _ = checkpoint_io.restore_model(os.path.join(source_dir, "checkpoints"))
@@ -144,24 +152,24 @@ def _misfit_source(tmp_path) -> str:
 @pytest.mark.parametrize(
   "overrides, message",
   [
-    (dict(dataset="cifar7"), "config.dataset='cifar7' is not a known dataset; valid: digits"),
-    (dict(model="resnet7"), "config.model='resnet7' is invalid; valid: one of 'resnet18'"),
-    (dict(dataset="fashion_mnist", data_dir="/no/such/dir"), "/no/such/dir"),
-    (dict(num_classes=7), "config.num_classes=7 does not fit dataset 'digits', which has 10 classes"),
-    (dict(batch_size=3000), "config.batch_size=3000 exceeds the 1437 training examples"),
-    (dict(pretrained="MISFIT"), "'params/bn1/bias' has shape (8,) but the model expects (4,)"),
-    (dict(learning_rate=-1.0), "config.learning_rate=-1.0 is invalid"),
-    (dict(std=(0.0,)), "config.std=(0.0,) is invalid"),
+    (dict(data__name="cifar7"), "config.data.name='cifar7' is not a known dataset; valid: digits"),
+    (dict(model__name="resnet7"), "config.model.name='resnet7' is invalid; valid: one of 'resnet18'"),
+    (dict(data__name="fashion_mnist", data__dir="/no/such/dir"), "/no/such/dir"),
+    (dict(data__num_classes=7), "config.data.num_classes=7 does not fit dataset 'digits', which has 10 classes"),
+    (dict(optim__batch_size=3000), "config.optim.batch_size=3000 exceeds the 1437 training examples"),
+    (dict(model__pretrained="MISFIT"), "'params/bn1/bias' has shape (8,) but the model expects (4,)"),
+    (dict(optim__learning_rate=-1.0), "config.optim.learning_rate=-1.0 is invalid"),
+    (dict(data__std=(0.0,)), "config.data.std=(0.0,) is invalid"),
     (
-      dict(model="auto"),
-      "config.model='auto' takes the architecture from the pretrained source, but config.pretrained='none'",
+      dict(model__name="auto"),
+      "config.model.name='auto' takes the architecture from the pretrained source, but config.model.pretrained='none'",
     ),
-    (dict(model="auto", pretrained="MISFIT"), "records no architecture"),
+    (dict(model__name="auto", model__pretrained="MISFIT"), "records no architecture"),
   ],
 )
 def test_bad_input_stops_before_training_and_keeps_the_workdir(tmp_path, overrides, message):
-  if overrides.get("pretrained") == "MISFIT":
-    overrides["pretrained"] = _misfit_source(tmp_path)
+  if overrides.get("model__pretrained") == "MISFIT":
+    overrides["model__pretrained"] = _misfit_source(tmp_path)
   workdir = tmp_path / "workdir"
   workdir.mkdir()
   (workdir / "results.json").write_text("earlier results")
@@ -175,7 +183,7 @@ def test_bad_input_stops_before_training_and_keeps_the_workdir(tmp_path, overrid
 @pytest.mark.parametrize(
   "flag, message",
   [
-    ("--config.model=resnet7", "config.model='resnet7' is invalid"),
+    ("--config.model.name=resnet7", "config.model.name='resnet7' is invalid"),
     ("--config.no_such_field=1", "unknown config field (no_such_field)"),
     ("--config=experiments/configs/missing.py", "missing.py"),
   ],

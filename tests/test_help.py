@@ -65,10 +65,10 @@ def test_measure_help_shows_its_defaults_and_choices():
 
 def test_help_shows_the_values_of_the_config_given_and_its_overrides():
   lines = command_help(
-    "sweep", "--config", "experiments/configs/sweep_noisy_digits.py:full", "--help", "--config.learning_rate=0.2"
+    "sweep", "--config", "experiments/configs/sweep_noisy_digits.py:full", "--help", "--config.optim.learning_rate=0.2"
   )
   fields = parse_help(lines)
-  assert fields["model"][0] == "'auto'" and fields["learning_rate"][0] == "0.2"
+  assert fields["model.name"][0] == "'auto'" and fields["optim.learning_rate"][0] == "0.2"
   assert fields["sweep.noise"][0] == repr(tuple(f"{k}:{r}" for k in ("symmetric", "pairflip") for r in (0.2, 0.4, 0.6)))
   assert any(line.startswith("config experiments/configs/sweep_noisy_digits.py:full ") for line in lines)
 
@@ -100,5 +100,5 @@ def test_help_with_a_bad_config_argument_is_one_line_and_exit_code_2():
   assert proc.returncode == 2 and "Traceback" not in proc.stderr
   assert proc.stderr.strip().splitlines() == [
     "error: flag --config=experiments/configs/sweep_noisy_digits.py:nope: ValueError: sweep_noisy_digits config "
-    "argument 'nope'; valid: none, 'ablation', 'settings', 'full'"
+    "argument 'nope'; valid: none, 'ablation', 'settings', 'full', 'tuned'"
   ]

@@ -23,6 +23,7 @@ FLOORS = {
   "ftjax.generalization": 0,
   "ftjax.tree_paths": 0,
   "ftjax.config_validation": 0,
+  "ftjax.config_layout": 0,
   "ftjax.label_noise": 0,
   "ftjax.parallel": 0,
   "ftjax.plots": 0,

@@ -21,14 +21,14 @@ from tests.test_finetune import REPO, tiny_config
 
 # A small noisy-label regsl run, so that params, corrected labels and metrics all have to survive.
 FLAGS = [
-  "--config.model=small_cnn",
-  "--config.width=4",
-  "--config.pretrained=none",
-  "--config.image_size=8",
-  "--config.eval_batch_size=128",
-  "--config.num_epochs=6",
-  "--config.checkpoint_every=20",
-  "--config.log_every=5",
+  "--config.model.name=small_cnn",
+  "--config.model.width=4",
+  "--config.model.pretrained=none",
+  "--config.data.image_size=8",
+  "--config.optim.eval_batch_size=128",
+  "--config.optim.num_epochs=6",
+  "--config.run.checkpoint_every=20",
+  "--config.run.log_every=5",
   "--config.method=regsl",
   "--config.noise.type=symmetric",
   "--config.noise.rate=0.4",
@@ -91,12 +91,12 @@ def metrics_bytes(workdir):
 def test_sigkill_mid_epoch_then_resume_is_bitwise_equal(uninterrupted, tmp_path):
   # Checkpoints every 22 steps, logs every 5: the checkpoint of step 44 holds 4 steps not yet logged.
   workdir = str(tmp_path / "killed")
-  process = start(workdir, "--config.checkpoint_every=22")
+  process = start(workdir, "--config.run.checkpoint_every=22")
   wait_for(lambda: 44 in saved_steps(workdir) and any(r["step"] >= 50 for r in read_metrics(workdir)), process)
   process.kill()
   process.wait()
   assert not os.path.exists(os.path.join(workdir, "results.json"))
-  resumed = start(workdir, "--config.checkpoint_every=22")
+  resumed = start(workdir, "--config.run.checkpoint_every=22")
   _, err = resumed.communicate(timeout=600)
   assert resumed.returncode == 0, err
   assert "resuming from step" in err and "taking over the lock" in err
@@ -138,7 +138,7 @@ def test_flipped_bytes_in_the_latest_checkpoint_fall_back_to_the_previous_one(un
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_stop_signal_saves_the_current_step_and_exits_cleanly(uninterrupted, tmp_path, stop_signal):
   workdir = str(tmp_path / "preempted")
-  process = start(workdir, "--config.checkpoint_every=1000")
+  process = start(workdir, "--config.run.checkpoint_every=1000")
   wait_for(lambda: any(r["step"] >= 10 for r in read_metrics(workdir)), process)
   process.send_signal(stop_signal)
   _, err = process.communicate(timeout=120)
@@ -148,7 +148,7 @@ def test_stop_signal_saves_the_current_step_and_exits_cleanly(uninterrupted, tmp
   assert len(message) == 1, err
   step = int(message[0].split("at step ")[1].split()[0])
   assert saved_steps(workdir) == [step] and 10 <= step < 132
-  resumed = start(workdir, "--config.checkpoint_every=1000", "--config.num_epochs=6")
+  resumed = start(workdir, "--config.run.checkpoint_every=1000", "--config.optim.num_epochs=6")
   _, err = resumed.communicate(timeout=600)
   assert resumed.returncode == 0, err
   assert f"resuming from step {step}" in err
@@ -175,7 +175,7 @@ def test_a_second_run_on_a_live_runs_workdir_is_refused_in_one_line(tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
-  config = tiny_config(num_epochs=3, learning_rate=1e4, checkpoint_every=2, optimizer="sgd")
+  config = tiny_config(optim__num_epochs=3, optim__learning_rate=1e4, run__checkpoint_every=2, optim__name="sgd")
   with pytest.raises(interruptions.NonFiniteError) as error:
     loop.train_and_evaluate(config, str(tmp_path))
   message = str(error.value)
@@ -219,7 +219,13 @@ def test_state_check_names_each_part_holding_a_non_finite_value():
 def test_non_finite_params_from_a_finite_step_are_never_saved(tmp_path):
   # Warm-up makes the first step's learning rate 0 (a finite checkpoint at step 1); the second step's huge
   # learning rate times the weight decay overflows the params although its loss and gradient are finite.
-  config = tiny_config(num_epochs=1, checkpoint_every=1, warmup_epochs=0.5, learning_rate=1e10, weight_decay=1e38)
+  config = tiny_config(
+    optim__num_epochs=1,
+    run__checkpoint_every=1,
+    optim__warmup_epochs=0.5,
+    optim__learning_rate=1e10,
+    optim__weight_decay=1e38,
+  )
   with pytest.raises(interruptions.NonFiniteError) as error:
     loop.train_and_evaluate(config, str(tmp_path))
   message = str(error.value)

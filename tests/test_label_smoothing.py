@@ -67,7 +67,7 @@ def test_a_train_step_reduces_the_loss_on_a_repeated_batch():
 
 
 def test_end_to_end_run_writes_results(tmp_path):
-  config = tiny_config(method="label_smoothing", num_epochs=1, examples_per_class=20)
+  config = tiny_config(method="label_smoothing", optim__num_epochs=1, data__examples_per_class=20)
   results = loop.train_and_evaluate(config, str(tmp_path))
   with open(os.path.join(tmp_path, "results.json")) as f:
     written = json.load(f)

@@ -41,7 +41,7 @@ LAYER_KEYS = {
 def measured(tmp_path_factory):
   """(workdir, its measures) of a tiny finished run."""
   workdir = str(tmp_path_factory.mktemp("run"))
-  loop.train_and_evaluate(tiny_config(num_epochs=1), workdir)
+  loop.train_and_evaluate(tiny_config(optim__num_epochs=1), workdir)
   (measures,) = measure_reports.measure_workdirs([workdir], SETTINGS)
   return workdir, measures
 
@@ -95,7 +95,7 @@ def test_measures_json_holds_every_quantity(measured):
 
 def test_a_noisy_run_measures_the_gap_under_its_label_noise(tmp_path):
   workdir = str(tmp_path / "noisy")
-  loop.train_and_evaluate(tiny_config(num_epochs=1, noise=dict(type="pairflip", rate=0.3)), workdir)
+  loop.train_and_evaluate(tiny_config(optim__num_epochs=1, noise=dict(type="pairflip", rate=0.3)), workdir)
   settings = SETTINGS._replace(num_probes=2, eigen_iterations=1, lanczos_steps=1, max_batches=1)
   (measures,) = measure_reports.measure_workdirs([workdir], settings)
   run = measure.load_finished_run(workdir, settings.batch_size)
@@ -220,9 +220,9 @@ def test_a_run_recorded_before_a_field_existed_takes_its_default(measured, tmp_p
     json.dump(recorded, f)
   with pytest.raises(ConfigError, match="config.consistent.estimator is missing"):
     measure.load_finished_run(workdir, SETTINGS.batch_size)
-  config = measure.recorded_config(workdir, tiny_config(model="resnet34"))
+  config = measure.recorded_config(workdir, tiny_config(model__name="resnet34"))
   assert config.consistent.estimator == default.get_config().consistent.estimator
-  assert config.model == "small_cnn" and config.mean == (0.5,)  # recorded fields win over the defaults
+  assert config.model.name == "small_cnn" and config.data.mean == (0.5,)  # recorded fields win over the defaults
   run = measure.load_finished_run(workdir, SETTINGS.batch_size, default.get_config())
   assert run.setup.config.consistent.estimator == "dual_t" and run.trained.step == run.results["steps"]
 

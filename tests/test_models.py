@@ -72,3 +72,31 @@ def test_unknown_model_and_stem_are_named():
     create_model("vgg16", 10)
   with pytest.raises(ValueError, match="stem='tiny' is not a known stem; valid: imagenet, small"):
     create_model("resnet18", 10, stem="tiny")
+
+
+def test_resnet_in_bfloat16_keeps_float32_parameters_statistics_and_outputs():
+  x = jax.random.normal(jax.random.key(1), (4, 16, 16, 3))
+  reference = create_model("resnet18", num_classes=5, width=4, stem="small")
+  model = create_model("resnet18", num_classes=5, width=4, stem="small", dtype="bfloat16")
+  variables = jax.jit(reference.init)(jax.random.key(0), x)
+  assert jax.tree.map(lambda a: a.dtype, jax.eval_shape(model.init, jax.random.key(0), x)) == jax.tree.map(
+    lambda a: a.dtype, variables
+  )
+  apply = lambda m: jax.jit(lambda v, x: m.apply(v, x, train=True, return_features=True, mutable=["batch_stats"]))
+  (logits, features), updates = apply(model)(variables, x)
+  (expected, _), expected_updates = apply(reference)(variables, x)
+  assert logits.dtype == jnp.float32 and all(f.dtype == jnp.float32 for f in jax.tree.leaves(features))
+  assert all(s.dtype == jnp.float32 for s in jax.tree.leaves(updates))
+  np.testing.assert_allclose(logits, expected, rtol=0.05, atol=0.05 * float(jnp.abs(expected).max()))
+  for s, e in zip(jax.tree.leaves(updates), jax.tree.leaves(expected_updates)):
+    np.testing.assert_allclose(s, e, rtol=0.05, atol=0.05 * float(jnp.abs(e).max()))
+  # The convolutions compute in bfloat16: their outputs differ from the float32 ones by bfloat16 rounding.
+  assert not np.allclose(logits, expected, rtol=1e-6, atol=0)
+
+
+def test_an_option_a_model_does_not_take_is_refused_unless_neutral():
+  assert create_model("small_cnn", 3, width=4, dtype="float32", pooling="gap", stem="imagenet").width == 4
+  with pytest.raises(ValueError, match=r"model 'small_cnn' takes no option dtype='bfloat16' \(its options: width\)"):
+    create_model("small_cnn", 3, dtype="bfloat16")
+  with pytest.raises(ValueError, match=r"model 'resnet18' takes no option dropout_rate=0.1 .*; valid: 0.0"):
+    create_model("resnet18", 3, dropout_rate=0.1)

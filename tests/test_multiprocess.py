@@ -13,14 +13,14 @@ from ftjax import checkpoint_io
 from tests.test_finetune import REPO
 
 FLAGS = [
-  "--config.model=small_cnn",
-  "--config.width=4",
-  "--config.pretrained=none",
-  "--config.image_size=8",
-  "--config.eval_batch_size=128",
-  "--config.num_epochs=1",
-  "--config.checkpoint_every=10",
-  "--config.log_every=5",
+  "--config.model.name=small_cnn",
+  "--config.model.width=4",
+  "--config.model.pretrained=none",
+  "--config.data.image_size=8",
+  "--config.optim.eval_batch_size=128",
+  "--config.optim.num_epochs=1",
+  "--config.run.checkpoint_every=10",
+  "--config.run.log_every=5",
 ]
 
 

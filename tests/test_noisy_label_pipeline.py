@@ -41,7 +41,7 @@ def test_noise_corrupts_only_the_training_split_reproducibly():
 @pytest.fixture(scope="module")
 def regsl_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("regsl"))
-  config = noisy_config(method="regsl", num_epochs=2)
+  config = noisy_config(method="regsl", optim__num_epochs=2)
   config.correction.update(threshold=0.1, start_epoch=1)  # max p > 0.1 holds for any non-uniform p
   config.reweighting.start_epoch = 1
   return workdir, config, loop.train_and_evaluate(config, workdir)
@@ -83,7 +83,7 @@ def test_resumed_regsl_run_continues_with_the_corrected_labels(regsl_run, tmp_pa
 
 
 def test_consistent_with_the_true_matrix(tmp_path):
-  config = noisy_config(method="consistent", num_epochs=1)
+  config = noisy_config(method="consistent", optim__num_epochs=1)
   config.consistent.transition = "true"
   results = loop.train_and_evaluate(config, str(tmp_path))
   assert results["transition_max_abs_error"] == 0.0
@@ -92,7 +92,7 @@ def test_consistent_with_the_true_matrix(tmp_path):
 
 
 def test_consistent_estimates_the_matrix_once_per_workdir(tmp_path):
-  config = noisy_config(method="consistent", num_epochs=1)
+  config = noisy_config(method="consistent", optim__num_epochs=1)
   workdir = str(tmp_path)
   assert [(stage.label, stage.workdir) for stage in stages.stages(config, workdir)] == [
     ("transition estimator", os.path.join(workdir, "transition_estimator")),
@@ -120,7 +120,7 @@ def test_consistent_estimates_the_matrix_once_per_workdir(tmp_path):
 
 
 def test_estimation_stages_reuse_the_finished_estimator_run(tmp_path):
-  config = noisy_config(method="consistent", num_epochs=1)
+  config = noisy_config(method="consistent", optim__num_epochs=1)
   workdir = str(tmp_path)
   first = stages.run_with_stages(config, workdir)
   estimator_results = os.path.join(workdir, "transition_estimator", "results.json")
@@ -135,7 +135,7 @@ def test_estimation_stages_reuse_the_finished_estimator_run(tmp_path):
 
 
 def test_the_training_loop_refuses_a_consistent_run_without_its_estimate(tmp_path):
-  config = noisy_config(method="consistent", num_epochs=1)
+  config = noisy_config(method="consistent", optim__num_epochs=1)
   with pytest.raises(ConfigError) as error:
     loop.train_and_evaluate(config, str(tmp_path / "run"))
   assert str(error.value) == (
@@ -147,11 +147,11 @@ def test_the_training_loop_refuses_a_consistent_run_without_its_estimate(tmp_pat
 
 
 def test_consistent_refuses_an_estimator_workdir_of_another_config(tmp_path):
-  config = noisy_config(method="consistent", num_epochs=1)
+  config = noisy_config(method="consistent", optim__num_epochs=1)
   estimator_dir = str(tmp_path / "other")
   os.makedirs(estimator_dir)
   other = transition_estimation.estimator_config(config)
-  other.seed, other.noise.rate = 1, 0.2
+  other.run.seed, other.noise.rate = 1, 0.2
   with open(os.path.join(estimator_dir, "config.json"), "w") as f:
     json.dump(json.loads(other.to_json()), f)
   config.consistent.estimator_workdir = estimator_dir
@@ -159,7 +159,7 @@ def test_consistent_refuses_an_estimator_workdir_of_another_config(tmp_path):
   with pytest.raises(ConfigError) as error:
     stages.run_with_stages(config, workdir)
   assert str(error.value) == (
-    f"config.consistent.estimator_workdir={estimator_dir!r} holds a run of another config (fields noise.rate, seed "
+    f"config.consistent.estimator_workdir={estimator_dir!r} holds a run of another config (fields noise.rate, run.seed "
     "differ from this config with method='none'); valid: the workdir of that plain run, or '' for a run of its own "
     "in WORKDIR/transition_estimator"
   )

@@ -18,10 +18,11 @@ def _config(**kw):
     learning_rate=0.1,
     lr_schedule="constant",
     lr_decay_epochs=(),
-    optimizer="sgd",
+    name="sgd",
     momentum=0.9,
     nesterov=False,
     weight_decay=0.0,
+    grad_clip_norm=0.0,
   )
   base.update(kw)
   return ml_collections.ConfigDict(base)
@@ -41,7 +42,7 @@ def test_step_schedule_divides_by_ten_at_each_epoch():
 
 @pytest.mark.parametrize("name", ["sgd", "adam"])
 def test_weight_decay_is_added_to_the_gradient(name):
-  config = _config(optimizer=name, weight_decay=0.5, momentum=0.0)
+  config = _config(name=name, weight_decay=0.5, momentum=0.0)
   tx = optim.make_optimizer(config, optim.learning_rate_schedule(config, 1))
   params = {"w": jnp.array([1.0, -2.0])}
   grads = {"w": jnp.array([0.3, 0.1])}
@@ -61,3 +62,17 @@ def test_sgd_momentum_matches_heavy_ball_recursion():
     updates, state = tx.update({"w": jnp.array(g)}, state, params)
     velocity = 0.9 * velocity + g
     np.testing.assert_allclose(updates["w"], -0.1 * velocity, rtol=1e-6)
+
+
+@pytest.mark.parametrize("clip_norm, weight_decay", [(1.0, 0.0), (100.0, 0.0), (1.0, 0.5), (0.0, 0.0)])
+def test_gradient_is_clipped_to_its_global_norm_before_the_optimiser(clip_norm, weight_decay):
+  # g · min(1, c / ||g||), the norm over both leaves; the weight decay is added to the clipped gradient.
+  config = _config(momentum=0.0, grad_clip_norm=clip_norm, weight_decay=weight_decay)
+  tx = optim.make_optimizer(config, optim.learning_rate_schedule(config, 1))
+  params = {"a": jnp.array([1.0, -2.0]), "b": jnp.array(0.5)}
+  grads = {"a": jnp.array([3.0, 0.0]), "b": jnp.array(-4.0)}  # ||g|| = 5
+  updates, _ = tx.update(grads, tx.init(params), params)
+  scale = min(1.0, clip_norm / 5.0) if clip_norm else 1.0
+  for name in grads:
+    expected = -0.1 * (scale * np.asarray(grads[name]) + weight_decay * np.asarray(params[name]))
+    np.testing.assert_allclose(updates[name], expected, rtol=1e-6)

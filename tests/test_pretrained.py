@@ -161,3 +161,45 @@ def test_head_anchor_is_zero_or_init():
   assert all(np.all(np.asarray(x) == 0) for x in jax.tree.leaves(zero["head"]))
   chex.assert_trees_all_equal(init, params)
   chex.assert_trees_all_equal(zero["conv1"], params["conv1"])
+
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+
+
+@pytest.mark.parametrize(
+  "name, kind, model",
+  [
+    ("vit_timm_cls.safetensors", "timm", "vit_tiny"),
+    ("vit_jax_gap.npz", "vit_jax", "vit_tiny"),
+    ("torchvision_resnet18.safetensors", "torchvision", "resnet18"),
+  ],
+)
+def test_a_source_file_is_told_apart_by_its_keys(name, kind, model):
+  path = os.path.join(FIXTURES, name)
+  pretrained.check_spec(path)
+  if kind != "vit_jax":
+    assert pretrained.state_dict_kind(path) == kind
+  assert pretrained.source_architecture(path)["model"] == model
+
+
+def test_a_state_dict_of_neither_kind_and_a_vit_of_no_variant_are_named_in_one_line(tmp_path):
+  import safetensors.numpy
+
+  other = str(tmp_path / "bert.safetensors")
+  safetensors.numpy.save_file({"embeddings.word.weight": np.zeros((4, 2), np.float32)}, other)
+  for call in (pretrained.check_spec, pretrained.load_source, pretrained.source_architecture):
+    with pytest.raises(ValueError) as excinfo:
+      call(other)
+    message = str(excinfo.value)
+    assert "\n" not in message and message.startswith(f"pretrained file {other!r} holds neither a torchvision ResNet")
+    assert "['embeddings.word.weight']" in message
+  # A timm ViT of width 32 and an MLP of 48: no registered variant has that shape.
+  arrays = safetensors.numpy.load_file(os.path.join(FIXTURES, "vit_timm_cls.safetensors"))
+  for i in (0, 1):
+    arrays[f"blocks.{i}.mlp.fc1.weight"] = arrays[f"blocks.{i}.mlp.fc1.weight"][:48]
+    arrays[f"blocks.{i}.mlp.fc1.bias"] = arrays[f"blocks.{i}.mlp.fc1.bias"][:48]
+    arrays[f"blocks.{i}.mlp.fc2.weight"] = arrays[f"blocks.{i}.mlp.fc2.weight"][:, :48]
+  odd = str(tmp_path / "odd.safetensors")
+  safetensors.numpy.save_file(arrays, odd)
+  with pytest.raises(ValueError, match=r"holds a ViT of width 32, depth 2, mlp_dim 48, patch_size 4, the shape of no"):
+    pretrained.source_architecture(odd)

@@ -14,6 +14,7 @@ import pytest
 from ftjax import configs, data
 from ftjax.config_validation import ConfigError
 from ftjax.train import experiment
+from tests.fields import set_fields
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,6 +29,7 @@ DOCUMENTED = (
   "ftjax.data.ArraySource",
   "ftjax.data.Splits",
   "ftjax.data.eval_batches",
+  "ftjax.data.labels_file",
   "ftjax.models.create_model",
   "ftjax.models.register",
   "ftjax.models.ModelFamily",
@@ -45,9 +47,12 @@ DOCUMENTED = (
   "ftjax.methods.Method",
   "ftjax.methods.MethodContext",
   "ftjax.methods.METHODS",
+  "ftjax.methods.method_config",
   "ftjax.hessian.layer_traces",
   "ftjax.hessian.hvp",
   "ftjax.hessian.top_eigenvalues",
+  "ftjax.hessian.hessian_spectrum",
+  "ftjax.hessian.layer_spectra",
   "ftjax.generalization.hessian_bound",
   "ftjax.train.train_and_evaluate",
   "ftjax.train.loop",
@@ -158,14 +163,20 @@ def my_toy():
 
 def toy_config(**overrides):
   config = configs.default_config()
-  config.update(
-    {**dict(dataset="my_toy", image_size=8, model="small_cnn", width=4, pretrained="none", batch_size=8), **overrides}
+  set_fields(
+    config,
+    data__name="my_toy",
+    data__image_size=8,
+    model__name="small_cnn",
+    model__width=4,
+    model__pretrained="none",
+    optim__batch_size=8,
   )
-  return config
+  return set_fields(config, **overrides)
 
 
 def test_a_registered_dataset_is_valid_and_loads_through_the_config(my_toy):
-  config = toy_config(test_fraction=0.25)
+  config = toy_config(data__test_fraction=0.25)
   configs.validate_config(config)
   splits, noise, num_classes = experiment.load_splits(config)
   assert num_classes == 3 and noise.transition is None
@@ -173,7 +184,7 @@ def test_a_registered_dataset_is_valid_and_loads_through_the_config(my_toy):
     np.testing.assert_array_equal(split.labels, labels)
     np.testing.assert_array_equal(split.images(np.arange(len(split))), pixels)
   assert REQUESTS[-1] == data.DatasetRequest("my_toy", None, 8, 0.25)
-  few = experiment.load_splits(toy_config(examples_per_class=4))[0].train
+  few = experiment.load_splits(toy_config(data__examples_per_class=4))[0].train
   assert np.bincount(few.labels).tolist() == [4, 4, 4]
   chosen = [
     int(np.flatnonzero((TOY_PIXELS[0] == image).all(axis=(1, 2, 3)))[0]) for image in few.images(np.arange(len(few)))
@@ -183,10 +194,14 @@ def test_a_registered_dataset_is_valid_and_loads_through_the_config(my_toy):
 
 def test_a_registered_dataset_is_checked_by_validation_and_unknown_names_fail(my_toy):
   with pytest.raises(ConfigError, match="my_toy: /no/toy/here not found"):
-    configs.validate_config(toy_config(data_dir="/no/toy/here"))
-  with pytest.raises(ConfigError, match="config.dataset='my_toy2' is not a known dataset"):
-    configs.validate_config(toy_config(dataset="my_toy2"))
-  with pytest.raises(ValueError, match="valid: digits, fashion_mnist, mnist, image_folder, my_toy or 'tfds:NAME'"):
+    configs.validate_config(toy_config(data__dir="/no/toy/here"))
+  with pytest.raises(ConfigError, match="config.data.name='my_toy2' is not a known dataset"):
+    configs.validate_config(toy_config(data__name="my_toy2"))
+  with pytest.raises(
+    ValueError,
+    match="valid: digits, fashion_mnist, mnist, image_folder, wordnet_nouns, wordnet_verbs, text_files, my_toy or "
+    "'tfds:NAME'",
+  ):
     data.load_dataset("my_toy2")
   with pytest.raises(TypeError, match="DatasetLoader"):
     data.register_dataset("other", load_toy)

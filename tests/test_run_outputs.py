@@ -31,7 +31,14 @@ def small_config(**overrides):
   """A 3-epoch regsl run of 3 steps per epoch (20 examples per class) under 40% symmetric label
   noise, correcting labels from epoch 1 on, evaluated every epoch."""
   config = tiny_config(
-    **{"method": "regsl", "examples_per_class": 20, "num_epochs": 3, "eval_every": 1, "log_every": 2, **overrides}
+    **{
+      "method": "regsl",
+      "data__examples_per_class": 20,
+      "optim__num_epochs": 3,
+      "run__eval_every": 1,
+      "run__log_every": 2,
+      **overrides,
+    }
   )
   config.noise.update(type="symmetric", rate=0.4, seed=3)
   config.correction.update(threshold=0.1, start_epoch=1)  # max p > 0.1 holds for any non-uniform p
@@ -96,7 +103,7 @@ def test_test_figures_every_epoch_end_where_results_do(small_run):
   steps = CompiledSteps(
     exp.mesh, model=exp.model, method=exp.method, tx=exp.tx, steps_per_epoch=exp.steps_per_epoch, donate=False
   )
-  fresh = loop.evaluate(steps, state, exp.splits.test, exp.eval_preprocess, exp.config.eval_batch_size, exp.mesh)
+  fresh = loop.evaluate(steps, state, exp.splits.test, exp.eval_preprocess, exp.config.optim.eval_batch_size, exp.mesh)
   assert (fresh["loss"], fresh["accuracy"]) == (results["test_loss"], results["test_accuracy"])
 
 
@@ -144,9 +151,9 @@ def test_a_refused_config_change_leaves_the_workdir_untouched(small_run):
   workdir, _, _ = small_run
   before = tree_digest(workdir)
   with pytest.raises(ConfigChangeError) as error:
-    loop.train_and_evaluate(small_config(learning_rate=0.5), workdir)
+    loop.train_and_evaluate(small_config(optim__learning_rate=0.5), workdir)
   message = str(error.value)
-  assert "fields learning_rate differ" in message and message.endswith("or allow_config_change=True")
+  assert "fields optim.learning_rate differ" in message and message.endswith("or allow_config_change=True")
   assert "--allow_config_change" in error.value.for_command_line()
   assert tree_digest(workdir) == before
 
@@ -159,7 +166,7 @@ def test_an_unreadable_checkpoint_under_an_allowed_change_keeps_config_json(smal
   with open(os.path.join(copy, "config.json"), "rb") as f:
     recorded = f.read()
   with pytest.raises(checkpoint_io.UnreadableCheckpointError):
-    loop.train_and_evaluate(small_config(width=8), copy, allow_config_change=True)
+    loop.train_and_evaluate(small_config(model__width=8), copy, allow_config_change=True)
   with open(os.path.join(copy, "config.json"), "rb") as f:
     assert f.read() == recorded
 
@@ -168,7 +175,7 @@ def test_the_command_line_names_the_flag(tmp_path):
   workdir = tmp_path / "w"
   workdir.mkdir()
   started = json.loads(default.get_config().to_json())
-  started["learning_rate"] *= 2
+  started["optim"]["learning_rate"] *= 2
   (workdir / "config.json").write_text(json.dumps(started))
   proc = subprocess.run(
     [sys.executable, "-m", "experiments.finetune", f"--workdir={workdir}"],

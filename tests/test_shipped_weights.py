@@ -21,19 +21,19 @@ def test_shipped_model_is_small_and_described():
   info = pretrained.load_source(NAME).info
   config = default.get_config()
   assert (info["model"], info["width"], info["stem"], info["image_size"], info["channels"]) == (
-    config.model,
-    config.width,
-    config.stem,
-    config.image_size,
-    config.channels,
+    config.model.name,
+    config.model.width,
+    config.model.stem,
+    config.data.image_size,
+    config.data.channels,
   )
   assert info["dataset"] == "fashion_mnist" and info["command"].startswith("python -m experiments.pretrain")
 
 
 def test_default_config_starts_from_the_shipped_backbone_with_a_fresh_head():
   config = default.get_config()
-  model = create_model(config.model, 10, width=config.width, stem=config.stem)
-  variables, anchor = experiment.initial_variables(config, model, structure_of(config.model))
+  model = create_model(config.model.name, 10, width=config.model.width, stem=config.model.stem)
+  variables, anchor = experiment.initial_variables(config, model, structure_of(config.model.name))
   source = pretrained.load_source(NAME).variables
   chex.assert_trees_all_equal(variables["params"]["stage3"], source["params"]["stage3"])
   chex.assert_trees_all_equal(variables["batch_stats"], source["batch_stats"])

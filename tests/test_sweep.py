@@ -26,7 +26,7 @@ from tests.test_finetune import tiny_config
 
 
 def sweep_config():
-  config = tiny_config(num_epochs=1)
+  config = tiny_config(optim__num_epochs=1)
   config.sweep = ml_collections.ConfigDict()
   config.sweep.variants = {"plain": ("method=none",), "constraint": ("method=constraint", "reg.radius=0.01")}
   config.sweep.datasets = ("digits",)
@@ -56,7 +56,7 @@ def test_sweep_runs_every_cell_and_summarises(tmp_path):
   assert len(table) == 2 and {"variant", "noise", "test_accuracy_mean", "test_accuracy_std"} <= set(table[0])
   with open(os.path.join(root, "summary.md")) as f:
     lines = f.read().splitlines()
-  assert len(lines) == 4 and lines[0].startswith("| variant |")
+  assert len(lines) == 6 and lines[0].startswith("| variant |") and "population std" in lines[-1]
   with open(os.path.join(root, "comparison.md")) as f:
     comparison = f.read().splitlines()
   assert comparison[0] == "| digits | symmetric:0.4 |" and comparison[1] == "| --- | --- |"
@@ -174,21 +174,21 @@ def test_claim_configs_take_a_torchvision_resnet50_and_a_tfds_dataset_with_one_f
   safetensors.numpy.save_file({key: np.zeros(1, np.float32) for key in keys}, path)
   module = importlib.import_module(f"experiments.configs.{name}")
   config = module.get_config()
-  shipped = {run.config.model for run in sweeps.grid(config)}
-  config.pretrained = path
+  shipped = {run.config.model.name for run in sweeps.grid(config)}
+  config.model.pretrained = path
   config.sweep.datasets = ("tfds:ftjax_tiny_images",)
-  config.data_dir = tfds_dir  # only because the test's data is not in tfds' default directory
+  config.data.dir = tfds_dir  # only because the test's data is not in tfds' default directory
   runs = sweeps.grid(config)
   assert shipped == {"resnet18"} and runs
   for run in runs:
-    assert run.dataset == run.config.dataset == "tfds:ftjax_tiny_images"
+    assert run.dataset == run.config.data.name == "tfds:ftjax_tiny_images"
     assert (
-      run.config.model,
-      run.config.width,
-      run.config.stem,
-      run.config.image_size,
-      run.config.channels,
-      run.config.mean,
+      run.config.model.name,
+      run.config.model.width,
+      run.config.model.stem,
+      run.config.data.image_size,
+      run.config.data.channels,
+      run.config.data.mean,
     ) == ("resnet50", 64, "imagenet", 224, 3, (0.485, 0.456, 0.406))
 
 
@@ -286,3 +286,84 @@ def test_a_consistent_cell_reuses_the_plain_cell_and_every_progress_line_names_i
     ("2", "consistent", None),
     ("2", "consistent", " › transition estimator"),
   }
+
+
+def test_a_tuned_sweep_reports_each_variants_setting_best_on_validation(tmp_path):
+  config = sweep_config()
+  config.data.validation_fraction = 0.2
+  config.sweep.seeds = (0, 1)
+  config.sweep.noise = ("none",)
+  config.sweep.tune = {"constraint": (("reg.radius", (0.01, 3.0)), ("reg.norm", ("frobenius",)))}
+  root = str(tmp_path)
+  rows = {r["variant"]: r for r in sweeps.run_sweep(config, root)}
+  # Brute force over every run's results.json: the setting with the best mean selected validation accuracy.
+  found = {}
+  for radius in (0.01, 3.0):
+    setting = f"reg.norm=frobenius,reg.radius={radius}"
+    results = []
+    for seed in (0, 1):
+      with open(os.path.join(root, "constraint", setting, "digits", "none", f"seed{seed}", "results.json")) as f:
+        results.append(json.load(f))
+    assert all(r["config"]["reg"]["radius"] == radius for r in results)
+    found[setting] = (
+      np.mean([r["selected"]["validation_accuracy"] for r in results]),
+      [r["selected"]["test_accuracy"] for r in results],
+    )
+  best = max(found, key=lambda s: (found[s][0], -list(found).index(s)))
+  row = rows["constraint"]
+  assert (row["setting"], row["settings_tried"], row["model"]) == (best, 2, "selected")
+  assert row["validation_accuracy_mean"] == found[best][0]
+  assert row["test_accuracy_mean"] == pytest.approx(np.mean(found[best][1]), abs=0)
+  assert row["test_accuracy_seeds"] == " ".join(f"{100 * a:.2f}" for a in found[best][1])
+  assert (rows["plain"]["setting"], rows["plain"]["settings_tried"]) == ("", 1)
+  with open(os.path.join(root, "summary.md")) as f:
+    text = f.read()
+  assert f"| {best} | 2 |" in text and "| (not tuned) | 1 |" in text
+
+
+def test_tuning_needs_a_validation_split_and_known_variants():
+  config = sweep_config()
+  config.sweep.tune = {"constraint": (("reg.radius", (0.1, 1.0)),)}
+  with pytest.raises(ConfigError, match="config.data.validation_fraction=0; valid: a fraction in"):
+    sweeps.grid(config)
+  config.data.validation_fraction = 0.1
+  config.sweep.tune = {"regsl": (("reg.radius", (0.1,)),)}
+  with pytest.raises(ConfigError, match="config.sweep.tune names 'regsl', which is no variant"):
+    sweeps.grid(config)
+  config.sweep.tune = {"constraint": (("reg.radius", ()),)}
+  with pytest.raises(ConfigError, match=r"config.sweep.tune.constraint.reg.radius=\(\); valid: a non-empty tuple"):
+    sweeps.grid(config)
+
+
+def test_sub_grids_and_labelled_datasets_make_the_union_of_their_cells():
+  config = sweep_config()
+  config.sweep.variants = {**config.sweep.variants, "regsl": ("method=regsl",)}
+  few = ("few_digits", ("data.name=digits", "data.examples_per_class=5"))
+  config.sweep.datasets = ("digits",)
+  config.sweep.grids = (
+    {"noise": ("none",), "variants": ("plain", "constraint"), "datasets": ("digits", few)},
+    {"noise": ("symmetric:0.4",), "variants": ("plain", "regsl")},
+    {"noise": ("none",), "variants": ("plain",)},  # a cell of the first grid again: listed once
+  )
+  runs = sweeps.grid(config)
+  expected = [
+    ("plain", "digits", "none"),
+    ("plain", "few_digits", "none"),
+    ("constraint", "digits", "none"),
+    ("constraint", "few_digits", "none"),
+    ("plain", "digits", "symmetric:0.4"),
+    ("regsl", "digits", "symmetric:0.4"),
+  ]
+  assert [(r.variant, r.dataset, r.noise) for r in runs] == expected
+  few_run = runs[1]
+  assert (few_run.config.data.name, few_run.config.data.examples_per_class) == ("digits", 5)
+  assert few_run.name == os.path.join("plain", "few_digits", "none", "seed0")
+  config.sweep.grids = ({"variants": ("plain", "bss")},)
+  with pytest.raises(ConfigError, match=r"config.sweep.grids\[0\].variants names 'bss', which is no variant"):
+    sweeps.grid(config)
+  config.sweep.grids = ({"seed": (1,)},)
+  with pytest.raises(ConfigError, match=r"config.sweep.grids\[0\] has 'seed'; valid: a dict of variants"):
+    sweeps.grid(config)
+  config.sweep.grids, config.sweep.datasets = (), (("x",),)
+  with pytest.raises(ConfigError, match=r"config.sweep.datasets holds \('x',\); valid: a dataset name, or"):
+    sweeps.grid(config)

@@ -118,7 +118,7 @@ def test_infer_resnet_depth(name):
 def test_errors(tmp_path, monkeypatch):
   state_dict = safetensors.numpy.load_file(fixture_path("resnet18"))
   with pytest.raises(ValueError, match=r"unsupported extension '\.ckpt'; expected one of \.safetensors, \.pth, \.pt"):
-    torchvision_import.load_torchvision_state_dict(tmp_path / "w.ckpt")
+    torchvision_import.load_torchvision_resnet(tmp_path / "w.ckpt")
   missing = {k: v for k, v in state_dict.items() if k != "layer3.1.bn2.running_var"}
   with pytest.raises(ValueError, match=r"lacks 'layer3\.1\.bn2\.running_var', expected in a torchvision resnet18"):
     torchvision_import.torchvision_to_flax(missing)
@@ -135,4 +135,4 @@ def test_errors(tmp_path, monkeypatch):
     torchvision_import.torchvision_to_flax(narrow)
   monkeypatch.setitem(sys.modules, "torch", None)
   with pytest.raises(ImportError, match=r"needs `pip install torch`; a \.safetensors file does not"):
-    torchvision_import.load_torchvision_state_dict(tmp_path / "w.pth")
+    torchvision_import.load_torchvision_resnet(tmp_path / "w.pth")

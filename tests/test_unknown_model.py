@@ -16,6 +16,7 @@ import pytest
 from ftjax import configs, data, generalization, hessian, models, tree_paths
 from ftjax.models import pretrained
 from ftjax.train import experiment, loop
+from tests.fields import set_fields
 
 NAME = "test_digit_mlp"
 WIDTH = 6
@@ -78,29 +79,22 @@ def source(registered, tmp_path_factory):
 
 def mlp_config(source_path, **overrides):
   config = configs.default_config()
-  config.update(
-    dict(
-      dataset="digits",
-      model=NAME,
-      width=WIDTH,
-      pretrained=source_path,
-      image_size=8,
-      examples_per_class=30,
-      num_epochs=2,
-      batch_size=64,
-      eval_batch_size=128,
-      learning_rate=0.1,
-      checkpoint_every=100,
-      log_every=100,
-    )
+  set_fields(
+    config,
+    data__name="digits",
+    model__name=NAME,
+    model__width=WIDTH,
+    model__pretrained=source_path,
+    data__image_size=8,
+    data__examples_per_class=30,
+    optim__num_epochs=2,
+    optim__batch_size=64,
+    optim__eval_batch_size=128,
+    optim__learning_rate=0.1,
+    run__checkpoint_every=100,
+    run__log_every=100,
   )
-  for name, value in overrides.items():
-    node = config
-    *parents, leaf = name.split("__")
-    for part in parents:
-      node = node[part]
-    node[leaf] = value
-  return config
+  return set_fields(config, **overrides)
 
 
 def run(config, workdir) -> dict:
@@ -143,7 +137,7 @@ def test_groups_given_as_regex_group_pairs_replace_the_declared_ones(source, tmp
   config = mlp_config(
     source[0],
     method="constraint",
-    num_epochs=1,
+    optim__num_epochs=1,
     reg__radius=0.02,
     reg__head_radius=0.3,
     reg__groups=groups,
@@ -159,7 +153,7 @@ def test_regsl_corrects_labels_under_the_constraint(source, tmp_path):
   config = mlp_config(
     source[0],
     method="regsl",
-    num_epochs=3,
+    optim__num_epochs=3,
     noise__type="symmetric",
     noise__rate=0.4,
     reg__radius=0.5,
@@ -196,7 +190,7 @@ def test_consistent_uses_the_true_transition_matrix(source, tmp_path):
 
 
 def test_delta_weights_the_declared_feature_maps_by_zeroing_the_layers_that_return_them(source, tmp_path):
-  results = run(mlp_config(source[0], method="delta", num_epochs=1), tmp_path)
+  results = run(mlp_config(source[0], method="delta", optim__num_epochs=1), tmp_path)
   assert results["zeroed_modules"] == {"code_in": "encoder/fc_in", "code_mid": "encoder/fc_mid"}
   for name in STRUCTURE.feature_maps:
     weights = np.asarray(results["channel_weights"][name])

@@ -6,13 +6,13 @@ from experiments.configs import default
 
 def get_config(arg: str | None = None):
   config = default.get_config(arg)
-  config.dataset = "fashion_mnist"
-  config.pretrained = "none"
-  config.flip = True
-  config.num_epochs = 4
-  config.batch_size = 128
-  config.learning_rate = 0.1
-  config.weight_decay = 5e-4
-  config.checkpoint_every = 500
-  config.log_every = 100
+  config.data.name = "fashion_mnist"
+  config.model.pretrained = "none"
+  config.data.flip = True
+  config.optim.num_epochs = 4
+  config.optim.batch_size = 128
+  config.optim.learning_rate = 0.1
+  config.optim.weight_decay = 5e-4
+  config.run.checkpoint_every = 500
+  config.run.log_every = 100
   return config

@@ -5,9 +5,9 @@
 
 Targets: 10 labelled examples per class of Fashion-MNIST (the source's domain) and of the digits;
 3 seeds. With a GPU and real data, one field each picks the weights and the dataset:
-`--config.pretrained=/path/resnet50.safetensors --config.sweep.datasets="('tfds:caltech101',)"`
+`--config.model.pretrained=/path/resnet50.safetensors --config.sweep.datasets="('tfds:caltech101',)"`
 (`model='auto'` takes the ResNet-50 architecture and ImageNet input format from the weights;
-`--config.crop_padding=16 --config.flip=True` suit 224-pixel images).
+`--config.data.crop_padding=16 --config.data.flip=True` suit 224-pixel images).
 """
 
 import ml_collections
@@ -18,12 +18,12 @@ from experiments.configs.sweep_variants import DISTANCE, PLAIN, SWEEP_MEASURE_SE
 
 def get_config(arg: str | None = None):
   if arg is not None:
-    raise ValueError(f"sweep_distance config argument {arg!r}; valid: none (set config.pretrained instead)")
+    raise ValueError(f"sweep_distance config argument {arg!r}; valid: none (set config.model.pretrained instead)")
   config = default.get_config()
-  config.model = "auto"  # the source's architecture and input format: a new `pretrained` is one field
-  config.examples_per_class = 10
-  config.num_epochs = 50
-  config.log_every = 10  # 100 examples: one step per epoch, so 5 progress lines per run
+  config.model.name = "auto"  # the source's architecture and input format: a new `pretrained` is one field
+  config.data.examples_per_class = 10
+  config.optim.num_epochs = 50
+  config.run.log_every = 10  # 100 examples: one step per epoch, so 5 progress lines per run
   config.sweep = ml_collections.ConfigDict()
   config.sweep.only = ""  # e.g. --config.sweep.only=plain,regsl; "" = every variant
   config.sweep.variants = {**PLAIN, **DISTANCE}

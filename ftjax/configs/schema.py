@@ -1,8 +1,9 @@
 """Every field of a fine-tuning config, declared once: its default, its check and what it means.
 
-A config is flat top-level fields (`config.dataset`, `config.learning_rate`) and one sub-dict per
-method or concern (`config.noise`, `config.reg`, ...); a sweep config adds `config.sweep`. The
-sections below list the fields in the order a reader needs them.
+A config is one sub-dict per concern (`config.data`, `config.model`, `config.optim`, `config.noise`,
+`config.run`), the method's name (`config.method`) and one sub-dict per method (`config.reg`,
+`config.regsl`, ...); a sweep config adds `config.sweep`. Each section below is one sub-dict (the
+method's name is the one top-level field), in the order a reader needs them.
 """
 
 from typing import Any, NamedTuple
@@ -13,7 +14,7 @@ from ftjax import data, label_noise, optim
 from ftjax.config_validation import BOOLEAN, STRING, FieldCheck, integer, member_of, number, numbers, one_of, pairs
 from ftjax.distance import anchors, projection, radii
 from ftjax.methods import delta, registry as method_registry
-from ftjax.models import registry as model_registry, resnet
+from ftjax.models import registry as model_registry, resnet, vit
 
 
 class Field(NamedTuple):
@@ -35,6 +36,7 @@ class Required:
 
 
 REQUIRED = Required()
+SELECTION_METRICS = ("validation_accuracy", "validation_loss")
 MAX_IMAGE_SIZE = 4096  # pixels per side; a larger image would not fit a device's memory at any batch size
 
 
@@ -64,27 +66,45 @@ SECTIONS = (
     "data",
     "what is trained on and its input format (ftjax.data)",
     (
-      Field("dataset", "digits", DATASET, "the target dataset"),
-      Field("data_dir", "", STRING, "where the dataset lies; '' = its default location"),
-      Field("num_classes", 0, integer(0), "0 = the dataset's class count; otherwise must equal it"),
+      Field("data.name", "digits", DATASET, "the target dataset"),
+      Field("data.dir", "", STRING, "where the dataset lies; '' = its default location"),
+      Field("data.num_classes", 0, integer(0), "0 = the dataset's class count; otherwise must equal it"),
       Field(
-        "test_fraction",
+        "data.test_fraction",
         0.2,
         number(0.0, 1.0, low_open=True, high_open=True),
         "held-out split for datasets without a test split",
       ),
-      Field("examples_per_class", 0, integer(0), "0 = every training example; k = a seeded k-per-class subset"),
-      Field("image_size", 28, integer(1, MAX_IMAGE_SIZE), "side of the square input images, in pixels"),
-      Field("channels", 1, one_of((1, 3)), "input channels (1 grey, 3 RGB)"),
-      Field("mean", (0.5,), numbers(0.0), "per-channel mean subtracted from inputs (one per channel)"),
-      Field("std", (0.5,), numbers(0.0, low_open=True), "per-channel std inputs are divided by (one per channel)"),
+      Field("data.examples_per_class", 0, integer(0), "0 = every training example; k = a seeded k-per-class subset"),
       Field(
-        "crop_padding",
+        "data.validation_fraction",
+        0.0,
+        number(0.0, 1.0, high_open=True),
+        "held out of the training split per class (fixed seed) for validation and model selection; 0 = none",
+      ),
+      Field(
+        "data.clean_validation",
+        False,
+        BOOLEAN,
+        "validation labels without the synthetic noise (analysis only; a practitioner's are noisy)",
+      ),
+      Field(
+        "data.labels_file",
+        "",
+        STRING,
+        "training labels from a .npy/.json/.csv file (ftjax.data.labels_file) replacing the dataset's; '' = none",
+      ),
+      Field("data.image_size", 28, integer(1, MAX_IMAGE_SIZE), "side of the square input images, in pixels"),
+      Field("data.channels", 1, one_of((1, 3)), "input channels (1 grey, 3 RGB)"),
+      Field("data.mean", (0.5,), numbers(0.0), "per-channel mean subtracted from inputs (one per channel)"),
+      Field("data.std", (0.5,), numbers(0.0, low_open=True), "per-channel std inputs are divided by (one per channel)"),
+      Field(
+        "data.crop_padding",
         2,
         integer(0, MAX_IMAGE_SIZE),
         "random-crop augmentation: pixels of padding (below image_size); 0 = no crops",
       ),
-      Field("flip", False, BOOLEAN, "random horizontal flips of training images"),
+      Field("data.flip", False, BOOLEAN, "random horizontal flips of training images"),
     ),
   ),
   Section(
@@ -108,15 +128,41 @@ SECTIONS = (
     "the network and its source weights (ftjax.models)",
     (
       Field(
-        "model",
+        "model.name",
         "resnet18",
         member_of(model_registry.MODELS, ("auto",)),
-        "architecture; 'auto' = model, width, stem, image_size, channels, mean, std from `pretrained`",
+        "architecture; 'auto' = name, width, stem, pooling, data's image_size, channels, mean, std from `pretrained`",
       ),
-      Field("width", 16, integer(1), "channels of the first stage (torchvision ResNets: 64)"),
-      Field("stem", "small", one_of(resnet.STEMS), "first layer: 'imagenet' 7x7/2 conv + max-pool, 'small' 3x3/1"),
+      Field("model.width", 16, integer(1), "ResNets: channels of the first stage (torchvision's: 64)"),
       Field(
-        "pretrained",
+        "model.stem",
+        "small",
+        one_of(resnet.STEMS),
+        "ResNets' first layer: 'imagenet' 7x7/2 conv + max-pool, 'small' 3x3/1",
+      ),
+      Field(
+        "model.pooling",
+        "cls",
+        one_of(vit.POOLINGS),
+        "ViTs: the head reads the class token's output ('cls') or the mean of all tokens ('gap')",
+      ),
+      Field(
+        "model.dropout_rate", 0.0, number(0.0, 1.0, high_open=True), "ViTs: dropout after attention, MLP, embedding"
+      ),
+      Field(
+        "model.stochastic_depth_rate",
+        0.0,
+        number(0.0, 1.0, high_open=True),
+        "ViTs: drop-path rate of the last block, rising linearly from 0 at the first",
+      ),
+      Field(
+        "model.dtype",
+        "float32",
+        one_of(("float32", "bfloat16")),
+        "compute dtype of ViTs and ResNets; parameters and optimiser state stay float32",
+      ),
+      Field(
+        "model.pretrained",
         "fashion_mnist_resnet18",
         STRING,
         "source weights: a shipped name, a .msgpack/.safetensors/.pth file, a finished workdir, or 'none'",
@@ -124,20 +170,28 @@ SECTIONS = (
     ),
   ),
   Section(
-    "optimisation",
-    "optimiser and learning-rate schedule (ftjax.optim)",
+    "optim",
+    "optimiser, batch sizes and learning-rate schedule (ftjax.optim)",
     (
-      Field("num_epochs", 20, integer(1), "passes over the training split"),
-      Field("batch_size", 64, integer(1), "global batch, over every device of every process"),
-      Field("eval_batch_size", 256, integer(1), "global batch of evaluation"),
-      Field("optimizer", "sgd", one_of(optim.OPTIMIZERS), "the optimiser"),
-      Field("learning_rate", 0.05, number(0.0, low_open=True), "peak learning rate"),
-      Field("momentum", 0.9, number(0.0, 1.0, high_open=True), "momentum of 'sgd'; 0 = none"),
-      Field("nesterov", True, BOOLEAN, "Nesterov momentum ('sgd')"),
-      Field("weight_decay", 0.0, number(0.0), "decoupled for 'adamw', added to the gradient for 'sgd' and 'adam'"),
-      Field("lr_schedule", "cosine", one_of(optim.SCHEDULES), "learning rate over the steps after warm-up"),
-      Field("lr_decay_epochs", (), numbers(0.0), "for 'step': ×0.1 at each of these epochs (each <= num_epochs)"),
-      Field("warmup_epochs", 0.0, number(0.0), "linear warm-up from 0 (below num_epochs)"),
+      Field("optim.num_epochs", 20, integer(1), "passes over the training split"),
+      Field("optim.batch_size", 64, integer(1), "global batch, over every device of every process"),
+      Field("optim.eval_batch_size", 256, integer(1), "global batch of evaluation"),
+      Field("optim.name", "sgd", one_of(optim.OPTIMIZERS), "the optimiser"),
+      Field("optim.learning_rate", 0.05, number(0.0, low_open=True), "peak learning rate"),
+      Field("optim.momentum", 0.9, number(0.0, 1.0, high_open=True), "momentum of 'sgd'; 0 = none"),
+      Field("optim.nesterov", True, BOOLEAN, "Nesterov momentum ('sgd')"),
+      Field(
+        "optim.weight_decay", 0.0, number(0.0), "decoupled for 'adamw', added to the gradient for 'sgd' and 'adam'"
+      ),
+      Field("optim.lr_schedule", "cosine", one_of(optim.SCHEDULES), "learning rate over the steps after warm-up"),
+      Field("optim.lr_decay_epochs", (), numbers(0.0), "for 'step': ×0.1 at each of these epochs (each <= num_epochs)"),
+      Field("optim.warmup_epochs", 0.0, number(0.0), "linear warm-up from 0 (below num_epochs)"),
+      Field(
+        "optim.grad_clip_norm",
+        0.0,
+        number(0.0),
+        "clip the gradient to this global L2 norm before the optimiser; 0 = no clipping",
+      ),
     ),
   ),
   Section(
@@ -193,6 +247,12 @@ SECTIONS = (
         "((regex, group), ...) over param paths, input to output; () = the model's groups",
       ),
       Field("reg.group_values", (), GROUP_VALUES, "((group, value), ...): radii / weights replacing the schedule's"),
+      Field(
+        "reg.role_values",
+        (),
+        GROUP_VALUES,
+        "((role, value), ...): radii / weights of the tensors of a role the model declares, replacing their group's",
+      ),
     ),
   ),
   Section(
@@ -291,13 +351,19 @@ SECTIONS = (
     (Field("label_smoothing.eps", 0.1, number(0.0, 1.0), "ε: targets (1 − ε)·onehot + ε/C"),),
   ),
   Section(
-    "bookkeeping",
-    "seeds, checkpoints, logs and evaluation",
+    "run",
+    "the run's seed, checkpoints, logs and evaluation",
     (
-      Field("seed", 0, integer(0), "seed of initialisation, batches and augmentation"),
-      Field("checkpoint_every", 200, integer(1), "steps between checkpoints; one is also written at the end"),
-      Field("log_every", 50, integer(1), "steps between progress lines and metrics records"),
-      Field("eval_every", 1, integer(0), "epochs between test evaluations; 0 = only at the end"),
+      Field("run.seed", 0, integer(0), "seed of initialisation, batches and augmentation"),
+      Field("run.checkpoint_every", 200, integer(1), "steps between checkpoints; one is also written at the end"),
+      Field("run.log_every", 50, integer(1), "steps between progress lines and metrics records"),
+      Field("run.eval_every", 1, integer(0), "epochs between evaluations (validation, test); 0 = only at the end"),
+      Field(
+        "run.select_by",
+        "validation_accuracy",
+        one_of(SELECTION_METRICS),
+        "with a validation split: the evaluation whose best model is kept as the selected one",
+      ),
     ),
   ),
   Section(
@@ -307,9 +373,27 @@ SECTIONS = (
       Field("sweep.variants", REQUIRED, None, "{name: ('field=value', ...)}: the methods compared, as overrides"),
       Field("sweep.order", (), None, "variant names in the order the tables list them; then the rest by name"),
       Field("sweep.only", "", None, "comma-separated names of the variants to run and summarise; '' = all"),
-      Field("sweep.datasets", REQUIRED, None, "dataset names, each as config.dataset"),
+      Field(
+        "sweep.tune",
+        {},
+        None,
+        "{variant: ((field, (value, ...)), ...)}: each variant's grid, the setting with the best mean validation "
+        "accuracy reported (needs data.validation_fraction > 0)",
+      ),
+      Field(
+        "sweep.datasets",
+        REQUIRED,
+        None,
+        "dataset names, each as config.data.name, or (label, ('data.name=...', 'data.dir=...')) pairs",
+      ),
+      Field(
+        "sweep.grids",
+        (),
+        None,
+        "sub-grids ({variants, datasets, noise, seeds}, omitted ones the sweep's) whose union is run; () = one grid",
+      ),
       Field("sweep.noise", REQUIRED, None, "noise settings: 'none' or 'TYPE:RATE' with TYPE symmetric or pairflip"),
-      Field("sweep.seeds", REQUIRED, None, "seeds; each run sets config.seed and config.noise.seed to it"),
+      Field("sweep.seeds", REQUIRED, None, "seeds; each run sets config.run.seed and config.noise.seed to it"),
       Field("sweep.measure", False, None, "measure every finished run's Hessian quantities (experiments.measure)"),
       Field("sweep.measure_seeds", (), None, "seeds whose runs are measured; () = all"),
       Field("sweep.measure_settings", {}, None, "{name: value} replacing experiments.measure's flag defaults"),

@@ -1,8 +1,10 @@
 """Datasets as random-access sources found by name (`load_dataset`, `register_dataset`), numpy
-preprocessing (`Preprocess`), and deterministic per-(seed, epoch, step) batches sharded over processes
-(`train_batches`, `eval_batches`)."""
+preprocessing of images (`Preprocess`) and tokenisation of texts (`TextPreprocess`), and deterministic
+per-(seed, epoch, step) batches sharded over processes (`train_batches`, `eval_batches`)."""
 
+from ftjax.data import holdout, labels_file
 from ftjax.data.pipeline import (
+  BatchInputs,
   epoch_permutation,
   eval_batches,
   fitted_source,
@@ -27,8 +29,6 @@ from ftjax.data.sources import (
   DatasetLoader,
   DatasetRequest,
   ImageFolderSource,
-  Source,
-  Splits,
   TfdsSource,
   check_dataset,
   dataset_loader,
@@ -38,10 +38,16 @@ from ftjax.data.sources import (
   read_idx,
   register_dataset,
 )
+from ftjax.data.splits import Source, Splits
+from ftjax.data.text_preprocessing import TextPreprocess, TokenizedSource
+from ftjax.data.text_sources import TextSource
 
 __all__ = [
+  "holdout",
+  "labels_file",
   "ArraySource",
   "Augmentation",
+  "BatchInputs",
   "DATASETS",
   "DatasetLoader",
   "DatasetRequest",
@@ -52,7 +58,10 @@ __all__ = [
   "Source",
   "Splits",
   "TFDS_PREFIX",
+  "TextPreprocess",
+  "TextSource",
   "TfdsSource",
+  "TokenizedSource",
   "check_dataset",
   "dataset_loader",
   "epoch_permutation",

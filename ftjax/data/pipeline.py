@@ -5,19 +5,32 @@ permutation comes from `np.random.default_rng([seed, epoch])`, the batch is its 
 [step * B, (step + 1) * B) (the remainder is dropped), and augmentation is drawn for the whole
 global batch from `np.random.default_rng([seed, epoch, step, 1])`. Each process then keeps its
 contiguous slice, so the union over processes never depends on the process count.
+
+What a batch's inputs are is the `config`'s business (`BatchInputs`): the image `Preprocess` gives 'image', the
+text `TextPreprocess` gives 'token_ids', 'attention_mask' (and 'token_type_ids' for sentence pairs) at one length
+for the whole global batch; 'label', 'index' (and 'mask' in eval batches) are the same for both.
 """
 
 import collections
 import concurrent.futures
-import dataclasses
 import functools
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Protocol
 
 import jax
 import numpy as np
 
-from ftjax.data.preprocessing import Augmentation, Preprocess, fit_images, preprocess_with, sample_augmentation
-from ftjax.data.sources import ArraySource, Source
+from ftjax.data.splits import Source
+
+
+class BatchInputs(Protocol):
+  """How examples become model inputs: `Preprocess` (images) or `TextPreprocess` (token ids)."""
+
+  def fit_source(self, source: Source) -> Source:
+    """`source` with its per-example work done once (in-memory images fitted, texts tokenised)."""
+
+  def batch_inputs(self, source: Source, indices: np.ndarray, rows: slice, rng: np.random.Generator | None) -> dict:
+    """The inputs of the `rows` of the global batch of examples `indices`; `rng` draws augmentation for the whole
+    global batch in training (None in evaluation)."""
 
 
 def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
@@ -30,12 +43,10 @@ def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
   return np.random.default_rng([seed, epoch]).permutation(num_examples)
 
 
-def fitted_source(source: Source, config: Preprocess) -> Source:
-  """`source` with in-memory images resized and channel-converted once (a no-op when they already
-  fit); lazily decoded sources are returned as they are and fitted per batch."""
-  if isinstance(source, ArraySource):
-    return dataclasses.replace(source, pixels=fit_images(source.pixels, config))
-  return source
+def fitted_source(source: Source, config: BatchInputs) -> Source:
+  """`source` prepared once for `config`: in-memory images resized and channel-converted, texts tokenised (a
+  no-op when already done); lazily decoded image sources are returned as they are and fitted per batch."""
+  return config.fit_source(source)
 
 
 def _process_slice(global_batch_size: int, process_index: int | None, process_count: int | None) -> slice:
@@ -58,14 +69,12 @@ def _check_train_batch_size(num_examples: int, global_batch_size: int) -> None:
 
 
 def _batch(
-  source: Source, config: Preprocess, indices: np.ndarray, augmentation: Augmentation | None, rows: slice
+  source: Source, config: BatchInputs, indices: np.ndarray, rng: np.random.Generator | None, rows: slice
 ) -> dict:
-  """The `rows` of the global batch of examples `indices`, preprocessed."""
+  """The `rows` of the global batch of examples `indices`: their inputs, labels and indices."""
   local = indices[rows]
-  if augmentation is not None:
-    augmentation = Augmentation(augmentation.crop_offsets[rows], augmentation.flips[rows])
   return {
-    "image": preprocess_with(source.images(local), config, augmentation),
+    **config.batch_inputs(source, indices, rows, rng),
     "label": source.labels[local].astype(np.int32),
     "index": local.astype(np.int32),
   }
@@ -74,13 +83,12 @@ def _batch(
 def _train_batch(source, config, permutation, seed, epoch, step, global_batch_size, rows) -> dict:
   """The `rows` of global batch `step` of the epoch visiting examples in `permutation` order."""
   indices = permutation[step * global_batch_size : (step + 1) * global_batch_size]
-  rng = np.random.default_rng([seed, epoch, step, 1])
-  return _batch(source, config, indices, sample_augmentation(config, global_batch_size, rng), rows)
+  return _batch(source, config, indices, np.random.default_rng([seed, epoch, step, 1]), rows)
 
 
 def train_batch(
   source: Source,
-  config: Preprocess,
+  config: BatchInputs,
   *,
   seed: int,
   epoch: int,
@@ -89,8 +97,9 @@ def train_batch(
   process_index: int | None = None,
   process_count: int | None = None,
 ) -> dict:
-  """This process's slice of the augmented global batch at (epoch, step): {'image': float32
-  [B_local, S, S, C], 'label': int32 [B_local] (from source.labels), 'index': int32 [B_local]}."""
+  """This process's slice of the augmented global batch at (epoch, step): the config's inputs ('image': float32
+  [B_local, S, S, C], or token arrays int32 [B_local, L]), 'label': int32 [B_local] (from source.labels),
+  'index': int32 [B_local]."""
   rows = _process_slice(global_batch_size, process_index, process_count)
   _check_train_batch_size(len(source), global_batch_size)
   num_steps = steps_per_epoch(len(source), global_batch_size)
@@ -121,7 +130,7 @@ def _prefetched(make: Callable, items: Iterable, prefetch: int) -> Iterator:
 
 def train_batches(
   source: Source,
-  config: Preprocess,
+  config: BatchInputs,
   *,
   seed: int,
   global_batch_size: int,
@@ -133,7 +142,7 @@ def train_batches(
 ) -> Iterator[tuple[int, dict]]:
   """(global_step, train_batch(...)) for global_step in start_step..num_steps-1, where global_step =
   epoch * steps_per_epoch + step; `prefetch` batches are prepared ahead in a background thread,
-  which changes no values. In-memory sources are fitted to `config` once, up front."""
+  which changes no values. The source is fitted to `config` once, up front (`fitted_source`)."""
   rows = _process_slice(global_batch_size, process_index, process_count)
   _check_train_batch_size(len(source), global_batch_size)
   source = fitted_source(source, config)
@@ -153,7 +162,7 @@ def train_batches(
 
 def eval_batches(
   source: Source,
-  config: Preprocess,
+  config: BatchInputs,
   global_batch_size: int,
   process_index: int | None = None,
   process_count: int | None = None,

@@ -1,5 +1,8 @@
 """Numpy preprocessing of uint8 image batches: resize, channel conversion, augmentation, normalisation.
 
+`Preprocess` is the image side of the pipeline's inputs protocol (`fit_source`, `batch_inputs`); the text side
+is `ftjax.data.text_preprocessing.TextPreprocess`.
+
 `fit_images` (resize + channels, uint8 -> uint8) is deterministic and per image, so an in-memory
 source can be fitted once and later batches skip it; `preprocess` gives the same result either way.
 """
@@ -39,6 +42,22 @@ class Preprocess:
       raise ValueError(f"crop_padding={self.crop_padding} must be >= 0")
     if self.image_size is not None and self.image_size < 1:
       raise ValueError(f"image_size={self.image_size} must be positive")
+
+  def fit_source(self, source):
+    """`source` with in-memory images (an ArraySource's `pixels`) fitted once (`fit_images`; a no-op when they
+    already fit); lazily decoded sources are returned as they are and fitted per batch."""
+    if getattr(source, "pixels", None) is None:
+      return source
+    return dataclasses.replace(source, pixels=fit_images(source.pixels, self))
+
+  def batch_inputs(self, source, indices: np.ndarray, rows: slice, rng: np.random.Generator | None) -> dict:
+    """{'image': float32 [k, S, S, channels]}: the `rows` of the global batch of examples `indices`, preprocessed,
+    augmented with draws made for the whole global batch from `rng` (None: not augmented)."""
+    augmentation = None
+    if rng is not None:
+      drawn = sample_augmentation(self, len(indices), rng)
+      augmentation = Augmentation(drawn.crop_offsets[rows], drawn.flips[rows])
+    return {"image": preprocess_with(source.images(indices[rows]), self, augmentation)}
 
 
 class Augmentation(NamedTuple):

@@ -4,8 +4,9 @@ A source keeps int32 `labels` [n] in memory and returns `images(indices)` -> uin
 (one H, W, C per source); an example's stable index is its position 0..n-1. Sources are frozen
 dataclasses, so `dataclasses.replace(source, labels=noisy)` swaps labels in, and
 `source.take(indices)` keeps a subset re-indexed 0..m-1. Datasets are found by name in `DATASETS`
-(`register_dataset` adds one); 'tfds:NAME' reads the prepared tfds dataset NAME. Nothing is ever
-downloaded.
+(`register_dataset` adds one); 'tfds:NAME' reads the prepared tfds dataset NAME. Text datasets
+('wordnet_nouns', 'wordnet_verbs', 'text_files') give `ftjax.data.text_sources.TextSource`s, which hold texts
+(`texts_at(indices)`) in place of images. Nothing is ever downloaded.
 """
 
 import dataclasses
@@ -14,15 +15,16 @@ import gzip
 import importlib.util
 import os
 import struct
-from typing import Any, Callable, NamedTuple, Protocol, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image
 
+from ftjax.data import text_sources
 from ftjax.data.preprocessing import resize
+from ftjax.data.splits import SPLIT_SEED, Labelled, Splits, split_per_class
 
 TFDS_PREFIX = "tfds:"  # 'tfds:NAME': the prepared tfds dataset NAME
-SPLIT_SEED = 0  # train/test splits made here never depend on the run seed
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist/"
 FASHION_MNIST_CLASSES = [
   "T-shirt/top",
@@ -54,40 +56,8 @@ _IDX_DATASETS = {  # kind: (default data_dir, class names, how to get the files)
 }
 
 
-class Source(Protocol):
-  """What the pipeline and the methods read from a dataset split."""
-
-  labels: np.ndarray
-  class_names: list[str]
-
-  @property
-  def num_classes(self) -> int: ...
-
-  def __len__(self) -> int: ...
-
-  def images(self, indices: np.ndarray) -> np.ndarray: ...
-
-  def take(self, indices: np.ndarray) -> "Source": ...
-
-
-class Splits(NamedTuple):
-  train: Source
-  test: Source
-
-
-class _Labelled:
-  """`len` and `num_classes` from the `labels` and `class_names` fields."""
-
-  def __len__(self) -> int:
-    return len(self.labels)
-
-  @property
-  def num_classes(self) -> int:
-    return len(self.class_names)
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
-class ArraySource(_Labelled):
+class ArraySource(Labelled):
   """Images held in memory: pixels uint8 [n, H, W, C], labels int32 [n]."""
 
   pixels: np.ndarray
@@ -102,7 +72,7 @@ class ArraySource(_Labelled):
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class ImageFolderSource(_Labelled):
+class ImageFolderSource(Labelled):
   """Image files (paths str [n]) decoded with PIL on demand, converted to `mode` ('RGB' or 'L')
   and resized to image_size x image_size."""
 
@@ -120,7 +90,7 @@ class ImageFolderSource(_Labelled):
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class TfdsSource(_Labelled):
+class TfdsSource(Labelled):
   """Records of a random-access tfds data source (`records[i]` is a feature dict); record_ids
   int [n] maps an index to its record; images are resized to image_size when it is set."""
 
@@ -294,18 +264,6 @@ def _folder_source(
   return ImageFolderSource(np.asarray(paths, dtype=str), np.asarray(labels, np.int32), class_names, image_size, mode)
 
 
-def _split_per_class(files: dict[str, list[str]], test_fraction: float) -> tuple[dict, dict]:
-  """round(test_fraction * n_c) files of each class go to test, drawn with the fixed SPLIT_SEED."""
-  rng = np.random.default_rng(SPLIT_SEED)
-  train, test = {}, {}
-  for c, paths in files.items():
-    is_test = np.zeros(len(paths), bool)
-    is_test[rng.permutation(len(paths))[: round(test_fraction * len(paths))]] = True
-    train[c] = [p for p, t in zip(paths, is_test) if not t]
-    test[c] = [p for p, t in zip(paths, is_test) if t]
-  return train, test
-
-
 def _image_folder_files(root: str, test_fraction: float) -> tuple[dict, dict]:
   """(train, test) image paths per class of the image folder `root`: root/train/ and root/test/ when both
   exist, otherwise each class split by `test_fraction`; a one-line error unless every class has training
@@ -318,7 +276,7 @@ def _image_folder_files(root: str, test_fraction: float) -> tuple[dict, dict]:
     if unknown:
       raise ValueError(f"{test_dir} has classes missing from {train_dir}: {', '.join(unknown)}")
     return train, test
-  train, test = _split_per_class(_class_files(root), test_fraction)
+  train, test = split_per_class(_class_files(root), test_fraction)
   untrained = [c for c in sorted(train) if not train[c]]
   if untrained:
     raise ValueError(
@@ -453,7 +411,8 @@ class DatasetRequest(NamedTuple):
   """What a run asks of a dataset: `name` as configured ('tfds:NAME' whole); `data_dir` (None: the
   dataset's default location); `image_size` (None: native); `test_fraction` held out per class by
   datasets without a test split; `grayscale` (image folders); tfds's `image_key`, `label_key` and
-  `splits` (split strings)."""
+  `splits` (split strings). 'text_files' reads data_dir/SPLIT.tsv, .csv or .jsonl for the two `splits` (file
+  stems), its texts from the columns `text_keys` (one, or two for sentence pairs) and labels from `label_key`."""
 
   name: str
   data_dir: str | None = None
@@ -463,6 +422,7 @@ class DatasetRequest(NamedTuple):
   image_key: str = "image"
   label_key: str = "label"
   splits: tuple[str, str] = ("train", "test")
+  text_keys: tuple[str, ...] = ("sentence",)
 
 
 def reads_no_files(request: DatasetRequest) -> None:
@@ -541,11 +501,31 @@ def _check_tfds(request: DatasetRequest) -> None:
   _tfds_reader(_tfds_builder(tfds_name, request.data_dir), tfds_name)
 
 
+def _wordnet_loader(pos: str) -> DatasetLoader:
+  """The loader of WordNet's `pos` synsets labelled by supersense (data_dir None: /usr/share/wordnet, where
+  Debian's `wordnet-base` installs it)."""
+  return DatasetLoader(
+    lambda request: text_sources.load_wordnet_supersenses(request.data_dir, pos, request.test_fraction),
+    lambda request: text_sources.check_wordnet(request.data_dir, pos),
+  )
+
+
+def _load_text_files(request: DatasetRequest) -> Splits:
+  return text_sources.load_text_folder(request.data_dir, request.splits, request.text_keys, request.label_key)
+
+
+def _check_text_files(request: DatasetRequest) -> None:
+  text_sources.text_folder_files(request.data_dir, request.splits)
+
+
 DATASETS: dict[str, DatasetLoader] = {
   "digits": DatasetLoader(lambda request: load_digits(request.test_fraction)),
   "fashion_mnist": _idx_loader("fashion_mnist"),
   "mnist": _idx_loader("mnist"),
   "image_folder": DatasetLoader(_load_image_folder, _check_image_folder),
+  "wordnet_nouns": _wordnet_loader("noun"),
+  "wordnet_verbs": _wordnet_loader("verb"),
+  "text_files": DatasetLoader(_load_text_files, _check_text_files),
 }
 TFDS = DatasetLoader(_load_tfds, _check_tfds)  # the loader of every 'tfds:NAME'
 
@@ -573,12 +553,15 @@ def dataset_loader(name: str) -> DatasetLoader:
   return DATASETS[name] if name in DATASETS else TFDS
 
 
-def check_dataset(name: str, data_dir: str | None = None, test_fraction: float = 0.2) -> None:
+def check_dataset(
+  name: str, data_dir: str | None = None, test_fraction: float = 0.2, *, splits: tuple[str, str] = ("train", "test")
+) -> None:
   """One-line error unless `name` is valid and its files exist and are readable (an image folder's images are
-  checked to decode, once per process; an IDX file's size against its header); loads no pixels."""
+  checked to decode, once per process; an IDX file's size against its header; a text folder's file of each of
+  `splits`); loads no examples."""
   loader = dataset_loader(name)
   check_data_dir_is_no_file(data_dir)
-  loader.check(DatasetRequest(name, data_dir, test_fraction=test_fraction))
+  loader.check(DatasetRequest(name, data_dir, test_fraction=test_fraction, splits=splits))
 
 
 def load_dataset(
@@ -593,6 +576,7 @@ def load_dataset(
   image_key: str = "image",
   label_key: str = "label",
   splits: tuple[str, str] = ("train", "test"),
+  text_keys: tuple[str, ...] = ("sentence",),
 ) -> Splits:
   """Train and test sources of dataset `name` (a key of DATASETS, or 'tfds:NAME' for a tfds dataset).
 
@@ -600,14 +584,15 @@ def load_dataset(
   datasets of varying size); test_fraction: held out per class by digits and by an image folder
   without train/ and test/; examples_per_class: keep that many training examples per class (seeded
   by `seed`, re-indexed 0..m-1); grayscale: decode an image folder as L instead of RGB;
-  image_key / label_key / splits: tfds feature names and split strings.
+  image_key / label_key / splits: tfds feature names and split strings; for 'text_files', `splits` are the
+  (train, test) file stems in data_dir, `text_keys` the text column(s) and `label_key` the label column.
   """
   loader = dataset_loader(name)
   check_data_dir_is_no_file(data_dir)
   if examples_per_class is not None and examples_per_class < 1:
     raise ValueError(f"examples_per_class={examples_per_class} must be positive")
   loaded = loader.load(
-    DatasetRequest(name, data_dir, image_size, test_fraction, grayscale, image_key, label_key, splits)
+    DatasetRequest(name, data_dir, image_size, test_fraction, grayscale, image_key, label_key, splits, text_keys)
   )
   if examples_per_class is not None:
     keep = examples_per_class_subset(loaded.train.labels, examples_per_class, seed)

@@ -16,18 +16,26 @@ def squared_frobenius_norm(t: jax.Array) -> jax.Array:
   return jnp.sum(jnp.square(t))
 
 
-PENALTY_NORMS = {"frobenius": squared_frobenius_norm, "mars": norms.mars_norm}
+PENALTY_NORMS = ("frobenius", "mars")
 
 
-def layerwise_penalty(params, anchor, weights: Mapping[str, float], norm: str = "frobenius") -> jax.Array:
+def layerwise_penalty(
+  params, anchor, weights: Mapping[str, float], norm: str = "frobenius", fan_in: norms.FanIn = ()
+) -> jax.Array:
   """sum_i lambda_i * norm(W_i - W_i^(s)) over the paths of `weights` ({path: lambda_i}); norm
-  'frobenius' is the squared Frobenius norm, 'mars' the MARS norm (docs/methods.md §2.1)."""
+  'frobenius' is the squared Frobenius norm, 'mars' the MARS norm (docs/methods.md §2.1) of each tensor's
+  (fan_in, out) view as `fan_in` (`ModelStructure.fan_in`) declares it."""
   if norm not in PENALTY_NORMS:
     raise ValueError(f"norm={norm!r} is not valid; valid: {', '.join(PENALTY_NORMS)}")
   params, anchor = tree_paths.named_leaves(params), tree_paths.named_leaves(anchor)
-  return sum(
-    (weight * PENALTY_NORMS[norm](params[name] - anchor[name]) for name, weight in weights.items()), jnp.zeros(())
-  )
+
+  def distance(name: str) -> jax.Array:
+    t = params[name] - anchor[name]
+    if norm == "frobenius":
+      return squared_frobenius_norm(t)
+    return norms.mars_norm(t, norms.input_axes(name, t.ndim, fan_in))
+
+  return sum((weight * distance(name) for name, weight in weights.items()), jnp.zeros(()))
 
 
 def l2sp_penalty(params, anchor, weights: Mapping[str, float]) -> jax.Array:

@@ -27,8 +27,9 @@ def project_to_frobenius_ball(t: jax.Array, radius) -> jax.Array:
   return t * _shrink_factor(norm, radius)
 
 
-def project_to_mars_ball(t: jax.Array, radius, mode: str = "rescale") -> jax.Array:
-  """A point of {max_j ||t[:, j]||_1 <= radius} on the (fan_in, out) view of t (`norms.as_matrix`).
+def project_to_mars_ball(t: jax.Array, radius, mode: str = "rescale", num_input_axes: int | None = None) -> jax.Array:
+  """A point of {max_j ||t[:, j]||_1 <= radius} on the (fan_in, out) view of t whose first `num_input_axes` axes
+  (default all but the last) are the inputs (`norms.as_matrix`), returned in t's shape.
 
   'rescale' ([GHP21] and [LZ21] code): t[:, j] * min(1, radius / ||t[:, j]||_1) for each output
   unit j. 'exact': the Euclidean projection of each column onto the L1 ball of `radius`
@@ -36,7 +37,7 @@ def project_to_mars_ball(t: jax.Array, radius, mode: str = "rescale") -> jax.Arr
   """
   if mode not in MARS_MODES:
     raise ValueError(f"mars_mode={mode!r} is not valid; valid: {', '.join(MARS_MODES)}")
-  columns = norms.as_matrix(t)
+  columns = norms.as_matrix(t, num_input_axes)
   if mode == "rescale":
     projected = columns * _shrink_factor(jnp.sum(jnp.abs(columns), axis=0), radius)
   else:
@@ -48,10 +49,15 @@ def project_to_mars_ball(t: jax.Array, radius, mode: str = "rescale") -> jax.Arr
 
 
 def distance_projection(
-  anchor_params, radii: Mapping[str, float], norm: str = "frobenius", mars_mode: str = "rescale"
+  anchor_params,
+  radii: Mapping[str, float],
+  norm: str = "frobenius",
+  mars_mode: str = "rescale",
+  fan_in: norms.FanIn = (),
 ) -> optax.GradientTransformation:
   """Chained last: updates such that params + updates = anchor + project(params + updates_in - anchor)
-  for every path of `radii` ({'/'-joined path: radius}); other leaves' updates pass unchanged.
+  for every path of `radii` ({'/'-joined path: radius}); other leaves' updates pass unchanged. The MARS
+  ball is that of each tensor's (fan_in, out) view as `fan_in` (`ModelStructure.fan_in`) declares it.
 
   The state keeps the whole anchor tree rather than only the constrained leaves: kernels are nearly
   all of a model's parameters, and a params-shaped state shards, checkpoints and restores like the
@@ -62,12 +68,16 @@ def distance_projection(
     raise ValueError(f"norm={norm!r} is not valid; valid: {', '.join(PROJECTION_NORMS)}")
   if norm == "mars" and mars_mode not in MARS_MODES:
     raise ValueError(f"mars_mode={mars_mode!r} is not valid; valid: {', '.join(MARS_MODES)}")
-  unknown = sorted(set(radii) - set(tree_paths.named_leaves(anchor_params)))
+  leaves = tree_paths.named_leaves(anchor_params)
+  unknown = sorted(set(radii) - set(leaves))
   if unknown:
     raise ValueError(f"radii given for paths {unknown} that the anchor params do not have")
-  project = (
-    project_to_frobenius_ball if norm == "frobenius" else lambda t, radius: project_to_mars_ball(t, radius, mars_mode)
-  )
+  axes = {name: norms.input_axes(name, leaves[name].ndim, fan_in) for name in radii}
+
+  def project(name, t):
+    if norm == "frobenius":
+      return project_to_frobenius_ball(t, radii[name])
+    return project_to_mars_ball(t, radii[name], mars_mode, axes[name])
 
   def init_fn(params):
     del params
@@ -81,7 +91,7 @@ def distance_projection(
       if name not in radii:
         return update
       t = param + update - anchor.astype(param.dtype)
-      return update + (project(t, radii[name]) - t)
+      return update + (project(name, t) - t)
 
     return tree_paths.map_with_names(constrain, updates, params, state.anchor), state
 

@@ -1,4 +1,5 @@
-"""Per-group radii or penalty weights that grow with depth (docs/methods.md §2.4), and their per-layer view.
+"""Per-group radii or penalty weights that grow with depth (docs/methods.md §2.4), their per-layer view, and the
+per-role values that replace them.
 
 The same values serve projection radii D_g and penalty weights lambda_g.
 """
@@ -55,3 +56,22 @@ def layer_values(groups_by_path: Mapping[str, str], values_by_group: Mapping[str
   if missing:
     raise ValueError(f"no value for groups {missing}; given: {sorted(values_by_group)}")
   return {path: values_by_group[group] for path, group in groups_by_path.items()}
+
+
+def apply_role_values(
+  values_by_path: Mapping[str, float],
+  roles_by_path: Mapping[str, str],
+  values_by_role: Mapping[str, float],
+  roles: Sequence[str],
+) -> dict[str, float]:
+  """`values_by_path` with the value of every path whose role (`roles_by_path`, `layer_groups.assign_roles`) has
+  an entry in `values_by_role` ({role: value}) replaced by that entry; `roles`: the roles the model declares, the
+  only ones `values_by_role` may name."""
+  unknown = sorted(set(values_by_role) - set(roles))
+  if unknown:
+    valid = ", ".join(map(repr, roles)) if roles else "none (the model declares no roles)"
+    raise ValueError(f"values given for unknown roles {unknown}; valid: {valid}")
+  return {
+    path: float(values_by_role[roles_by_path[path]]) if roles_by_path.get(path) in values_by_role else value
+    for path, value in values_by_path.items()
+  }

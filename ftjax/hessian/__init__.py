@@ -1,6 +1,13 @@
-"""Hessian-vector products, traces, top eigenvalues and Lanczos quadrature of a loss over a params
-pytree (docs/methods.md §4.1–4.4)."""
+"""Hessian-vector products, traces, top eigenvalues, Lanczos quadrature and the eigenvalue density of a loss
+over a params pytree (docs/methods.md §4.1–4.4, §4.6)."""
 
+from ftjax.hessian.density import (
+  SpectralQuadrature,
+  hessian_spectrum,
+  lanczos_quadrature,
+  layer_spectra,
+  stochastic_lanczos_quadrature,
+)
 from ftjax.hessian.eigen import TopEigenvalues, layer_top_eigenvalues, power_iteration, top_eigenvalues
 from ftjax.hessian.products import (
   as_argument,
@@ -26,6 +33,7 @@ from ftjax.hessian.trace import (
 __all__ = [
   "NETWORK",
   "Progress",
+  "SpectralQuadrature",
   "TopEigenvalues",
   "TraceEstimate",
   "as_argument",
@@ -33,9 +41,12 @@ __all__ = [
   "block_traces",
   "flat_products",
   "hessian_operator",
+  "hessian_spectrum",
   "hvp",
   "lanczos",
+  "lanczos_quadrature",
   "layer_blocks",
+  "layer_spectra",
   "layer_top_eigenvalues",
   "layer_traces",
   "leaf_loss",
@@ -45,5 +56,6 @@ __all__ = [
   "positive_part",
   "power_iteration",
   "quadratic_form",
+  "stochastic_lanczos_quadrature",
   "top_eigenvalues",
 ]

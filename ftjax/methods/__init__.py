@@ -16,7 +16,7 @@ from ftjax.methods import (
 from ftjax.methods.base import LossInputs, Method, MethodContext, cross_entropy
 from ftjax.methods.distance_regularization import constraint, l2, l2sp
 from ftjax.methods.noisy_labels import consistent, regsl
-from ftjax.methods.registry import METHODS, build_method
+from ftjax.methods.registry import METHODS, build_method, method_config
 
 __all__ = [
   "LossInputs",
@@ -36,6 +36,7 @@ __all__ = [
   "l2sp",
   "label_correction",
   "label_smoothing",
+  "method_config",
   "noisy_labels",
   "regsl",
   "registry",

@@ -51,12 +51,14 @@ class Method(NamedTuple):
 
 
 class MethodContext(NamedTuple):
-  """What a method builder may use: the config, the start variables (pretrained backbone, fresh
+  """What a method builder may use: its part of the config (the method's name and own sections:
+  `ftjax.methods.registry.method_config`), the start variables (pretrained backbone, fresh
   head), the anchor params W^(s) (docs/methods.md §1), the training split's labels as the method will first
   see them (noisy, under synthetic noise), the true noise transition matrix when known, the
   run's workdir (None outside a run) for what a method prepares before training, the model
-  (a Flax module) with the training split, for methods that evaluate it before training, and the
-  model's structure (its layer groups, head and feature maps: `ftjax.models.ModelStructure`)."""
+  (a Flax module) with the training split, for methods that evaluate it before training, the
+  model's structure (its layer groups, head and feature maps: `ftjax.models.ModelStructure`), and the run's
+  global batch size and seed (the batches a method measures before training)."""
 
   config: ml_collections.ConfigDict
   init_variables: dict
@@ -69,6 +71,8 @@ class MethodContext(NamedTuple):
   train_source: data.Source | None = None
   train_preprocess: data.Preprocess | None = None
   structure: ModelStructure | None = None
+  batch_size: int = 64
+  seed: int = 0
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:

@@ -35,14 +35,14 @@ def penultimate_width(param_shapes, structure: ModelStructure) -> int:
   return math.prod(tree_paths.named_leaves(param_shapes)[head[0]].shape[:-1])
 
 
-def check_bss(config, param_shapes, structure: ModelStructure) -> None:
+def check_bss(config, param_shapes, structure: ModelStructure, batch_size: int) -> None:
   """One-line error unless `bss.k` is at most the smaller side of the penultimate feature matrix:
   the global batch size or the head's input width."""
   width = penultimate_width(param_shapes, structure)
-  if config.bss.k > min(config.batch_size, width):
+  if config.bss.k > min(batch_size, width):
     raise ValueError(
-      f"bss.k={config.bss.k} exceeds min(batch_size={config.batch_size}, penultimate width "
-      f"{width}); valid: 1..{min(config.batch_size, width)}"
+      f"bss.k={config.bss.k} exceeds min(optim.batch_size={batch_size}, penultimate width "
+      f"{width}); valid: 1..{min(batch_size, width)}"
     )
 
 

@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def forward_corrected_loss(logits: jax.Array, labels: jax.Array, transition) -> jax.Array:
-  """docs/methods.md §3.4: mean over the batch of −log Σ_c p_c(x) F[c, ỹ], with p = softmax(logits).
+def forward_corrected_losses(logits: jax.Array, labels: jax.Array, transition) -> jax.Array:
+  """docs/methods.md §3.4: per example, −log Σ_c p_c(x) F[c, ỹ], with p = softmax(logits) ([batch]).
 
   Computed as −logsumexp_c(log p_c + log F[c, ỹ]), so it stays finite however small p is and
   entries of F may be zero (they drop out); a label ỹ whose column of F is all zero gives +inf.
@@ -15,7 +15,12 @@ def forward_corrected_loss(logits: jax.Array, labels: jax.Array, transition) -> 
   """
   log_probs = jax.nn.log_softmax(logits, axis=-1)
   log_columns = jnp.log(jnp.asarray(transition, log_probs.dtype)).T[labels]
-  return -jnp.mean(jax.nn.logsumexp(log_probs + log_columns, axis=-1))
+  return -jax.nn.logsumexp(log_probs + log_columns, axis=-1)
+
+
+def forward_corrected_loss(logits: jax.Array, labels: jax.Array, transition) -> jax.Array:
+  """The mean over the batch of `forward_corrected_losses`: the consistent loss (docs/methods.md §3.4)."""
+  return jnp.mean(forward_corrected_losses(logits, labels, transition))
 
 
 def anchor_transition(probs, percentile: float = 97.0) -> np.ndarray:

@@ -237,10 +237,10 @@ def channel_weighting(
 
 
 def measurement_batches(context: MethodContext, num_batches: int) -> list[dict]:
-  """The first `num_batches` batches of `config.batch_size` of epoch 0's order, unaugmented
+  """The first `num_batches` batches of `context.batch_size` of epoch 0's order (`context.seed`), unaugmented
   (`context.train_preprocess`), whole on every process; the last is padded (mask 0)."""
-  source, size = context.train_source, context.config.batch_size
-  order = data.epoch_permutation(len(source), context.config.seed, 0)[: num_batches * size]
+  source, size = context.train_source, context.batch_size
+  order = data.epoch_permutation(len(source), context.seed, 0)[: num_batches * size]
   return list(
     data.eval_batches(source.take(order), context.train_preprocess, size, process_index=0, process_count=1, prefetch=0)
   )
@@ -273,7 +273,8 @@ def delta(context: MethodContext) -> Method:
 
   def loss(inputs: LossInputs):
     state = inputs.method_state
-    _, source_features = model.apply(state.source_variables, inputs.batch["image"], train=False, return_features=True)
+    model_inputs = context.structure.model_inputs(inputs.batch)
+    _, source_features = model.apply(state.source_variables, *model_inputs, train=False, return_features=True)
     distance = feature_map_distance(
       inputs.features, jax.lax.stop_gradient(source_features), state.channel_weights, config.normalization
     )

@@ -2,7 +2,8 @@
 built from `config.reg` and the transforms of `ftjax.distance`.
 
 Per-layer radii and penalty weights follow the group schedule of docs/methods.md §2.4 over the layer groups
-that the model's `ModelStructure` declares ('reg.groups' replaces them).
+that the model's `ModelStructure` declares ('reg.groups' replaces them), with 'reg.role_values' replacing the value
+of every tensor of a role it declares; MARS norms view each kernel as its `fan_in` declares.
 """
 
 import functools
@@ -13,7 +14,7 @@ import ml_collections
 import optax
 
 from ftjax import layer_groups
-from ftjax.distance import batchnorm, penalty, projection, radii
+from ftjax.distance import batchnorm, norms, penalty, projection, radii
 from ftjax.methods.base import Method, MethodContext, cross_entropy_loss
 from ftjax.models.structure import ModelStructure
 
@@ -27,8 +28,8 @@ def per_layer_values(
   config: ml_collections.ConfigDict, structure: ModelStructure, params, value: float, head_value: float, gamma: float
 ) -> dict[str, float]:
   """{weight-tensor path of `params`: value}: value·γ^k over the groups by depth (`reg.schedule`),
-  `head_value` for the head group `structure.head`, `reg.group_values` overriding per group (docs/methods.md §2.4).
-  `params` may be abstract (shapes only)."""
+  `head_value` for the head group `structure.head`, `reg.group_values` overriding per group, then `reg.role_values`
+  per role of `structure.roles` (docs/methods.md §2.4). `params` may be abstract (shapes only)."""
   reg = config.reg
   patterns = group_patterns(config, structure)
   groups = layer_groups.assign_groups(params, patterns)
@@ -41,13 +42,23 @@ def per_layer_values(
     dict(reg.group_values),
     head=structure.head,
   )
-  return radii.layer_values(groups, values)
+  return radii.apply_role_values(
+    radii.layer_values(groups, values),
+    layer_groups.assign_roles(params, structure.roles),
+    dict(reg.role_values),
+    structure.role_names,
+  )
 
 
-def check_layer_groups(config: ml_collections.ConfigDict, param_shapes, structure: ModelStructure) -> None:
-  """One-line error unless `reg.groups` covers every weight tensor and `reg.group_values` names
-  only known groups; needs only the params' shapes, so it runs before anything compiles."""
+def check_layer_groups(
+  config: ml_collections.ConfigDict, param_shapes, structure: ModelStructure, batch_size: int | None = None
+) -> None:
+  """One-line error unless `reg.groups` covers every weight tensor, `reg.group_values` names only known groups,
+  `reg.role_values` only roles the model declares, and the model's `fan_in` fits its kernels; needs only the
+  params' shapes, so it runs before anything compiles."""
+  del batch_size  # the layer groups do not depend on it
   per_layer_values(config, structure, param_shapes, 1.0, 1.0, 1.0)
+  norms.layer_input_axes(param_shapes, structure.fan_in)
 
 
 def constraint(context: MethodContext) -> Method:
@@ -57,7 +68,9 @@ def constraint(context: MethodContext) -> Method:
   layer_radii = per_layer_values(
     context.config, context.structure, context.init_variables["params"], reg.radius, reg.head_radius, reg.gamma
   )
-  post = projection.distance_projection(context.anchor_variables["params"], layer_radii, reg.norm, reg.mars_mode)
+  post = projection.distance_projection(
+    context.anchor_variables["params"], layer_radii, reg.norm, reg.mars_mode, context.structure.fan_in
+  )
   if reg.bn_radius > 0:
     post = optax.chain(
       post,
@@ -75,7 +88,9 @@ def layerwise_penalty(context: MethodContext) -> Method:
   weights = per_layer_values(
     context.config, context.structure, context.init_variables["params"], reg.weight, reg.head_weight, reg.gamma
   )
-  penalty_fn = functools.partial(penalty.layerwise_penalty, weights=weights, norm=reg.norm)
+  penalty_fn = functools.partial(
+    penalty.layerwise_penalty, weights=weights, norm=reg.norm, fan_in=context.structure.fan_in
+  )
   return Method(
     "penalty",
     cross_entropy_loss,

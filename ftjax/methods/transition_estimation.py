@@ -14,6 +14,7 @@ import os
 import ml_collections
 import numpy as np
 
+from ftjax import config_layout
 from ftjax.config_validation import ConfigError
 from ftjax.methods.base import MethodContext
 from ftjax.methods.consistent_loss import anchor_transition, dual_t_estimate
@@ -23,13 +24,11 @@ ESTIMATOR_DIR = "transition_estimator"
 STAGES_FUNCTION = "ftjax.runs.stages.run_with_stages"  # the driver that runs the stages before such a run
 
 
-def read_matrix(path: str, num_classes: int) -> np.ndarray:
+def read_matrix(path: str, num_classes: int | None) -> np.ndarray:
   """A C×C matrix from a .npy file or a .json file holding a list of rows (or {'estimate': rows}); a file
-  that holds none is a one-line ValueError naming it."""
-  valid = (
-    f"valid: a .npy file of a {num_classes}x{num_classes} array, or a .json file of {num_classes} rows of "
-    f"{num_classes} numbers (or {{'estimate': rows}})"
-  )
+  that holds none (with `num_classes` None: no square matrix) is a one-line ValueError naming it."""
+  c = "C" if num_classes is None else num_classes
+  valid = f"valid: a .npy file of a {c}x{c} array, or a .json file of {c} rows of {c} numbers (or {{'estimate': rows}})"
   try:
     if path.endswith(".npy"):
       matrix = np.load(path)
@@ -40,7 +39,8 @@ def read_matrix(path: str, num_classes: int) -> np.ndarray:
   except (ValueError, KeyError, TypeError, EOFError) as e:
     detail = " ".join(str(e).split())[:120]
     raise ValueError(f"transition matrix file {path!r} is unreadable ({type(e).__name__}: {detail}); {valid}") from e
-  if matrix.shape != (num_classes, num_classes):
+  square = matrix.ndim == 2 and matrix.shape[0] == matrix.shape[1] and matrix.size > 0
+  if (num_classes is None and not square) or (num_classes is not None and matrix.shape != (num_classes, num_classes)):
     raise ValueError(f"transition matrix in {path!r} has shape {matrix.shape}; {valid}")
   return matrix
 
@@ -59,22 +59,12 @@ def estimator_workdir(config: ml_collections.ConfigDict, workdir: str) -> str:
   return config.consistent.estimator_workdir or os.path.join(workdir, ESTIMATOR_DIR)
 
 
-def differing_fields(recorded: dict, expected: dict, prefix: str = "") -> list[str]:
-  """The dotted names of the fields whose values differ between two resolved config JSONs."""
-  fields = []
-  for key in sorted(set(recorded) | set(expected)):
-    a, b = recorded.get(key), expected.get(key)
-    if isinstance(a, dict) and isinstance(b, dict):
-      fields += differing_fields(a, b, f"{prefix}{key}.")
-    elif a != b:
-      fields.append(prefix + key)
-  return fields
-
-
 def estimator_run_differences(config: ml_collections.ConfigDict, recorded: dict) -> list[str]:
   """The fields in which a run's resolved config JSON `recorded` (its config.json) differs from the
   estimator run of `config` ([] when it is that run)."""
-  return differing_fields(recorded, json.loads(estimator_config(config).to_json()))
+  return config_layout.differing_fields(
+    config_layout.in_sections(recorded), json.loads(estimator_config(config).to_json())
+  )
 
 
 def check_estimator_workdir(config: ml_collections.ConfigDict, estimator_dir: str) -> None:

@@ -1,7 +1,17 @@
-"""Flax model families by name (see `registry`), the structure each declares, and loaders of pretrained source
-weights."""
+"""Flax model families by name (see `registry`: ResNets, a small CNN, ViTs), the structure each declares, and
+loaders of pretrained source weights (torchvision ResNets, timm and vit_jax ViTs)."""
 
-from ftjax.models import pretrained, registry, resnet, small_cnn, structure, torchvision_import
+from ftjax.models import (
+  pretrained,
+  registry,
+  resnet,
+  small_cnn,
+  structure,
+  torch_state_dicts,
+  torchvision_import,
+  vit,
+  vit_import,
+)
 from ftjax.models.registry import MODELS, ModelFamily, create_model, register, structure_of
 from ftjax.models.structure import ModelStructure
 
@@ -17,5 +27,8 @@ __all__ = [
   "small_cnn",
   "structure",
   "structure_of",
+  "torch_state_dicts",
   "torchvision_import",
+  "vit",
+  "vit_import",
 ]

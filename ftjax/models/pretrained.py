@@ -4,8 +4,12 @@ A `pretrained` spec is one of
 - 'none': no source; the model's own initialisation is the anchor;
 - the name of a model shipped in `ftjax/pretrained_weights/` (see `SHIPPED`);
 - a `.msgpack` file of {'params', 'batch_stats'} written by `save_variables`;
-- a `.safetensors` / `.pth` / `.pt` torchvision ResNet state dict;
+- a `.safetensors` / `.pth` / `.pt` state dict of a torchvision ResNet or a timm VisionTransformer (told apart by
+  its keys: 'conv1.weight' or 'patch_embed.proj.weight');
+- a `.npz` of the original JAX ViT (vit_jax, AugReg);
 - a directory holding ftjax checkpoints (a workdir of `experiments.finetune` / `pretrain`).
+
+A ViT source is fitted to the run's image size: its position embedding is resized when the patch grid differs.
 """
 
 import functools
@@ -17,12 +21,15 @@ import flax.serialization
 import jax
 import numpy as np
 
-from ftjax import tree_paths
-from ftjax.models import structure, torchvision_import
+from ftjax import config_layout, tree_paths
+from ftjax.models import structure, torch_state_dicts, torchvision_import, vit, vit_import
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "pretrained_weights")
-# The config fields that `model='auto'` takes from the source: its architecture and input format.
-ARCHITECTURE_FIELDS = ("model", "width", "stem", "image_size", "channels", "mean", "std")
+# What `model='auto'` takes from the source: its architecture and input format ({key: config field}).
+ARCHITECTURE_FIELDS = config_layout.ARCHITECTURE_FIELDS
+# A state dict's kind, by a key only it holds.
+STATE_DICT_KINDS = {"conv1.weight": "torchvision", "patch_embed.proj.weight": "timm"}
+FILE_SUFFIXES = (".msgpack", *vit_import.SUFFIXES)  # the source files read: ours, vit_jax's and state dicts
 
 
 class SourceModel(NamedTuple):
@@ -42,24 +49,48 @@ def shipped_models() -> tuple[str, ...]:
 
 def describe_valid() -> str:
   return (
-    f"'none', a shipped model ({', '.join(shipped_models()) or 'none shipped'}), a .msgpack, "
-    ".safetensors or .pth file, or an ftjax workdir"
+    f"'none', a shipped model ({', '.join(shipped_models()) or 'none shipped'}), a .msgpack file, a torchvision "
+    "ResNet's or timm ViT's .safetensors or .pth file, a vit_jax .npz, or an ftjax workdir"
   )
+
+
+def state_dict_kind(path: str) -> str:
+  """'torchvision' or 'timm': whose state dict the .safetensors/.pth/.pt file at `path` holds, by its keys (a
+  .safetensors file's header alone is read); a one-line error for a file that holds neither."""
+  keys = torch_state_dicts.read_shapes(path)
+  kinds = [kind for key, kind in STATE_DICT_KINDS.items() if key in keys]
+  if not kinds:
+    raise ValueError(
+      f"pretrained file {path!r} holds neither a torchvision ResNet's state dict (no 'conv1.weight') nor a timm "
+      f"VisionTransformer's (no 'patch_embed.proj.weight'); its keys include {sorted(keys)[:3]}; valid: one of those"
+    )
+  return kinds[0]
+
+
+def is_vit_file(path: str) -> bool:
+  """Whether `path` is a vit_jax .npz or a timm ViT's state dict file (else a torchvision ResNet's)."""
+  return path.endswith(vit_import.NPZ_SUFFIX) or state_dict_kind(path) == "timm"
+
+
+def file_architecture(path: str) -> dict:
+  """The `ARCHITECTURE_FIELDS` of the torchvision, timm or vit_jax file at `path`, from its keys and shapes."""
+  return vit_import.config_fields(path) if is_vit_file(path) else torchvision_import.architecture_of(path)
 
 
 def check_spec(spec: str) -> None:
   """One-line error unless `spec` names a source that exists and, for a file, can be read before JAX starts:
-  a .msgpack's weights are read once per process (`load_source` then reuses them); a torchvision file's
-  state dict is read as far as its keys (a .safetensors header alone), its tensors converted only by
-  `load_source`. A workdir's checkpoint is read only by `load_source` (orbax needs JAX's devices)."""
+  a .msgpack's weights are read once per process (`load_source` then reuses them); a torchvision, timm or
+  vit_jax file is read as far as its keys and shapes (a .safetensors or .npz file's headers alone), its tensors
+  converted only by `load_source`. A workdir's checkpoint is read only by `load_source` (orbax needs JAX's
+  devices)."""
   if spec == "none" or spec in shipped_models():
     return
   if not os.path.exists(spec):
     raise FileNotFoundError(f"pretrained={spec!r} does not exist; valid: {describe_valid()}")
-  if os.path.isfile(spec) and not spec.endswith((".msgpack",) + torchvision_import.TORCH_SUFFIXES):
+  if os.path.isfile(spec) and not spec.endswith(FILE_SUFFIXES):
     raise ValueError(f"pretrained={spec!r} has an unknown file type; valid: {describe_valid()}")
-  if spec.endswith(torchvision_import.TORCH_SUFFIXES):
-    torchvision_import.architecture_of(spec)
+  if os.path.isfile(spec) and spec.endswith(vit_import.SUFFIXES):
+    file_architecture(spec)
   elif os.path.isfile(spec):
     _read_source(spec, _stamp(spec))
   else:
@@ -98,12 +129,23 @@ def _read_msgpack(path: str) -> SourceModel:
   return SourceModel(variables, _read_info(_info_path(path)))
 
 
-def load_source(spec: str) -> SourceModel | None:
-  """The source model named by `spec` (module docstring), or None for 'none'."""
+def load_source(spec: str, image_size: int | None = None) -> SourceModel | None:
+  """The source model named by `spec` (module docstring), or None for 'none'; a ViT source (one whose info names a
+  `vit.VARIANTS` model) with its position embedding fitted to image_size x image_size inputs (None: as stored)."""
   check_spec(spec)
   if spec == "none":
     return None
-  return _read_source(spec, _stamp(spec))
+  source = _read_source(spec, _stamp(spec))
+  model = config_layout.architecture_of_recorded(source.info).get("model")
+  if image_size is None or model not in vit.VARIANTS:
+    return source
+  patch_size = vit.VARIANTS[model]["patch_size"]
+  params = vit_import.fit_position_embedding(source.variables["params"], patch_size, image_size)
+  return (
+    source
+    if params is source.variables["params"]
+    else source._replace(variables={**source.variables, "params": params})
+  )
 
 
 @functools.lru_cache(maxsize=2)
@@ -114,7 +156,9 @@ def _read_source(spec: str, stamp: tuple) -> SourceModel:
     return _read_msgpack(os.path.join(WEIGHTS_DIR, spec + ".msgpack"))
   if spec.endswith(".msgpack"):
     return _read_msgpack(spec)
-  if spec.endswith(torchvision_import.TORCH_SUFFIXES):
+  if spec.endswith(vit_import.SUFFIXES) and is_vit_file(spec):
+    return SourceModel(vit_import.load_vit(spec), {**file_architecture(spec), "format": vit_import.source_format(spec)})
+  if spec.endswith(vit_import.SUFFIXES):
     model_name, variables = torchvision_import.load_torchvision_resnet(spec)
     return SourceModel(
       variables, {**torchvision_import.IMAGENET_ARCHITECTURE, "model": model_name, "format": "torchvision"}
@@ -156,18 +200,18 @@ def source_architecture(spec: str) -> dict:
   check_spec(spec)
   if spec == "none":
     raise ValueError(
-      "config.model='auto' takes the architecture from the pretrained source, but "
-      "config.pretrained='none'; valid: a model name, or a source other than 'none'"
+      "config.model.name='auto' takes the architecture from the pretrained source, but "
+      "config.model.pretrained='none'; valid: a model name, or a source other than 'none'"
     )
-  if spec.endswith(torchvision_import.TORCH_SUFFIXES):
-    return torchvision_import.architecture_of(spec)
-  info = _read_info(_info_path(spec))
+  if os.path.isfile(spec) and spec.endswith(vit_import.SUFFIXES):
+    return file_architecture(spec)
+  info = config_layout.architecture_of_recorded(_read_info(_info_path(spec)))
   if "model" not in info:
     raise ValueError(
-      f"config.pretrained={spec!r} records no architecture (no 'model' in its .json or "
-      "config.json), so config.model='auto' cannot be resolved; valid: a model name (with width, stem)"
+      f"config.model.pretrained={spec!r} records no architecture (no 'model' in its .json or "
+      "config.json), so config.model.name='auto' cannot be resolved; valid: a model name (with width, stem)"
     )
-  return {field: info[field] for field in ARCHITECTURE_FIELDS if field in info}
+  return info
 
 
 def check_fits(source_variables: dict, model_shapes: dict, head: str) -> None:

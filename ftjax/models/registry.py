@@ -1,7 +1,9 @@
-"""Model families by name: `create_model(name, num_classes, width=..., stem=...)` and `structure_of(name)`.
+"""Model families by name: `create_model(name, num_classes, **options)` and `structure_of(name)`.
 
-A family is its Flax module's constructor and the `ModelStructure` it declares; `register` adds one (the
-config's `model` field then accepts its name).
+A family is its Flax module's constructor, the `ModelStructure` it declares and the options (config fields of the
+`model` section) its constructor takes; `register` adds one (the config's `model.name` then accepts its name).
+The ResNets take width, stem and dtype; each ViT variant (`vit.VARIANTS`: its shape fixed) takes pooling,
+dropout_rate, stochastic_depth_rate and dtype.
 """
 
 import functools
@@ -9,10 +11,15 @@ from typing import Callable, NamedTuple
 
 import flax.linen as nn
 
-from ftjax.models import resnet, small_cnn
+from ftjax.models import resnet, small_cnn, vit
 from ftjax.models.resnet import STEMS, ResNet
 from ftjax.models.small_cnn import SmallCNN
 from ftjax.models.structure import ModelStructure
+
+# An option that a family does not take may be passed at this value, which changes nothing (a config's `model`
+# section holds every family's options); any other value is refused.
+NEUTRAL_OPTIONS = {"dtype": "float32", "dropout_rate": 0.0, "stochastic_depth_rate": 0.0}
+VIT_OPTIONS = ("pooling", "dropout_rate", "stochastic_depth_rate", "dtype")
 
 
 class ModelFamily(NamedTuple):
@@ -28,8 +35,13 @@ def _resnet(stage_sizes: tuple[int, ...], bottleneck: bool) -> ModelFamily:
   return ModelFamily(
     functools.partial(ResNet, stage_sizes=stage_sizes, bottleneck=bottleneck),
     resnet.STRUCTURE,
-    options=("width", "stem"),
+    options=("width", "stem", "dtype"),
   )
+
+
+def _vit(variant: str) -> ModelFamily:
+  module, structure = vit.vit_family(variant)
+  return ModelFamily(module, structure, options=VIT_OPTIONS)
 
 
 MODELS: dict[str, ModelFamily] = {
@@ -38,6 +50,7 @@ MODELS: dict[str, ModelFamily] = {
   "resnet50": _resnet((3, 4, 6, 3), bottleneck=True),
   "resnet101": _resnet((3, 4, 23, 3), bottleneck=True),
   "small_cnn": ModelFamily(SmallCNN, small_cnn.STRUCTURE),
+  **{variant: _vit(variant) for variant in vit.VARIANTS},
 }
 
 
@@ -64,12 +77,27 @@ def structure_of(name: str) -> ModelStructure:
   return family_of(name).structure
 
 
-def create_model(name: str, num_classes: int, width: int | None = None, stem: str = "imagenet") -> nn.Module:
-  """The Flax module `name` with a fresh `num_classes`-way head; `width` is the first stage's
-  channel count (ResNet default 64), `stem` one of STEMS (for families that take one: the ResNets)."""
+def create_model(name: str, num_classes: int, **options) -> nn.Module:
+  """The Flax module `name` with a fresh `num_classes`-way head, built with those of `options` that its family
+  lists (e.g. width: the ResNet's first-stage channels; stem: one of STEMS; pooling, dropout_rate,
+  stochastic_depth_rate: the ViT's; dtype: the compute dtype). The others are dropped, unless set to a value other
+  than their `NEUTRAL_OPTIONS` one: a one-line error."""
   family = family_of(name)
-  if stem not in STEMS:
-    raise ValueError(f"stem={stem!r} is not a known stem; valid: {', '.join(STEMS)}")
-  given = {"width": width, "stem": stem}
-  kwargs = {option: given[option] for option in family.options if given.get(option) is not None}
-  return family.module(num_classes=num_classes, **kwargs)
+  check_options(name, options)
+  taken = {option: value for option, value in options.items() if option in family.options and value is not None}
+  return family.module(num_classes=num_classes, **taken)
+
+
+def check_options(name: str, options: dict) -> None:
+  """A one-line error for an option of `options` that the family `name` does not take, set to another value than
+  its `NEUTRAL_OPTIONS` one (e.g. dtype='bfloat16' for a model that computes in float32 only), or for an unknown
+  stem."""
+  family = family_of(name)
+  for option, value in options.items():
+    if option not in family.options and option in NEUTRAL_OPTIONS and value != NEUTRAL_OPTIONS[option]:
+      raise ValueError(
+        f"model {name!r} takes no option {option}={value!r} (its options: {', '.join(family.options)}); "
+        f"valid: {NEUTRAL_OPTIONS[option]!r}"
+      )
+  if "stem" in family.options and options.get("stem", STEMS[0]) not in STEMS:
+    raise ValueError(f"stem={options['stem']!r} is not a known stem; valid: {', '.join(STEMS)}")

@@ -1,4 +1,4 @@
-"""torchvision ResNet state dicts (.safetensors / .pth / .pt) as ftjax ResNet variables.
+"""torchvision ResNet state dicts (.safetensors / .pth / .pt, read by `torch_state_dicts`) as ftjax ResNet variables.
 
 torchvision 'conv1', 'bn1', 'layer{s}.{b}.{conv1,bn1,...,downsample.0,downsample.1}', 'fc' become
 'stem/conv', 'stem/bn', 'stage{s}/block{b}/{conv1,bn1,...,downsample_conv,downsample_bn}', 'head';
@@ -15,9 +15,8 @@ import numpy as np
 
 from ftjax import tree_paths
 from ftjax.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+from ftjax.models import torch_state_dicts
 from ftjax.models.registry import MODELS, create_model
-
-TORCH_SUFFIXES = (".safetensors", ".pth", ".pt")  # the torchvision files this module reads
 
 # The input torchvision's ImageNet weights expect, and the ftjax ResNet fields that hold them.
 IMAGENET_ARCHITECTURE = dict(
@@ -110,80 +109,13 @@ def torchvision_to_flax(state_dict: Mapping[str, np.ndarray]) -> dict:
   return tree_paths.map_with_names(convert, shapes)
 
 
-def _unreadable(path: str, kind: str, error: Exception) -> ValueError:
-  """The one-line error for a file at `path` that is no readable `kind` state dict."""
-  detail = re.split(r"(?<=\.)\s", (str(error).strip().splitlines() or [""])[0])[0][:120]  # its first sentence
-  return ValueError(
-    f"pretrained file {path!r} is not a readable {kind} ({type(error).__name__}: {detail}); valid: a torchvision "
-    "ResNet state dict saved with safetensors.torch.save_file (.safetensors) or torch.save (.pth/.pt)"
-  )
-
-
-def load_torchvision_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
-  """The {key: numpy array} state dict in a .safetensors or .pth/.pt file; a checkpoint wrapping it
-  under 'state_dict' or 'model' is unwrapped and DataParallel's 'module.' prefix stripped. A file that
-  does not hold such a dict is a one-line ValueError naming it."""
-  path = os.fspath(path)
-  if path.endswith(".safetensors"):
-    from safetensors.numpy import load_file
-
-    try:
-      return load_file(path)
-    except Exception as e:  # safetensors raises its own SafetensorError (and others) for a damaged file
-      raise _unreadable(path, ".safetensors file", e) from e
-  if not path.endswith(TORCH_SUFFIXES):
-    raise ValueError(
-      f"{path!r} has an unsupported extension {os.path.splitext(path)[1]!r}; "
-      f"expected one of {', '.join(TORCH_SUFFIXES)}"
-    )
-  try:
-    import torch
-  except ImportError:
-    raise ImportError(f"reading {path!r} (.pth/.pt) needs `pip install torch`; a .safetensors file does not") from None
-  try:
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-  except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for a damaged file
-    raise _unreadable(path, ".pth/.pt file", e) from e
-  if not isinstance(checkpoint, Mapping):
-    raise ValueError(
-      f"pretrained file {path!r} holds a {type(checkpoint).__name__}, not a state dict; valid: a .pth/.pt "
-      "file of a torchvision ResNet's model.state_dict() (a dict of tensors, or one under 'state_dict'/'model')"
-    )
-  state_dict = next(
-    (checkpoint[k] for k in ("state_dict", "model") if isinstance(checkpoint.get(k), Mapping)), checkpoint
-  )
-  not_tensor = next((key for key, value in state_dict.items() if not isinstance(value, torch.Tensor)), None)
-  if not_tensor is not None:
-    raise ValueError(
-      f"pretrained file {path!r}: entry {not_tensor!r} is a {type(state_dict[not_tensor]).__name__}, not a "
-      "tensor; valid: a torchvision ResNet's model.state_dict() (a dict of tensors)"
-    )
-  return {
-    key.removeprefix("module."): (value.float() if value.is_floating_point() else value).numpy()
-    for key, value in state_dict.items()
-  }
-
-
-def state_dict_keys(path: str | os.PathLike) -> list[str]:
-  """The keys of the state dict at `path` (a .safetensors file's are read from its header alone)."""
-  if os.fspath(path).endswith(".safetensors"):
-    from safetensors import safe_open
-
-    try:
-      with safe_open(os.fspath(path), framework="numpy") as f:
-        return list(f.keys())
-    except Exception as e:  # safetensors raises its own SafetensorError for a damaged header
-      raise _unreadable(os.fspath(path), ".safetensors file", e) from e
-  return list(load_torchvision_state_dict(path))
-
-
 def architecture_of(path: str | os.PathLike) -> dict:
   """The config fields (model, width, stem, image_size, channels, mean, std) of the torchvision
   ResNet saved at `path`, with torchvision's ImageNet input format."""
-  return {"model": infer_resnet_depth(dict.fromkeys(state_dict_keys(path))), **IMAGENET_ARCHITECTURE}
+  return {"model": infer_resnet_depth(torch_state_dicts.read_shapes(path)), **IMAGENET_ARCHITECTURE}
 
 
 def load_torchvision_resnet(path: str | os.PathLike) -> tuple[str, dict]:
   """(model name, {'params', 'batch_stats'}) of the torchvision ResNet saved at `path`."""
-  state_dict = load_torchvision_state_dict(path)
+  state_dict = torch_state_dicts.read_state_dict(path)
   return infer_resnet_depth(state_dict), torchvision_to_flax(state_dict)

@@ -3,6 +3,7 @@ checkpoint, restored with its data and model but without its method, measured on
 batches of its training split. `measure` computes them as a dict; `measure_reports` writes them
 (measures.json and plots). Progress bars with the time left go to stderr (process 0)."""
 
+import dataclasses
 import functools
 import json
 import logging
@@ -10,14 +11,16 @@ import os
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from tqdm import tqdm
 
-from ftjax import data, generalization, hessian, label_noise, layer_groups, parallel
-from ftjax.config_validation import ConfigError
+from ftjax import config_layout, data, generalization, hessian, label_noise, layer_groups, parallel
+from ftjax.config_validation import ConfigError, as_config_error
 from ftjax.distance import norms
-from ftjax.methods import distance_regularization
-from ftjax.train import loop, steps as train_steps
+from ftjax.methods import consistent_loss, distance_regularization, transition_estimation
+from ftjax.train import loop, selection, steps as train_steps
 from ftjax.train.experiment import RunSetup, build_run_setup
 
 log = logging.getLogger("ftjax.measure")
@@ -39,9 +42,18 @@ class MeasureSettings(NamedTuple):
   noise_draws: int = 4
   delta: float = 0.05
   seed: int = 0
+  checkpoint: str = "final"
+  density_runs: int = 3
+  density_steps: int = 30
+  density_layers: bool = False
+  labels: str = "given"
+  loss: str = "cross_entropy"
 
 
 DEFAULTS = MeasureSettings()
+CHECKPOINTS = ("final", "selected")  # the run's last state, or the model selected on validation (ftjax.train.selection)
+LABELS = ("given", "final")  # the training labels as given (noisy, if so), or those a method ended training on
+LOSSES = ("cross_entropy", "forward_corrected")  # the train loss measured: plain, or the consistent loss's
 
 
 def check_settings(settings: MeasureSettings, prefix: str = "--") -> None:
@@ -49,6 +61,16 @@ def check_settings(settings: MeasureSettings, prefix: str = "--") -> None:
   the config field a sweep sets it by)."""
   if settings.trace_method not in ("hutchinson", "hutchpp"):
     raise ConfigError(f"{prefix}trace_method={settings.trace_method!r}; valid: 'hutchinson', 'hutchpp'")
+  for field, valid in (("labels", LABELS), ("loss", LOSSES)):
+    if getattr(settings, field) not in valid:
+      raise ConfigError(f"{prefix}{field}={getattr(settings, field)!r}; valid: {', '.join(map(repr, valid))}")
+  if settings.checkpoint not in CHECKPOINTS:
+    raise ConfigError(f"{prefix}checkpoint={settings.checkpoint!r}; valid: {', '.join(map(repr, CHECKPOINTS))}")
+  if settings.density_runs < 0 or (settings.density_runs and settings.density_steps < 2):
+    raise ConfigError(
+      f"{prefix}density_runs={settings.density_runs}, {prefix}density_steps={settings.density_steps}; valid: "
+      "density_runs >= 0 (0 = no density) and density_steps >= 2"
+    )
   minimums = dict(
     num_probes=6 if settings.trace_method == "hutchpp" else 2,
     max_batches=1,
@@ -68,9 +90,10 @@ def check_settings(settings: MeasureSettings, prefix: str = "--") -> None:
     )
 
 
-def check_finished(workdir: str) -> None:
+def check_finished(workdir: str, checkpoint: str = "final", labels: str = "given", loss: str = "cross_entropy") -> None:
   """One-line error unless `workdir` holds a finished run: a checkpoint, and config.json and results.json that
-  hold JSON objects."""
+  hold JSON objects (and, for `checkpoint='selected'`, a model selected on validation; for `labels='final'`, the
+  labels its method ended training on; for `loss='forward_corrected'`, a run of the consistent loss)."""
   checkpoints = os.path.join(workdir, "checkpoints")
   has_checkpoint = os.path.isdir(checkpoints) and any(name.isdigit() for name in os.listdir(checkpoints))
   if not (os.path.isfile(os.path.join(workdir, "results.json")) and has_checkpoint):
@@ -85,6 +108,24 @@ def check_finished(workdir: str) -> None:
     )
   for name in ("config.json", "results.json"):
     read_run_json(workdir, name)
+  if labels == "final" and not os.path.isfile(os.path.join(workdir, loop.FINAL_LABELS_FILE)):
+    method = read_run_json(workdir, "results.json").get("method")
+    raise ConfigError(
+      f"workdir {workdir!r} holds no {loop.FINAL_LABELS_FILE} (its method {method!r} keeps no labels of its own, as "
+      "regsl does); valid: --labels=given"
+    )
+  if loss == "forward_corrected" and read_run_json(workdir, "results.json").get("method") != "consistent":
+    method = read_run_json(workdir, "results.json").get("method")
+    raise ConfigError(
+      f"--loss=forward_corrected measures the consistent loss, but workdir {workdir!r} holds a run of method "
+      f"{method!r}; valid: --loss=cross_entropy, or a run of method 'consistent'"
+    )
+  if checkpoint == "selected" and selection.read_selected(workdir) is None:
+    raise ConfigError(
+      f"workdir {workdir!r} holds no selected model ({selection.SELECTED_DIR}/{selection.RECORD_FILE}: the run had "
+      "no validation split, config.data.validation_fraction=0); valid: --checkpoint=final, or a run with a "
+      "validation split"
+    )
 
 
 def read_json_object(path: str, valid: str, what: str = "") -> dict:
@@ -112,7 +153,7 @@ def read_run_json(workdir: str, name: str) -> dict:
 def recorded_config(workdir: str, defaults: ml_collections.ConfigDict | None = None) -> ml_collections.ConfigDict:
   """The config the run in `workdir` recorded (config.json); fields it lacks (added to ftjax after
   the run was made) take their value in `defaults`."""
-  recorded = read_run_json(workdir, "config.json")
+  recorded = config_layout.in_sections(read_run_json(workdir, "config.json"))
   if defaults is None:
     return ml_collections.ConfigDict(recorded)
   config = ml_collections.ConfigDict(defaults.to_dict())
@@ -128,31 +169,81 @@ class FinishedRun(NamedTuple):
   setup: RunSetup
   trained: loop.TrainedModel
   results: dict
+  transition: np.ndarray | None = None  # F of the forward-corrected loss, when that is what is measured
 
 
-def load_finished_run(workdir: str, batch_size: int, defaults: ml_collections.ConfigDict | None = None) -> FinishedRun:
+def load_finished_run(
+  workdir: str,
+  batch_size: int,
+  defaults: ml_collections.ConfigDict | None = None,
+  checkpoint: str = "final",
+  labels: str = "given",
+  loss: str = "cross_entropy",
+) -> FinishedRun:
   """The run in `workdir` (its config.json, completed by `defaults`) rebuilt without its method, with
-  its latest checkpointed model variables and results.json, checked to describe the same step."""
-  check_finished(workdir)
+  its latest checkpointed model variables (`checkpoint='final'`; checked to describe the step of its results.json)
+  or the model it selected on validation (`'selected'`), and its results.json; with `labels='final'` its training
+  split carries the labels the method ended training on, with `loss='forward_corrected'` the run's F is loaded."""
+  check_finished(workdir, checkpoint, labels, loss)
   results = read_run_json(workdir, "results.json")
   setup = build_run_setup(recorded_config(workdir, defaults), check_method=False)
   try:
     parallel.check_global_batch_size(batch_size, setup.mesh)
   except ValueError as e:
     raise ConfigError(f"--batch_size: {e}") from e
+  if labels == "final":
+    final = np.load(os.path.join(workdir, loop.FINAL_LABELS_FILE))
+    train = dataclasses.replace(setup.splits.train, labels=final)
+    setup = setup._replace(splits=setup.splits._replace(train=train))
+  transition = run_transition(setup, workdir) if loss == "forward_corrected" else None
+  if checkpoint == "selected":
+    return FinishedRun(workdir, setup, loop.restore_selected_model(setup, workdir), results, transition)
   trained = loop.restore_trained_model(setup, workdir)
   if trained.step != results["steps"]:
     raise ConfigError(
       f"workdir {workdir!r}: its latest checkpoint is step {trained.step} but results.json describes "
       f"step {results['steps']}; valid: a finished run (rerun experiments.finetune to finish it)"
     )
-  return FinishedRun(workdir, setup, trained, results)
+  return FinishedRun(workdir, setup, trained, results, transition)
 
 
-def batch_losses(setup: RunSetup, state: loop.TrainedModel, settings: MeasureSettings) -> tuple[list, int]:
-  """([params -> masked mean cross-entropy on batch b] for the first `max_batches` evaluation
-  batches of the training split, sharded over the mesh; the number of real examples in them)."""
-  loss = functools.partial(train_steps.masked_cross_entropy, setup.model)
+def run_transition(setup: RunSetup, workdir: str) -> np.ndarray:
+  """The F a consistent-loss run in `workdir` trained with (`consistent.transition`: the synthetic noise's, its
+  estimate in the workdir, or a file)."""
+  spec, classes = setup.config.consistent.transition, setup.num_classes
+  if spec == "true":
+    return np.asarray(setup.label_noise.transition)
+  path = transition_estimation.estimate_path(workdir) if spec == "estimate" else spec
+  with as_config_error():
+    return transition_estimation.read_matrix(path, classes)
+
+
+def forward_corrected_eval(setup: RunSetup, state, source, transition: np.ndarray) -> dict:
+  """{'loss', 'max_loss', 'count'}: the forward-corrected loss −log (p F)_ỹ of `state` on `source`'s labels."""
+  probs = np.asarray(loop.predict_probabilities(setup, state, source), np.float64) @ transition
+  losses = -np.log(np.maximum(probs[np.arange(len(source)), np.asarray(source.labels)], np.finfo(np.float64).tiny))
+  return {"loss": float(losses.mean()), "max_loss": float(losses.max()), "count": len(source)}
+
+
+def masked_forward_corrected(model, params, batch_stats, batch, transition, inputs) -> jax.Array:
+  """Mean forward-corrected loss (docs/methods.md §3.4) over the real examples of `batch` (mask 1), in eval mode."""
+  logits = model.apply({"params": params, "batch_stats": batch_stats}, *(batch[k] for k in inputs), train=False)
+  losses = consistent_loss.forward_corrected_losses(logits, batch["label"], transition)
+  return jnp.sum(losses * batch["mask"]) / jnp.sum(batch["mask"])
+
+
+def batch_losses(
+  setup: RunSetup, state: loop.TrainedModel, settings: MeasureSettings, transition: np.ndarray | None = None
+) -> tuple[list, int]:
+  """([params -> masked mean loss on batch b] for the first `max_batches` evaluation batches of the training split,
+  sharded over the mesh: cross-entropy, or the forward-corrected loss with `transition`; the number of real
+  examples in them)."""
+  if transition is None:
+    loss = functools.partial(train_steps.masked_cross_entropy, setup.model, inputs=setup.structure.inputs)
+  else:
+    loss = functools.partial(
+      masked_forward_corrected, setup.model, transition=jnp.asarray(transition), inputs=setup.structure.inputs
+    )
   batches = data.eval_batches(setup.splits.train, setup.eval_preprocess, settings.batch_size)
   losses, count = [], 0
   for batch, _ in zip(batches, range(settings.max_batches)):
@@ -210,7 +301,10 @@ def layer_measures(
 def matched_gap(measures: dict) -> float:
   """The generalisation gap the Hessian bound speaks of (docs/methods.md §4): test minus training loss with
   test labels distributed as the training labels are (under their synthetic noise, if any)."""
-  return measures.get("generalization_gap_noisy_labels", measures["generalization_gap"])
+  for key in ("generalization_gap_forward_corrected", "generalization_gap_noisy_labels"):
+    if key in measures:
+      return measures[key]
+  return measures["generalization_gap"]
 
 
 def bound_text(value: float, vacuous: bool, trivial: str) -> str:
@@ -222,9 +316,11 @@ def measure(run: FinishedRun, settings: MeasureSettings) -> dict:
   """Every measure of `run` (the content of its measures.json but the wall time), logging progress."""
   setup, state, results, workdir = run.setup, run.trained, run.results, run.workdir
   log.info("%s: step %d, evaluating", workdir, results["steps"])
-  steps = train_steps.eval_steps(setup.mesh, setup.model)
+  steps = train_steps.eval_steps(setup.mesh, setup.model, setup.structure.inputs)
   train_eval = loop.evaluate(steps, state, setup.splits.train, setup.eval_preprocess, settings.batch_size, setup.mesh)
   test_eval = loop.evaluate(steps, state, setup.splits.test, setup.eval_preprocess, settings.batch_size, setup.mesh)
+  if run.transition is not None:  # the consistent loss the run trained with, on its training labels
+    train_eval = {**train_eval, **forward_corrected_eval(setup, state, setup.splits.train, run.transition)}
   num_train, max_loss = train_eval["count"], train_eval["max_loss"]
   gap = {"generalization_gap": test_eval["loss"] - train_eval["loss"]}
   if setup.label_noise.transition is not None:  # the test loss under the noise the training labels carry
@@ -236,7 +332,14 @@ def measure(run: FinishedRun, settings: MeasureSettings) -> dict:
     gap.update(
       test_loss_noisy_labels=noisy_test_loss, generalization_gap_noisy_labels=noisy_test_loss - train_eval["loss"]
     )
-  losses, num_measured = batch_losses(setup, state, settings)
+  if run.transition is not None:  # the same loss on test labels drawn through F: the gap of the trained loss
+    corrected = np.asarray(loop.predict_probabilities(setup, state, setup.splits.test), np.float64) @ run.transition
+    test_corrected = label_noise.expected_noisy_cross_entropy(corrected, setup.splits.test.labels, run.transition)
+    gap.update(
+      test_loss_forward_corrected=test_corrected,
+      generalization_gap_forward_corrected=test_corrected - train_eval["loss"],
+    )
+  losses, num_measured = batch_losses(setup, state, settings, run.transition)
   params, anchor = state.params, parallel.replicate(setup.anchor_params, setup.mesh)
   key = jax.random.key(settings.seed)
 
@@ -284,7 +387,11 @@ def measure(run: FinishedRun, settings: MeasureSettings) -> dict:
   measures = {
     "workdir": workdir,
     "method": results["method"],
-    "checkpoint_step": results["steps"],
+    "checkpoint": settings.checkpoint,
+    "train_labels": settings.labels,
+    "train_loss_kind": settings.loss,
+    "train_labels_note": labels_note(run, settings),
+    "checkpoint_step": int(state.step),
     "num_train": num_train,
     "num_examples_measured": num_measured,
     "train_loss": train_eval["loss"],
@@ -323,4 +430,37 @@ def measure(run: FinishedRun, settings: MeasureSettings) -> dict:
     "pac_bayes": {**pac_bayes._asdict(), "noise_scale": settings.noise_scale},
     "settings": settings._asdict(),
   }
+  if settings.density_runs:
+    measures["hessian_density"] = density_measures(losses, params, settings, jax.random.fold_in(key, 4))
   return measures
+
+
+def labels_note(run: FinishedRun, settings: MeasureSettings) -> str:
+  """What the train loss, the Hessians and the bound of `run` are measured against, in words."""
+  given = "the training labels as given"
+  if run.setup.config.noise.type != "none":
+    given += f" (with their synthetic {run.setup.config.noise.type} noise, rate {run.setup.config.noise.rate:g})"
+  labels = f"the labels method {run.results['method']!r} ended training on" if settings.labels == "final" else given
+  loss = (
+    "the forward-corrected loss −log (p F)_y it trained with"
+    if settings.loss == "forward_corrected"
+    else ("the cross-entropy")
+  )
+  return f"train loss, Hessians and bound: {loss} on {labels}"
+
+
+def spectrum_record(spectrum: hessian.SpectralQuadrature) -> dict:
+  """{'nodes', 'weights'}: [runs][steps] lists of one stochastic Lanczos quadrature."""
+  return {"nodes": jax.device_get(spectrum.nodes).tolist(), "weights": jax.device_get(spectrum.weights).tolist()}
+
+
+def density_measures(losses: list, params: dict, settings: MeasureSettings, key: jax.Array) -> dict:
+  """The Hessian's eigenvalue density (docs/methods.md §4.6) as quadrature nodes and weights: of the whole network
+  and, with `settings.density_layers`, of each layer's block."""
+  log.info("Hessian density: %d Lanczos runs of %d steps", settings.density_runs, settings.density_steps)
+  runs, steps = settings.density_runs, settings.density_steps
+  out = {"network": spectrum_record(hessian.hessian_spectrum(losses, params, key, runs, steps)), "layers": {}}
+  if settings.density_layers:
+    spectra = hessian.layer_spectra(losses, params, jax.random.fold_in(key, 1), runs, steps)
+    out["layers"] = {name: spectrum_record(spectrum) for name, spectrum in spectra.items()}
+  return out

@@ -10,11 +10,14 @@ import time
 
 import jax
 import ml_collections
+import numpy as np
 from matplotlib.figure import Figure
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from ftjax import plots
+from ftjax import hessian, plots
+from ftjax.runs import density_report
 from ftjax.runs.measure import (
+  DEFAULTS,
   MeasureSettings,
   bound_text,
   check_finished,
@@ -27,20 +30,56 @@ from ftjax.runs.measure import (
 log = logging.getLogger("ftjax.measure")
 
 
+def output_name(name: str, settings: MeasureSettings) -> str:
+  """The file `name` (e.g. 'measures.json') for the measures `settings` ask for: as it is for the final model on
+  the given labels and the cross-entropy; else with '_selected', '_final_labels', '_forward_corrected' before its
+  suffix for the model selected on validation, the labels the method ended on, the consistent loss."""
+  stem, suffix = os.path.splitext(name)
+  parts = [
+    "selected" if settings.checkpoint == "selected" else "",
+    "final_labels" if settings.labels == "final" else "",
+    "forward_corrected" if settings.loss == "forward_corrected" else "",
+  ]
+  return "_".join([stem, *filter(None, parts)]) + suffix
+
+
 def measure_run(workdir: str, settings: MeasureSettings, defaults: ml_collections.ConfigDict | None = None) -> dict:
-  """Computes every measure of the run in `workdir` and writes measures.json and the plots
-  (`defaults` completes a config.json written before some fields existed); progress lines of the
-  'ftjax' loggers print above the bars."""
+  """Computes every measure of the run in `workdir` and writes measures.json and the plots (for
+  `settings.checkpoint='selected'`: measures_selected.json, ...) (`defaults` completes a config.json written before
+  some fields existed); progress lines of the 'ftjax' loggers print above the bars."""
   with logging_redirect_tqdm(loggers=[logging.getLogger("ftjax")]):
     start = time.time()
-    measures = measure(load_finished_run(workdir, settings.batch_size, defaults), settings)
+    run = load_finished_run(workdir, settings.batch_size, defaults, settings.checkpoint, settings.labels, settings.loss)
+    measures = measure(run, settings)
     measures["wall_seconds"] = time.time() - start
     if jax.process_index() == 0:
-      with open(os.path.join(workdir, "measures.json"), "w") as f:
+      with open(os.path.join(workdir, output_name("measures.json", settings)), "w") as f:
         json.dump(measures, f, indent=2)
-      plot_layers(measures, workdir)
+      plot_layers(measures, workdir, settings)
+      if "hessian_density" in measures:
+        plot_density(measures, workdir, settings)
     log_bounds(measures)
   return measures
+
+
+def plot_density(measures: dict, workdir: str, settings: MeasureSettings = DEFAULTS) -> str:
+  """hessian_density.png (or hessian_density_selected.png) in `workdir`: the network's (and each measured layer's)
+  eigenvalue density, top eigenvalues from power iteration marked."""
+  spectrum = lambda record: hessian.SpectralQuadrature(np.asarray(record["nodes"]), np.asarray(record["weights"]))
+  densities = measures["hessian_density"]
+  tops = {density_report.NETWORK: measures["network"]["top_eigenvalue"]}
+  tops.update({name: layer["top_eigenvalue"] for name, layer in measures["layers"].items()})
+  run = (
+    f"{os.path.basename(os.path.normpath(workdir))} (method {measures['method']}, step {measures['checkpoint_step']})"
+  )
+  return density_report.hessian_density_figure(
+    workdir,
+    spectrum(densities["network"]),
+    {name: spectrum(record) for name, record in densities["layers"].items()},
+    top_eigenvalues=tops,
+    title=f"{run}: Hessian eigenvalue density",
+    file_name=output_name(density_report.FILENAME, settings),
+  )
 
 
 def log_bounds(measures: dict) -> None:
@@ -83,16 +122,16 @@ def bar_plot(
   return fig
 
 
-def plot_layers(measures: dict, workdir: str) -> None:
+def plot_layers(measures: dict, workdir: str, settings: MeasureSettings = DEFAULTS) -> None:
   """layer_traces.png (tr(H_ii) ± stderr, top eigenvalue) and layer_distances.png (||v_i||_F,
-  v_i^T H_ii^+ v_i) in `workdir`, layers in the order of measures['layers'] from the top, titled
-  with the run's name (the workdir's) and method."""
+  v_i^T H_ii^+ v_i) in `workdir` (their `output_name`s for `settings`), layers in the order of measures['layers'] from
+  the top, titled with the run's name (the workdir's) and method."""
   layers = measures["layers"]
   names = list(layers)
   column = lambda key: [layers[name][key] for name in names]
   run = f"{os.path.basename(os.path.normpath(workdir))} (method {measures['method']})"
   bar_plot(
-    os.path.join(workdir, "layer_traces.png"),
+    os.path.join(workdir, output_name("layer_traces.png", settings)),
     names,
     [
       ("Hessian trace tr(H_ii)", column("trace"), column("trace_stderr")),
@@ -101,7 +140,7 @@ def plot_layers(measures: dict, workdir: str) -> None:
     f"{run}: Hessian of each layer",
   )
   bar_plot(
-    os.path.join(workdir, "layer_distances.png"),
+    os.path.join(workdir, output_name("layer_distances.png", settings)),
     names,
     [
       ("distance ||W_i - W_i^(s)||_F", column("distance_frobenius"), None),
@@ -135,7 +174,7 @@ def measure_workdirs(
   are several."""
   check_settings(settings)
   for workdir in workdirs:
-    check_finished(workdir)
+    check_finished(workdir, settings.checkpoint, settings.labels, settings.loss)
   all_measures = [measure_run(workdir, settings, defaults) for workdir in workdirs]
   if len(all_measures) > 1 and jax.process_index() == 0:
     out = out or workdirs[0]

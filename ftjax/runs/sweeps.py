@@ -2,6 +2,9 @@
 
 A sweep config is a fine-tuning config (the base of every run) with a `sweep` section:
 `variants`: {name: ('field=value', ...)} overrides (e.g. 'method=regsl', 'reg.radius=2.0');
+`tune` (optional): {variant: ((field, (value, ...)), ...)}, a grid of each variant's own hyperparameters, every
+combination run for every dataset, noise and seed, and per (variant, dataset, noise) the setting with the
+best mean validation accuracy reported (`choose_setting`);
 `order` (optional): variant names in the order the tables list them; `only` (optional): the
 variants to run and summarise, comma-separated ('' = all); `datasets`: dataset names;
 `noise`: settings 'none', 'symmetric:0.4', 'pairflip:0.2'; `seeds`: run seeds; `measure`: whether
@@ -37,17 +40,20 @@ SWEEP_NOISE_TYPES = tuple(kind for kind in label_noise.NOISE_TYPES if kind != "m
 
 
 class Run(NamedTuple):
-  """One cell of the grid and the config it trains."""
+  """One cell of the grid and the config it trains; `setting` names the variant's tuned hyperparameter values
+  ('field=value,...'; '' for an untuned variant)."""
 
   variant: str
   dataset: str
   noise: str
   seed: int
   config: ml_collections.ConfigDict
+  setting: str = ""
 
   @property
   def name(self) -> str:
-    return os.path.join(self.variant, self.dataset.replace(":", "_"), self.noise.replace(":", "_"), f"seed{self.seed}")
+    variant = os.path.join(self.variant, self.setting.replace(":", "_")) if self.setting else self.variant
+    return os.path.join(variant, self.dataset.replace(":", "_"), self.noise.replace(":", "_"), f"seed{self.seed}")
 
   def workdir(self, root: str) -> str:
     """The run's workdir under the sweep's `root`, as an absolute path."""
@@ -145,21 +151,118 @@ def check_measure_seeds(sweep: ml_collections.ConfigDict) -> None:
     )
 
 
+def tuned_settings(config: ml_collections.ConfigDict, variant: str) -> list[tuple[str, tuple[str, ...]]]:
+  """(setting name, overrides) of every combination of the values `config.sweep.tune[variant]` gives its fields
+  (((field, (value, ...)), ...)); [('', ())] for a variant that is not tuned."""
+  grid_of = dict((config.sweep.get("tune", {}) or {}).get(variant, ()))
+  if not grid_of:
+    return [("", ())]
+  fields = sorted(grid_of)
+  settings = []
+  for values in itertools.product(*(tuple(grid_of[field]) for field in fields)):
+    texts = [f"{field}={value if isinstance(value, str) else repr(value)}" for field, value in zip(fields, values)]
+    settings.append((",".join(texts), tuple(texts)))
+  return settings
+
+
+def check_tuning(config: ml_collections.ConfigDict) -> None:
+  """One-line error unless `sweep.tune` names variants of the sweep, each field with a non-empty tuple of values,
+  and the base config holds a validation split to select on."""
+  tune = config.sweep.get("tune", {}) or {}
+  if not tune:
+    return
+  for variant, fields in tune.items():
+    if variant not in config.sweep.variants:
+      raise ConfigError(
+        f"config.sweep.tune names {variant!r}, which is no variant; valid: names among config.sweep.variants "
+        f"({', '.join(config.sweep.variants)})"
+      )
+    pairs = fields if isinstance(fields, (tuple, list)) else ()
+    if not pairs or not all(isinstance(pair, (tuple, list)) and len(pair) == 2 for pair in pairs):
+      raise ConfigError(
+        f"config.sweep.tune.{variant}={fields!r}; valid: a tuple of (field, (value, ...)) pairs, e.g. "
+        "(('reg.radius', (0.1, 1.0)),)"
+      )
+    for field, values in pairs:
+      if not isinstance(values, (tuple, list)) or not values:
+        raise ConfigError(
+          f"config.sweep.tune.{variant}.{field}={values!r}; valid: a non-empty tuple of the values to try"
+        )
+  if not config.data.validation_fraction:
+    raise ConfigError(
+      "config.sweep.tune selects hyperparameters on a validation split, but config.data.validation_fraction=0; "
+      "valid: a fraction in (0, 1), e.g. 0.1"
+    )
+
+
+GRID_FIELDS = ("variants", "datasets", "noise", "seeds")
+
+
+def sub_grids(sweep: ml_collections.ConfigDict) -> list[dict]:
+  """The grids the sweep is the union of: each of `sweep.grids` ({field: values} over `GRID_FIELDS`; `variants`
+  names variants of `sweep.variants`, an omitted field is the sweep's own), or the sweep's one grid."""
+  whole = {"variants": tuple(sweep.variants), **{field: tuple(sweep[field]) for field in GRID_FIELDS[1:]}}
+  grids = tuple(sweep.get("grids", ()) or ())
+  if not grids:
+    return [whole]
+  out = []
+  for i, sub in enumerate(grids):
+    unknown = sorted(set(sub) - set(GRID_FIELDS)) if isinstance(sub, dict) else ["(not a dict)"]
+    if unknown:
+      raise ConfigError(f"config.sweep.grids[{i}] has {unknown[0]!r}; valid: a dict of {', '.join(GRID_FIELDS)}")
+    grid_of = {**whole, **{field: tuple(values) for field, values in sub.items()}}
+    missing = [name for name in grid_of["variants"] if name not in sweep.variants]
+    if missing:
+      raise ConfigError(
+        f"config.sweep.grids[{i}].variants names {missing[0]!r}, which is no variant; valid: names among "
+        f"config.sweep.variants ({', '.join(sweep.variants)})"
+      )
+    empty = next((field for field in GRID_FIELDS if not grid_of[field]), None)
+    if empty:
+      raise ConfigError(f"config.sweep.grids[{i}].{empty} is empty, so it has no runs; valid: at least one entry")
+    out.append(grid_of)
+  return out
+
+
+def dataset_overrides(entry) -> tuple[str, list[str]]:
+  """(label, overrides) of a `sweep.datasets` entry: a dataset name ('digits': its own label, data.name set), or
+  (label, ('field=value', ...)), e.g. ('indoor', ('data.name=image_folder', 'data.dir=/data/indoor')): two image
+  folders side by side, each named by the user."""
+  if isinstance(entry, str):
+    return entry, [f"data.name={entry}"]
+  if isinstance(entry, (tuple, list)) and len(entry) == 2 and isinstance(entry[0], str):
+    return entry[0], list(entry[1])
+  raise ConfigError(
+    f"config.sweep.datasets holds {entry!r}; valid: a dataset name, or (label, ('data.name=...', 'data.dir=...'))"
+  )
+
+
 def grid(config: ml_collections.ConfigDict) -> list[Run]:
-  """Every run of the sweep (variants in `ordered_variants` order), each config validated (and
-  `model='auto'` resolved) before any of them trains."""
+  """Every run of the sweep (variants in `ordered_variants` order, each over its tuned settings; over each of its
+  `sub_grids`, a run they share listed once), each config validated (and `model='auto'` resolved) before any of
+  them trains."""
   sweep = config.sweep
   check_grid_not_empty(sweep)
   check_measure_seeds(sweep)
+  check_tuning(config)
   base = ml_collections.ConfigDict({k: v for k, v in config.to_dict().items() if k != "sweep"})
-  runs = []
-  for (variant, overrides), dataset, noise, seed in itertools.product(
-    ordered_variants(sweep), sweep.datasets, sweep.noise, sweep.seeds
-  ):
-    run_overrides = [f"dataset={dataset}", *noise_overrides(noise), f"seed={seed}", f"noise.seed={seed}", *overrides]
-    run_config = checked_config(apply_overrides(base, run_overrides))
-    runs.append(Run(variant, dataset, noise, seed, run_config))
-  return runs
+  runs: dict[str, Run] = {}
+  for sub in sub_grids(sweep):
+    variants = [
+      (variant, setting, (*overrides, *tuned))
+      for variant, overrides in ordered_variants(sweep)
+      if variant in sub["variants"]
+      for setting, tuned in tuned_settings(config, variant)
+    ]
+    for (variant, setting, overrides), entry, noise, seed in itertools.product(
+      variants, sub["datasets"], sub["noise"], sub["seeds"]
+    ):
+      dataset, data_overrides = dataset_overrides(entry)
+      run_overrides = [*data_overrides, *noise_overrides(noise), f"run.seed={seed}", f"noise.seed={seed}", *overrides]
+      run = Run(variant, dataset, noise, seed, None, setting)
+      if run.name not in runs:
+        runs[run.name] = run._replace(config=checked_config(apply_overrides(base, run_overrides)))
+  return list(runs.values())
 
 
 def reuse_plain_runs(runs: list[Run], root: str) -> list[Run]:
@@ -251,19 +354,49 @@ def check_cell_files(runs: Sequence[Run], root: str) -> None:
       read_json(run.workdir(root), name)
 
 
+def compared_figures(results: dict) -> tuple[float | None, float, str]:
+  """(validation accuracy, test accuracy, which model) a run is compared by: those of the model it selected on its
+  validation split, or its final model's (validation accuracy None without a validation split)."""
+  chosen = results.get("selected")
+  if chosen:
+    return chosen["validation_accuracy"], chosen["test_accuracy"], "selected"
+  return results.get("validation_accuracy"), results["test_accuracy"], "final"
+
+
+def choose_setting(by_setting: dict[str, list]) -> str:
+  """The setting (of a variant's tuned ones, in grid order) with the best mean validation accuracy over its finished
+  seeds (the first of equals); the first setting when none has a validation split."""
+  means = {}
+  for setting, finished in by_setting.items():
+    validation = [compared_figures(results)[0] for results, _ in finished]
+    if all(v is not None for v in validation):
+      means[setting] = float(np.mean(validation))
+  if not means:
+    return next(iter(by_setting))
+  best = max(means.values())
+  return next(setting for setting, mean in means.items() if mean == best)
+
+
 def summarise(runs: list[Run], root: str) -> list[dict]:
-  """One row per (variant, dataset, noise): mean and std of test accuracy over the finished seeds,
-  and, over the seeds that were measured, the means of the Hessian bound, measured gap and network
-  Hessian trace (docs/methods.md §4)."""
-  cells: dict[tuple, list[tuple[dict, dict | None]]] = {}
+  """One row per (variant, dataset, noise): for a tuned variant, of the setting `choose_setting` selects on
+  validation (with how many were tried); the test accuracy (of each run's selected model when it has a
+  validation split, else its final one) per seed and its mean and std over the finished seeds, and, over the seeds
+  that were measured, the means of the Hessian bound, measured gap and network Hessian trace (docs/methods.md §4)."""
+  cells: dict[tuple, dict[str, list[tuple[dict, dict | None]]]] = {}
   for run in runs:
     workdir = os.path.join(root, run.name)
     results = read_results(workdir)
+    by_setting = cells.setdefault((run.variant, run.dataset, run.noise), {})
     if results is not None:
-      cells.setdefault((run.variant, run.dataset, run.noise), []).append((results, read_json(workdir, "measures.json")))
+      by_setting.setdefault(run.setting, []).append((results, read_json(workdir, "measures.json")))
   rows = []
-  for (variant, dataset, noise), finished in cells.items():
-    accuracy = np.array([r["test_accuracy"] for r, _ in finished])
+  for (variant, dataset, noise), by_setting in cells.items():
+    if not by_setting:
+      continue
+    setting = choose_setting(by_setting)
+    finished = by_setting[setting]
+    figures = [compared_figures(results) for results, _ in finished]
+    accuracy = np.array([test for _, test, _ in figures])
     labels = {
       when: float(np.mean([r["label_noise"][key] for r, _ in finished]))
       for when, key in (("start", "fraction_correct_start"), ("end", "fraction_correct"))
@@ -275,10 +408,16 @@ def summarise(runs: list[Run], root: str) -> list[dict]:
       "seeds": len(finished),
       "test_accuracy_mean": float(accuracy.mean()),
       "test_accuracy_std": float(accuracy.std()),
+      "test_accuracy_seeds": " ".join(f"{100 * a:.2f}" for a in accuracy),
+      "model": figures[0][2],
+      "setting": setting,
+      "settings_tried": len(by_setting),
       "labels_correct_start": labels["start"],
       "labels_correct_end": labels["end"],
       "wall_seconds": float(sum(r["wall_seconds"] for r, _ in finished)),
     }
+    if all(validation is not None for validation, _, _ in figures):
+      row["validation_accuracy_mean"] = float(np.mean([validation for validation, _, _ in figures]))
     measured = [m for _, m in finished if m is not None]
     if measured:
       row.update(
@@ -297,30 +436,42 @@ MEASURE_COLUMNS = ("measured_seeds", "bound_mean", "generalization_gap_mean", "n
 
 
 def write_summary(rows: list[dict], root: str) -> None:
-  """`root/summary.csv` and `root/summary.md` (test accuracy in %, mean ± std over seeds; the
-  Hessian columns where measured, blank elsewhere)."""
+  """`root/summary.csv` and `root/summary.md` (test accuracy in %, each seed's and their mean ± std, the
+  population std over seeds; for tuned variants the setting selected on validation; the Hessian columns where
+  measured, blank elsewhere)."""
   measured = any("bound_mean" in r for r in rows)
-  fieldnames = list(rows[0]) + [c for c in MEASURE_COLUMNS if measured and c not in rows[0]]
+  tuned = any(r["setting"] for r in rows)
+  extra = ["validation_accuracy_mean"] if any("validation_accuracy_mean" in r for r in rows) else []
+  fieldnames = list(rows[0]) + [c for c in [*extra, *MEASURE_COLUMNS] if (c in extra or measured) and c not in rows[0]]
   with open(os.path.join(root, "summary.csv"), "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=fieldnames, restval="")
     writer.writeheader()
     writer.writerows(rows)
   header = (
-    "| variant | dataset | noise | seeds | test accuracy (%) | labels correct at start | labels correct at end "
-    "| wall time, all seeds (s) |"
+    "| variant | dataset | noise | seeds | test accuracy (%) | per seed (%) | model | labels correct at start "
+    "| labels correct at end | wall time, all seeds (s) |"
   )
+  if tuned:
+    header += " setting selected on validation | settings tried |"
   if measured:
     header += " seeds measured | Hessian bound | gap (test − train loss) | tr(H) |"
   lines = [header, "|" + " --- |" * header.count(" |")]
   for r in rows:
     line = (
       f"| {r['variant']} | {r['dataset']} | {r['noise']} | {r['seeds']} | "
-      f"{100 * r['test_accuracy_mean']:.2f} ± {100 * r['test_accuracy_std']:.2f} | "
-      f"{r['labels_correct_start']:.3f} | {r['labels_correct_end']:.3f} | {r['wall_seconds']:.0f} |"
+      f"{100 * r['test_accuracy_mean']:.2f} ± {100 * r['test_accuracy_std']:.2f} | {r['test_accuracy_seeds']} | "
+      f"{r['model']} | {r['labels_correct_start']:.3f} | {r['labels_correct_end']:.3f} | {r['wall_seconds']:.0f} |"
     )
+    if tuned:
+      line += f" {r['setting'] or '(not tuned)'} | {r['settings_tried']} |"
     if measured:
       line += "".join(f" {r[c]:.4g} |" if c in r else " |" for c in MEASURE_COLUMNS)
     lines.append(line)
+  lines.append(
+    "\nTest accuracy: mean ± population std (ddof 0) over the finished seeds, of each run's model selected on its "
+    "validation split ('selected') or its final model ('final')"
+    + ("; a tuned variant's row is its setting with the best mean validation accuracy." if tuned else ".")
+  )
   with open(os.path.join(root, "summary.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
 

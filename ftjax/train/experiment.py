@@ -11,9 +11,10 @@ import ml_collections
 import numpy as np
 import optax
 
-from ftjax import data, label_noise, optim, parallel
+from ftjax import config_layout, data, label_noise, optim, parallel
 from ftjax.config_validation import ConfigError, as_config_error, check_fields
 from ftjax.configs import check_input_format, field_checks, validate_config
+from ftjax.data import holdout, labels_file
 from ftjax.distance import anchors
 from ftjax.methods import registry as method_registry
 from ftjax.methods.base import Method, MethodContext
@@ -34,7 +35,7 @@ class Experiment(NamedTuple):
   """Everything a run builds from its config before the first step."""
 
   config: ml_collections.ConfigDict
-  splits: data.Splits
+  splits: "RunSplits"
   label_noise: LabelNoise
   num_classes: int
   model: nn.Module
@@ -54,24 +55,36 @@ def checked_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   """`config`, validated; for `model='auto'` a validated copy whose architecture and input format
   (model, width, stem, image_size, channels, mean, std) are the pretrained source's."""
   validate_config(config)
-  if config.model != "auto":
+  if config.model.name != "auto":
     return config
   with as_config_error():
-    fields = pretrained.source_architecture(config.pretrained)
-  resolved = ml_collections.ConfigDict(config.to_dict())
-  resolved.update(fields)  # the sources' lists become the fields' tuples
+    fields = pretrained.source_architecture(config.model.pretrained)
+  resolved = config.to_dict()
+  for key, value in fields.items():
+    config_layout.set_path(
+      resolved, pretrained.ARCHITECTURE_FIELDS[key], tuple(value) if isinstance(value, list) else value
+    )
+  resolved = ml_collections.ConfigDict(resolved)
   checks = field_checks()
-  check_fields(resolved, {name: checks[name] for name in fields if name in checks})  # the rest is checked above
-  check_input_format(resolved)
+  paths = [pretrained.ARCHITECTURE_FIELDS[key] for key in fields]
+  check_fields(resolved, {path: checks[path] for path in paths if path in checks})  # the rest is checked above
+  check_input_format(resolved.data)
   return resolved
 
 
+def check_source(config: ml_collections.ConfigDict) -> None:
+  """One-line `ConfigError` unless the source weights `config.model.pretrained` can be read (a workdir's checkpoint
+  is read here, once JAX has started; the run then reuses what was read)."""
+  with as_config_error():
+    pretrained.load_source(config.model.pretrained)
+
+
 def resolve_num_classes(config: ml_collections.ConfigDict, splits: data.Splits) -> int:
-  """The dataset's class count; a one-line error if `config.num_classes` is set to another."""
+  """The dataset's class count; a one-line error if `config.data.num_classes` is set to another."""
   found = splits.train.num_classes
-  if config.num_classes and config.num_classes != found:
+  if config.data.num_classes and config.data.num_classes != found:
     raise ConfigError(
-      f"config.num_classes={config.num_classes} does not fit dataset {config.dataset!r}, "
+      f"config.data.num_classes={config.data.num_classes} does not fit dataset {config.data.name!r}, "
       f"which has {found} classes; valid: {found} or 0 (take it from the data)"
     )
   return found
@@ -80,12 +93,12 @@ def resolve_num_classes(config: ml_collections.ConfigDict, splits: data.Splits) 
 def preprocess_configs(config: ml_collections.ConfigDict) -> tuple[data.Preprocess, data.Preprocess]:
   """(train, eval) preprocessing; augmentation is applied only to training batches."""
   train = data.Preprocess(
-    image_size=config.image_size,
-    channels=config.channels,
-    mean=tuple(config.mean),
-    std=tuple(config.std),
-    crop_padding=config.crop_padding,
-    flip=config.flip,
+    image_size=config.data.image_size,
+    channels=config.data.channels,
+    mean=tuple(config.data.mean),
+    std=tuple(config.data.std),
+    crop_padding=config.data.crop_padding,
+    flip=config.data.flip,
   )
   return train, dataclasses.replace(train, crop_padding=0, flip=False)
 
@@ -95,10 +108,10 @@ def initial_variables(
 ) -> tuple[dict, dict]:
   """(start variables: source weights with a fresh head, anchor params: the docs/methods.md §1 reference
   point). Source shapes and (if `check_method`) the method's layer groups are checked on abstract shapes first."""
-  source = pretrained.load_source(config.pretrained)
-  dummy = jnp.zeros((1, config.image_size, config.image_size, config.channels), jnp.float32)
+  source = pretrained.load_source(config.model.pretrained, image_size=config.data.image_size)
+  dummy = jnp.zeros((1, config.data.image_size, config.data.image_size, config.data.channels), jnp.float32)
   init_fn = lambda key: model.init(key, dummy, train=False)
-  key = jax.random.fold_in(jax.random.key(config.seed), 0)
+  key = jax.random.fold_in(jax.random.key(config.run.seed), 0)
   shapes = jax.eval_shape(init_fn, key)
   if source is not None:
     pretrained.check_fits(source.variables, shapes, structure.head_pattern)
@@ -121,9 +134,7 @@ def noise_transition(noise: ml_collections.ConfigDict, num_classes: int) -> np.n
   return label_noise.check_transition(noise.matrix, num_classes)  # the one check of config.noise.matrix
 
 
-def with_label_noise(
-  config: ml_collections.ConfigDict, splits: data.Splits, num_classes: int
-) -> tuple[data.Splits, LabelNoise]:
+def with_label_noise(config: ml_collections.ConfigDict, splits: "RunSplits", num_classes: int):
   """`splits` whose training labels are corrupted as `config.noise` says (seeded by `noise.seed`;
   the test split stays clean), and the clean labels beside them."""
   clean = np.asarray(splits.train.labels)
@@ -136,7 +147,7 @@ def with_label_noise(
 
 def check_every_class_trains(config: ml_collections.ConfigDict, train: data.Source) -> None:
   """A one-line ConfigError unless the training split has two classes or more and examples of each."""
-  where = f"dataset {config.dataset!r}" + (f" (data_dir={config.data_dir!r})" if config.data_dir else "")
+  where = f"dataset {config.data.name!r}" + (f" (data_dir={config.data.dir!r})" if config.data.dir else "")
   if train.num_classes < 2:
     raise ConfigError(
       f"{where} has {train.num_classes} class(es), nothing to classify; valid: a dataset of two classes or more"
@@ -147,32 +158,74 @@ def check_every_class_trains(config: ml_collections.ConfigDict, train: data.Sour
     raise ConfigError(
       f"{where}: class {train.class_names[missing[0]]!r} has no training examples ({len(missing)} such "
       f"class(es); the training split has {len(train)} examples); valid: examples of every class in the training "
-      "split (lower config.test_fraction, or add examples)"
+      "split (lower config.data.test_fraction, or add examples)"
     )
 
 
-def load_splits(config: ml_collections.ConfigDict) -> tuple[data.Splits, LabelNoise, int]:
-  """(train/test sources fitted to the preprocessing, label noise, class count)."""
+class RunSplits(NamedTuple):
+  """The splits a run uses: train (without its held-out part), test, and validation (None without one)."""
+
+  train: data.Source
+  test: data.Source
+  validation: data.Source | None = None
+
+
+def with_given_labels(config: ml_collections.ConfigDict, splits: data.Splits) -> tuple[data.Splits, np.ndarray]:
+  """(`splits` whose training labels are those of `config.data.labels_file` when set, the dataset's own training
+  labels)."""
+  own = np.asarray(splits.train.labels)
+  if not config.data.labels_file:
+    return splits, own
   with as_config_error():
-    splits = data.load_dataset(
-      config.dataset,
-      config.data_dir or None,
-      image_size=config.image_size,
-      test_fraction=config.test_fraction,
-      examples_per_class=config.examples_per_class or None,
-      seed=config.seed,
-    )
-  check_every_class_trains(config, splits.train)
-  _, eval_pp = preprocess_configs(config)
-  splits = data.Splits(*(data.fitted_source(split, eval_pp) for split in splits))
-  num_classes = resolve_num_classes(config, splits)
-  if config.batch_size > len(splits.train):
+    given = labels_file.read_labels_file(config.data.labels_file, splits.train, config.data.dir or None)
+  return splits._replace(train=dataclasses.replace(splits.train, labels=given)), own
+
+
+def with_validation(config: ml_collections.ConfigDict, splits: RunSplits, noise: LabelNoise, stratify_by: np.ndarray):
+  """(`splits` with `data.validation_fraction` of the training split per class of `stratify_by` held out as
+  validation — its labels those the run trains on, or the clean ones with `data.clean_validation` —, the label
+  noise of the kept training examples)."""
+  if not config.data.validation_fraction:
+    return splits, noise
+  kept, held = holdout.stratified_holdout(stratify_by, config.data.validation_fraction)
+  if not len(held):
     raise ConfigError(
-      f"config.batch_size={config.batch_size} exceeds the {len(splits.train)} training "
-      f"examples of {config.dataset!r}; valid: at most {len(splits.train)}"
+      f"config.data.validation_fraction={config.data.validation_fraction} holds out no example (no class has two "
+      "training examples); valid: 0, or a dataset with two examples or more per class"
     )
+  validation = splits.train.take(held)
+  if config.data.clean_validation:
+    validation = dataclasses.replace(validation, labels=noise.clean_labels[held].astype(np.int32))
+  splits = splits._replace(train=splits.train.take(kept), validation=validation)
+  return splits, noise._replace(clean_labels=noise.clean_labels[kept])
+
+
+def load_splits(config: ml_collections.ConfigDict) -> tuple[RunSplits, LabelNoise, int]:
+  """(train/test/validation sources fitted to the preprocessing, label noise, class count)."""
+  with as_config_error():
+    loaded = data.load_dataset(
+      config.data.name,
+      config.data.dir or None,
+      image_size=config.data.image_size,
+      test_fraction=config.data.test_fraction,
+      examples_per_class=config.data.examples_per_class or None,
+      seed=config.run.seed,
+    )
+  loaded, own_labels = with_given_labels(config, loaded)
+  check_every_class_trains(config, loaded.train)
+  _, eval_pp = preprocess_configs(config)
+  splits = RunSplits(*(data.fitted_source(split, eval_pp) for split in loaded))
+  num_classes = resolve_num_classes(config, splits)
+  given = np.asarray(splits.train.labels)
   with as_config_error():
     splits, noise = with_label_noise(config, splits, num_classes)
+  noise = noise._replace(clean_labels=own_labels)  # what the labels given (and corrupted) are compared with
+  splits, noise = with_validation(config, splits, noise, given)
+  if config.optim.batch_size > len(splits.train):
+    raise ConfigError(
+      f"config.optim.batch_size={config.optim.batch_size} exceeds the {len(splits.train)} training "
+      f"examples of {config.data.name!r}; valid: at most {len(splits.train)}"
+    )
   return splits, noise, num_classes
 
 
@@ -182,7 +235,7 @@ class RunSetup(NamedTuple):
   target's shapes)."""
 
   config: ml_collections.ConfigDict
-  splits: data.Splits
+  splits: RunSplits
   label_noise: LabelNoise
   num_classes: int
   model: nn.Module
@@ -201,13 +254,15 @@ def build_run_setup(config: ml_collections.ConfigDict, check_method: bool = True
   method's own checks on the model's shapes run when `check_method`, but no method is built."""
   config = checked_config(config)
   mesh = parallel.data_mesh()
-  parallel.check_global_batch_size(config.batch_size, mesh)
+  parallel.check_global_batch_size(config.optim.batch_size, mesh)
   splits, noise, num_classes = load_splits(config)
-  model = model_registry.create_model(config.model, num_classes, width=config.width, stem=config.stem)
-  structure = model_registry.structure_of(config.model)
+  options = {key: value for key, value in config.model.items() if key not in ("name", "pretrained")}
+  with as_config_error():
+    model = model_registry.create_model(config.model.name, num_classes, **options)
+  structure = model_registry.structure_of(config.model.name)
   with as_config_error():
     variables, anchor = initial_variables(config, model, structure, check_method)
-  steps_per_epoch = data.steps_per_epoch(len(splits.train), config.batch_size)
+  steps_per_epoch = data.steps_per_epoch(len(splits.train), config.optim.batch_size)
   train_pp, eval_pp = preprocess_configs(config)
   return RunSetup(
     config, splits, noise, num_classes, model, variables, anchor, train_pp, eval_pp, steps_per_epoch, mesh, structure
@@ -236,7 +291,7 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: str | None = No
   with as_config_error():
     method = method_registry.build_method(
       MethodContext(
-        config=config,
+        config=method_registry.method_config(config),
         init_variables=variables,
         anchor_variables={"params": anchor},
         train_labels=splits.train.labels,
@@ -247,11 +302,13 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: str | None = No
         train_source=splits.train,
         train_preprocess=eval_pp,
         structure=structure,
+        batch_size=config.optim.batch_size,
+        seed=config.run.seed,
       )
     )
-  schedule = optim.learning_rate_schedule(config, steps_per_epoch)
-  tx = optax.chain(method.pre_optimizer, optim.make_optimizer(config, schedule), method.post_optimizer)
-  state = create_train_state(variables, tx, method.init_state, jax.random.key(config.seed))
+  schedule = optim.learning_rate_schedule(config.optim, steps_per_epoch)
+  tx = optax.chain(method.pre_optimizer, optim.make_optimizer(config.optim, schedule), method.post_optimizer)
+  state = create_train_state(variables, tx, method.init_state, jax.random.key(config.run.seed))
   return Experiment(
     config,
     splits,
@@ -263,7 +320,7 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: str | None = No
     train_pp,
     eval_pp,
     steps_per_epoch,
-    steps_per_epoch * config.num_epochs,
+    steps_per_epoch * config.optim.num_epochs,
     mesh,
     state,
     anchor,

@@ -10,18 +10,19 @@ import signal
 import time
 from typing import Any, NamedTuple
 
+import flax.serialization
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from ftjax import checkpoint_io, data, label_noise, parallel, plots
+from ftjax import checkpoint_io, config_layout, configs, data, label_noise, parallel, plots
 from ftjax.config_validation import ConfigChangeError, ConfigError
 from ftjax.distance import norms
 from ftjax.methods import transition_estimation
 from ftjax.metrics_writer import MetricsWriter, read_metrics
-from ftjax.train import checkpointing, interruptions, workdir_lock
+from ftjax.train import checkpointing, interruptions, selection, workdir_lock
 from ftjax.train.experiment import Experiment, RunSetup, build_experiment, checked_config
 from ftjax.train.state import TrainState
 from ftjax.train.steps import CompiledSteps, EvalSteps, eval_steps
@@ -68,9 +69,9 @@ def predict_probabilities(
   run: Experiment | RunSetup, state: TrainState | TrainedModel, source: data.Source
 ) -> np.ndarray:
   """Softmax probabilities [len(source), C] of `state` in eval mode, in example order."""
-  steps = eval_steps(run.mesh, run.model)
+  steps = eval_steps(run.mesh, run.model, run.structure.inputs)
   chunks = []
-  for batch in data.eval_batches(source, run.eval_preprocess, run.config.eval_batch_size):
+  for batch in data.eval_batches(source, run.eval_preprocess, run.config.optim.eval_batch_size):
     probs, mask = jax.device_get(steps.predict(state, parallel.shard_batch(batch, run.mesh)))
     chunks.append(np.asarray(probs)[np.asarray(mask) > 0])
   return np.concatenate(chunks)
@@ -105,13 +106,26 @@ def restore_trained_model(setup: RunSetup, workdir: str) -> TrainedModel:
   return TrainedModel(step, variables["params"], variables["batch_stats"])
 
 
+def restore_selected_model(setup: RunSetup, workdir: str) -> TrainedModel:
+  """The model the run in `workdir` selected on its validation split (`ftjax.train.selection`), typed and
+  replicated like `setup.variables` over `setup.mesh`."""
+  record = selection.read_selected(workdir)
+  like = {"params": setup.variables["params"], "batch_stats": setup.variables.get("batch_stats", {})}
+  with open(os.path.join(selection.selected_dir(workdir), selection.MODEL_FILE), "rb") as f:
+    variables = flax.serialization.from_bytes(jax.device_get(like), f.read())
+  variables = parallel.replicate(variables, setup.mesh)
+  return TrainedModel(record["step"], variables["params"], variables["batch_stats"])
+
+
 def recorded_config(workdir: str) -> dict | None:
-  """The config `workdir/config.json` records (as JSON), or None when there is none."""
+  """The config `workdir/config.json` records (as JSON, in sections; fields added to ftjax since it was written
+  at their defaults), or None when there is none."""
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     return None
   with open(path) as f:
-    return json.load(f)
+    recorded = config_layout.in_sections(json.load(f))
+  return config_layout.completed(recorded, json.loads(configs.default_config().to_json()))
 
 
 def check_config_unchanged(workdir: str, config: ml_collections.ConfigDict, allow_change: bool) -> None:
@@ -121,7 +135,7 @@ def check_config_unchanged(workdir: str, config: ml_collections.ConfigDict, allo
   if started is None or allow_change:
     return
   resolved = json.loads(config.to_json())
-  changed = sorted(k for k in set(started) | set(resolved) if started.get(k) != resolved.get(k))
+  changed = config_layout.differing_fields(started, resolved)
   if changed:
     raise ConfigChangeError(
       f"workdir {workdir!r} was started with another config (fields {', '.join(changed)} "
@@ -196,9 +210,16 @@ def restore_train_evaluate(exp: Experiment, workdir: str, manager: ocp.Checkpoin
     pending = restored_pending(exp, workdir, start_step)
     if start_step:
       log.info("resuming from step %d of %d", start_step, exp.total_steps)
-    steps = CompiledSteps(exp.mesh, model=exp.model, method=exp.method, tx=exp.tx, steps_per_epoch=exp.steps_per_epoch)
-    state, test_eval = train(exp, steps, state, manager, writer, start_step, pending)
-    return final_results(exp, steps, state, workdir, start_step, time.time() - start_time, test_eval)
+    steps = CompiledSteps(
+      exp.mesh,
+      model=exp.model,
+      method=exp.method,
+      tx=exp.tx,
+      steps_per_epoch=exp.steps_per_epoch,
+      inputs=exp.structure.inputs,
+    )
+    state, final_eval = train(exp, steps, state, manager, writer, start_step, pending)
+    return final_results(exp, steps, state, workdir, start_step, time.time() - start_time, final_eval)
   finally:
     writer.close()
 
@@ -221,7 +242,7 @@ def restored_pending(exp: Experiment, workdir: str, start_step: int) -> list[dic
   """The train metrics of the steps after the last log line up to checkpoint `start_step` (none at step 0 or at
   a log step); a checkpoint without them (written before they were kept) resumes with a warning that the next
   log line averages fewer steps."""
-  if start_step % exp.config.log_every == 0 or start_step == exp.total_steps:
+  if start_step % exp.config.run.log_every == 0 or start_step == exp.total_steps:
     return []
   pending = checkpointing.restore_pending_metrics(pending_metrics_path(workdir), start_step)
   if pending is None:
@@ -230,7 +251,7 @@ def restored_pending(exp: Experiment, workdir: str, start_step: int) -> list[dic
       "only the steps after it",
       workdir,
       start_step,
-      (start_step // exp.config.log_every + 1) * exp.config.log_every,
+      (start_step // exp.config.run.log_every + 1) * exp.config.run.log_every,
     )
     return []
   return pending
@@ -290,9 +311,9 @@ def log_output_paths(workdir: str) -> None:
   )
 
 
-def flat_distances(params: dict, anchor_params: dict) -> dict[str, float]:
-  """{'<layer path>/<norm>': distance} for the metrics log (docs/methods.md §2.1)."""
-  distances = norms.layer_distances(jax.device_get(params), anchor_params)
+def flat_distances(params: dict, anchor_params: dict, fan_in: norms.FanIn = ()) -> dict[str, float]:
+  """{'<layer path>/<norm>': distance} for the metrics log (docs/methods.md §2.1), MARS as `fan_in` declares."""
+  distances = norms.layer_distances(jax.device_get(params), anchor_params, fan_in)
   return {f"{name}/{norm}": value for name, by_norm in distances.items() for norm, value in by_norm.items()}
 
 
@@ -324,7 +345,7 @@ def train(
   save a checkpoint and raise `Preempted`. `pending`: the metrics of the steps since the last log line
   before `start_step` (kept with each checkpoint, so that a resumed run logs what an uninterrupted one does)."""
   config, mesh = exp.config, exp.mesh
-  pending, tick, unchecked, final_test = list(pending or []), time.time(), None, None
+  pending, tick, unchecked, final_eval = list(pending or []), time.time(), None, None
   last_checkpoint = start_step or None
   against = measured_against(config, exp.initial_state.method_state)
   report_labels = tracks_labels(config, exp.initial_state.method_state)
@@ -332,8 +353,8 @@ def train(
     for step, batch in data.train_batches(
       exp.splits.train,
       exp.train_preprocess,
-      seed=config.seed,
-      global_batch_size=config.batch_size,
+      seed=config.run.seed,
+      global_batch_size=config.optim.batch_size,
       start_step=start_step,
       num_steps=exp.total_steps,
     ):
@@ -343,13 +364,12 @@ def train(
       done, record = step + 1, {}
       unchecked = (done, metrics)
       pending.append(metrics)
-      if done % config.log_every == 0 or done == exp.total_steps:
+      if done % config.run.log_every == 0 or done == exp.total_steps:
         interruptions.check_finite(done, metrics, last_checkpoint)
         summary = {**train_summary(pending), "epoch": done / exp.steps_per_epoch}
-        record.update(
-          prefixed("train/", summary), **prefixed("distance/", flat_distances(state.params, exp.anchor_params))
-        )
-        speed = len(pending) * config.batch_size / (time.time() - tick)
+        distances = flat_distances(state.params, exp.anchor_params, exp.structure.fan_in)
+        record.update(prefixed("train/", summary), **prefixed("distance/", distances))
+        speed = len(pending) * config.optim.batch_size / (time.time() - tick)
         log.info(
           "step %d/%d  epoch %.2f  train loss %.4f%s  train accuracy %.3f%s  %.0f examples/s",
           done,
@@ -373,31 +393,83 @@ def train(
             labels["fraction_correct_start"],
             labels["num_changed"],
           )
-      if (config.eval_every and done % (config.eval_every * exp.steps_per_epoch) == 0) or done == exp.total_steps:
-        test = evaluate(steps, state, exp.splits.test, exp.eval_preprocess, config.eval_batch_size, mesh)
-        record.update(prefixed("test/", {"loss": test["loss"], "accuracy": test["accuracy"]}))
-        log.info(
-          "step %d  epoch %.2f  test loss %.4f  test accuracy %.4f",
-          done,
-          done / exp.steps_per_epoch,
-          test["loss"],
-          test["accuracy"],
-        )
-        final_test = test  # the last step always evaluates: this ends as the final state's evaluation
+      if (
+        config.run.eval_every and done % (config.run.eval_every * exp.steps_per_epoch) == 0
+      ) or done == exp.total_steps:
+        final_eval = evaluate_and_select(exp, steps, state, done, writer.workdir)  # the last step always evaluates
+        record.update(final_eval.record)
       if record:
         writer.write(done, record)
       preempted = signals.received or (jax.process_count() > 1 and manager.reached_preemption(done))
-      if preempted or done % config.checkpoint_every == 0 or done == exp.total_steps:
+      if preempted or done % config.run.checkpoint_every == 0 or done == exp.total_steps:
         interruptions.check_finite(done, metrics, last_checkpoint)
         interruptions.check_state_finite(done, state, last_checkpoint)
         checkpointing.save(manager, state, force=bool(preempted))
-        if jax.process_index() == 0 and done % config.log_every and done != exp.total_steps:
+        if jax.process_index() == 0 and done % config.run.log_every and done != exp.total_steps:
           keep = manager.all_steps()
           checkpointing.save_pending_metrics(pending_metrics_path(writer.workdir), done, pending, keep)
         last_checkpoint = done
       if preempted:
         raise interruptions.Preempted(done, signals.received or signal.SIGTERM)
-  return state, final_test
+  return state, final_eval
+
+
+class Evaluation(NamedTuple):
+  """One evaluation of the train state: test (and validation, None without a validation split) figures, and the
+  metrics record entries they make."""
+
+  test: dict
+  validation: dict | None
+  record: dict
+
+
+def evaluate_and_select(exp: Experiment, steps: CompiledSteps, state: TrainState, done: int, workdir: str):
+  """Evaluates test and, when the run holds one out, validation after step `done`; logs them, and keeps the model
+  in `workdir/selected/` when its validation figure (`run.select_by`) is the best so far (`ftjax.train.selection`)."""
+  config, mesh, epoch = exp.config, exp.mesh, done / exp.steps_per_epoch
+  size = config.optim.eval_batch_size
+  test = evaluate(steps, state, exp.splits.test, exp.eval_preprocess, size, mesh)
+  record = prefixed("test/", {"loss": test["loss"], "accuracy": test["accuracy"]})
+  if exp.splits.validation is None:
+    log.info("step %d  epoch %.2f  test loss %.4f  test accuracy %.4f", done, epoch, test["loss"], test["accuracy"])
+    return Evaluation(test, None, record)
+  validation = evaluate(steps, state, exp.splits.validation, exp.eval_preprocess, size, mesh)
+  record.update(prefixed("validation/", {"loss": validation["loss"], "accuracy": validation["accuracy"]}))
+  noisy = " (vs noisy labels)" if config.noise.type != "none" and not config.data.clean_validation else ""
+  log.info(
+    "step %d  epoch %.2f  validation loss %.4f  validation accuracy %.4f%s  test loss %.4f  test accuracy %.4f",
+    done,
+    epoch,
+    validation["loss"],
+    validation["accuracy"],
+    noisy,
+    test["loss"],
+    test["accuracy"],
+  )
+  candidate = {
+    "step": done,
+    "epoch": epoch,
+    "validation_accuracy": validation["accuracy"],
+    "validation_loss": validation["loss"],
+    "test_accuracy": test["accuracy"],
+    "test_loss": test["loss"],
+  }
+  best = selection.read_selected(workdir)
+  if jax.process_index() == 0 and selection.is_better(candidate, best, config.run.select_by):
+    selection.keep(workdir, candidate, state.params, state.batch_stats)
+  return Evaluation(test, validation, record)
+
+
+FINAL_LABELS_FILE = "final_labels.npy"
+
+
+def write_final_labels(workdir: str, labels: np.ndarray) -> None:
+  """Writes `workdir/final_labels.npy`: the training labels a method that changes them ended training on, in the
+  training split's order (replaced atomically)."""
+  path = os.path.join(workdir, FINAL_LABELS_FILE)
+  with open(path + ".tmp", "wb") as f:
+    np.save(f, labels.astype(np.int32))
+  os.replace(path + ".tmp", path)
 
 
 def write_curves(exp: Experiment, workdir: str) -> str:
@@ -409,7 +481,7 @@ def write_curves(exp: Experiment, workdir: str) -> str:
   return plots.plot_training_curves(
     read_metrics(workdir),
     os.path.join(workdir, CURVES_FILE),
-    f"method: {config.method}   dataset: {config.dataset}{noise}",
+    f"method: {config.method}   dataset: {config.data.name}{noise}",
     train_loss_label="train" + against["loss"],
     train_accuracy_label="train" + against["accuracy"],
     label_fraction=tracks_labels(config, exp.initial_state.method_state),
@@ -423,14 +495,16 @@ def final_results(
   workdir: str,
   start_step: int,
   wall_seconds: float,
-  test_eval: dict | None = None,
+  final_eval: Evaluation | None = None,
 ) -> dict:
-  """Evaluates on the train split and (unless `test_eval` holds it already) the test split, writes
-  `workdir/results.json` and `workdir/curves.png`."""
+  """Evaluates on the train split and (unless `final_eval` holds them already: the last step's) the test and
+  validation splits, writes `workdir/results.json` (with the selected model's record when there is a validation
+  split) and `workdir/curves.png`."""
   config = exp.config
-  train_eval = evaluate(steps, state, exp.splits.train, exp.eval_preprocess, config.eval_batch_size, exp.mesh)
-  if test_eval is None:
-    test_eval = evaluate(steps, state, exp.splits.test, exp.eval_preprocess, config.eval_batch_size, exp.mesh)
+  train_eval = evaluate(steps, state, exp.splits.train, exp.eval_preprocess, config.optim.eval_batch_size, exp.mesh)
+  if final_eval is None:
+    final_eval = evaluate_and_select(exp, steps, state, int(jax.device_get(state.step)), workdir)
+  test_eval, validation_eval = final_eval.test, final_eval.validation
   results = {
     "test_accuracy": test_eval["accuracy"],
     "test_loss": test_eval["loss"],
@@ -440,20 +514,31 @@ def final_results(
     "num_train": train_eval["count"],
     "num_test": test_eval["count"],
     "steps": int(jax.device_get(state.step)),
-    "epochs": config.num_epochs,
+    "epochs": config.optim.num_epochs,
     "resumed_from_step": start_step,
     "wall_seconds": wall_seconds,
     "num_devices": exp.mesh.size,
     "num_processes": jax.process_count(),
     "method": config.method,
-    "dataset": config.dataset,
-    "model": config.model,
-    "pretrained": config.pretrained,
+    "dataset": config.data.name,
+    "class_names": [str(name) for name in exp.splits.train.class_names],
+    "model": config.model.name,
+    "pretrained": config.model.pretrained,
     "config": json.loads(config.to_json()),
-    "layer_distances": norms.layer_distances(jax.device_get(state.params), exp.anchor_params),
+    "layer_distances": norms.layer_distances(jax.device_get(state.params), exp.anchor_params, exp.structure.fan_in),
     "label_noise": {"type": config.noise.type, "rate": config.noise.rate, **label_report(exp, state)},
     **exp.method.results,
   }
+  kept = getattr(state.method_state, "labels", None)
+  if kept is not None and jax.process_index() == 0:  # the labels the model ended training on (e.g. regsl's)
+    write_final_labels(workdir, np.asarray(jax.device_get(kept)))
+  if validation_eval is not None:
+    results.update(
+      validation_accuracy=validation_eval["accuracy"],
+      validation_loss=validation_eval["loss"],
+      num_validation=validation_eval["count"],
+      selected=selection.read_selected(workdir),
+    )
   if jax.process_index() == 0:
     checkpointing.write_json_atomically(os.path.join(workdir, "results.json"), results, indent=2)
     write_curves(exp, workdir)

@@ -21,16 +21,17 @@ def train_step(
   method: Method,
   tx: optax.GradientTransformation,
   steps_per_epoch: int,
+  inputs: tuple[str, ...] = ("image",),
 ) -> tuple[TrainState, dict]:
-  """One optimiser step of `method` on `batch` ({'image', 'label', 'index'}); returns the new
-  state and scalar metrics. `tx.update` receives the new BatchNorm statistics as `batch_stats`."""
+  """One optimiser step of `method` on `batch` ({'label', 'index'} and the model's `inputs`, e.g. 'image'); returns
+  the new state and scalar metrics. `tx.update` receives the new BatchNorm statistics as `batch_stats`."""
   epoch = state.step // steps_per_epoch
   dropout_rng = jax.random.fold_in(state.rng, state.step)
 
   def loss_fn(params):
     (logits, features), updates = model.apply(
       {"params": params, "batch_stats": state.batch_stats},
-      batch["image"],
+      *(batch[key] for key in inputs),
       train=True,
       return_features=True,
       mutable=["batch_stats"],
@@ -56,22 +57,26 @@ def train_step(
   return new_state, metrics
 
 
-def eval_losses(model: nn.Module, params: dict, batch_stats: dict, batch: dict) -> tuple[jax.Array, jax.Array]:
-  """(logits [batch, classes], per-example cross-entropy [batch]) of `batch` in eval mode."""
-  logits = model.apply({"params": params, "batch_stats": batch_stats}, batch["image"], train=False)
+def eval_losses(
+  model: nn.Module, params: dict, batch_stats: dict, batch: dict, inputs: tuple[str, ...] = ("image",)
+) -> tuple[jax.Array, jax.Array]:
+  """(logits [batch, classes], per-example cross-entropy [batch]) of `batch` (the model's `inputs`) in eval mode."""
+  logits = model.apply({"params": params, "batch_stats": batch_stats}, *(batch[key] for key in inputs), train=False)
   return logits, optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
 
 
-def masked_cross_entropy(model: nn.Module, params: dict, batch_stats: dict, batch: dict) -> jax.Array:
+def masked_cross_entropy(
+  model: nn.Module, params: dict, batch_stats: dict, batch: dict, inputs: tuple[str, ...] = ("image",)
+) -> jax.Array:
   """Mean cross-entropy over the real examples of `batch` (mask 1) in eval mode: `eval_step`'s loss_sum / count."""
-  _, losses = eval_losses(model, params, batch_stats, batch)
+  _, losses = eval_losses(model, params, batch_stats, batch, inputs)
   return jnp.sum(losses * batch["mask"]) / jnp.sum(batch["mask"])
 
 
-def eval_step(state: TrainState, batch: dict, *, model: nn.Module) -> dict:
+def eval_step(state: TrainState, batch: dict, *, model: nn.Module, inputs: tuple[str, ...] = ("image",)) -> dict:
   """Sums over the real examples of `batch` (padding has mask 0): loss_sum, correct, count, and
   the largest per-example loss."""
-  logits, losses = eval_losses(model, state.params, state.batch_stats, batch)
+  logits, losses = eval_losses(model, state.params, state.batch_stats, batch, inputs)
   mask = batch["mask"]
   return {
     "loss_sum": jnp.sum(losses * mask),
@@ -81,9 +86,12 @@ def eval_step(state: TrainState, batch: dict, *, model: nn.Module) -> dict:
   }
 
 
-def predict_step(state: TrainState, batch: dict, *, model: nn.Module) -> tuple[jax.Array, jax.Array]:
+def predict_step(
+  state: TrainState, batch: dict, *, model: nn.Module, inputs: tuple[str, ...] = ("image",)
+) -> tuple[jax.Array, jax.Array]:
   """(softmax probabilities [batch, classes] in eval mode, the batch's mask [batch])."""
-  logits = model.apply({"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False)
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  logits = model.apply(variables, *(batch[key] for key in inputs), train=False)
   return jax.nn.softmax(logits), batch["mask"]
 
 
@@ -94,12 +102,13 @@ class EvalSteps(NamedTuple):
   predict: Callable
 
 
-def eval_steps(mesh: jax.sharding.Mesh, model: nn.Module) -> EvalSteps:
-  """`eval_step` and `predict_step` of `model` jitted for `mesh`, outputs replicated."""
+def eval_steps(mesh: jax.sharding.Mesh, model: nn.Module, inputs: tuple[str, ...] = ("image",)) -> EvalSteps:
+  """`eval_step` and `predict_step` of `model` (taking the batch entries `inputs`) jitted for `mesh`, outputs
+  replicated."""
   rep = parallel.replicated(mesh)
   return EvalSteps(
-    jax.jit(functools.partial(eval_step, model=model), out_shardings=rep),
-    jax.jit(functools.partial(predict_step, model=model), out_shardings=rep),
+    jax.jit(functools.partial(eval_step, model=model, inputs=inputs), out_shardings=rep),
+    jax.jit(functools.partial(predict_step, model=model, inputs=inputs), out_shardings=rep),
   )
 
 
@@ -116,11 +125,11 @@ class CompiledSteps:
     tx: optax.GradientTransformation,
     steps_per_epoch: int,
     donate: bool = True,
+    inputs: tuple[str, ...] = ("image",),
   ):
     rep = parallel.replicated(mesh)
-    self.train: Callable = jax.jit(
-      functools.partial(train_step, model=model, method=method, tx=tx, steps_per_epoch=steps_per_epoch),
-      out_shardings=(rep, rep),
-      donate_argnums=(0,) if donate else (),
+    step = functools.partial(
+      train_step, model=model, method=method, tx=tx, steps_per_epoch=steps_per_epoch, inputs=inputs
     )
-    self.eval, self.predict = eval_steps(mesh, model)
+    self.train: Callable = jax.jit(step, out_shardings=(rep, rep), donate_argnums=(0,) if donate else ())
+    self.eval, self.predict = eval_steps(mesh, model, inputs)

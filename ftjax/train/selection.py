@@ -1,0 +1,57 @@
+"""Model selection on the validation split: the model whose evaluation was best so far, kept beside the latest
+checkpoint in `workdir/selected/` (`model.msgpack`, a source `config.model.pretrained` can name, and
+`selected.json`: the step and its validation and test figures).
+
+A resumed run re-evaluates the same steps with the same results, and only a strictly better evaluation replaces the
+kept one (the earliest of equals stays), so the selection of a resumed run is that of an uninterrupted one.
+"""
+
+import json
+import os
+
+import flax.serialization
+import jax
+
+from ftjax.train import checkpointing
+
+SELECTED_DIR = "selected"
+RECORD_FILE = "selected.json"
+MODEL_FILE = "model.msgpack"
+
+
+def selected_dir(workdir: str) -> str:
+  return os.path.join(workdir, SELECTED_DIR)
+
+
+def read_selected(workdir: str) -> dict | None:
+  """The record of the model selected so far in `workdir` ({'step', 'validation_accuracy', ...}), or None."""
+  path = os.path.join(selected_dir(workdir), RECORD_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def is_better(record: dict, best: dict | None, select_by: str) -> bool:
+  """Whether the evaluation `record` beats `best` on `select_by` ('validation_accuracy' higher, 'validation_loss'
+  lower is better); any record beats None."""
+  if best is None:
+    return True
+  if select_by == "validation_loss":
+    return record["validation_loss"] < best["validation_loss"]
+  return record["validation_accuracy"] > best["validation_accuracy"]
+
+
+def keep(workdir: str, record: dict, params, batch_stats) -> None:
+  """Writes the model variables and `record` as the selected model of `workdir` (each file replaced atomically,
+  the variables first, so the record never names a model that was not written)."""
+  directory = selected_dir(workdir)
+  os.makedirs(directory, exist_ok=True)
+  variables = jax.device_get({"params": params, "batch_stats": batch_stats})
+  temporary = os.path.join(directory, MODEL_FILE + ".tmp")
+  with open(temporary, "wb") as f:
+    f.write(flax.serialization.msgpack_serialize(variables))
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(temporary, os.path.join(directory, MODEL_FILE))
+  checkpointing.write_json_atomically(os.path.join(directory, RECORD_FILE), record, indent=2)

@@ -1,0 +1,18 @@
+"""Setting config fields by name in tests: `set_fields(config, optim__batch_size=8)` sets config.optim.batch_size."""
+
+import ml_collections
+
+
+def set_fields(config: ml_collections.ConfigDict, **fields) -> ml_collections.ConfigDict:
+  """`config` (changed in place) with each `section__field=value` of `fields` set (a dict value updates the
+  sub-dict it names); returns it."""
+  for name, value in fields.items():
+    *parents, leaf = name.split("__")
+    node = config
+    for part in parents:
+      node = node[part]
+    if isinstance(value, dict):
+      node[leaf].update(value)
+    else:
+      node[leaf] = value
+  return config

@@ -1,0 +1,173 @@
+"""Validation splits, model selection on them, training labels given as a file, and measuring the selected model."""
+
+import csv
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from ftjax.config_validation import ConfigError
+from ftjax.data import holdout, labels_file
+from ftjax.metrics_writer import read_metrics
+from ftjax.runs import measure, measure_reports
+from ftjax.train import experiment, loop, selection
+from tests.test_finetune import tiny_config
+
+SETTINGS = measure.MeasureSettings(
+  num_probes=2, max_batches=1, batch_size=64, eigen_iterations=2, lanczos_steps=2, noise_draws=2, density_steps=4
+)
+
+
+def test_the_holdout_partitions_each_class_by_the_fraction_whatever_the_run_seed():
+  labels = np.repeat(np.arange(4), [10, 21, 2, 1])
+  kept, held = holdout.stratified_holdout(labels, 0.2)
+  assert np.array_equal(np.sort(np.concatenate([kept, held])), np.arange(len(labels)))
+  counts = {c: int(np.sum(labels[held] == c)) for c in range(4)}
+  assert counts == {0: 2, 1: 4, 2: 1, 3: 0}  # round(0.2 n_c); one of a pair; never a class's only example
+  again_kept, again_held = holdout.stratified_holdout(labels, 0.2)
+  assert np.array_equal(again_held, held) and np.array_equal(again_kept, kept)
+  _, other = holdout.stratified_holdout(labels, 0.2, seed=1)
+  assert not np.array_equal(other, held)
+
+
+def test_validation_is_disjoint_stable_and_noisy_unless_asked_clean():
+  config = tiny_config(data__validation_fraction=0.25)
+  config.noise.update(type="symmetric", rate=0.5, seed=3)
+  splits, noise, _ = experiment.load_splits(config)
+  plain, plain_noise, _ = experiment.load_splits(tiny_config())
+  # The held-out and kept examples partition the training split (pixels identify the examples of digits).
+  whole = {p.tobytes() for p in plain.train.pixels}
+  kept, held = {p.tobytes() for p in splits.train.pixels}, {p.tobytes() for p in splits.validation.pixels}
+  assert kept | held == whole and not kept & held and len(held) == round(0.25 * len(whole))
+  assert not held & {p.tobytes() for p in splits.test.pixels}
+  # Same examples with another run seed or noise setting; noisy labels there unless data.clean_validation.
+  reseeded, _, _ = experiment.load_splits(tiny_config(data__validation_fraction=0.25, run__seed=7))
+  assert np.array_equal(reseeded.validation.pixels, splits.validation.pixels)
+  position = {p.tobytes(): i for i, p in enumerate(plain.train.pixels)}
+  held_at = np.asarray([position[p.tobytes()] for p in splits.validation.pixels])
+  clean = plain_noise.clean_labels[held_at]
+  assert 0.3 < np.mean(splits.validation.labels != clean) < 0.7
+  config.data.clean_validation = True
+  cleaned, cleaned_noise, _ = experiment.load_splits(config)
+  assert np.array_equal(cleaned.validation.labels, clean)
+  np.testing.assert_array_equal(
+    cleaned_noise.clean_labels, plain_noise.clean_labels[np.sort(list(set(range(len(whole))) - set(held_at)))]
+  )
+
+
+@pytest.fixture(scope="module")
+def selected_run(tmp_path_factory):
+  """A 4-epoch run with a validation split, evaluated every epoch: (workdir, results)."""
+  workdir = str(tmp_path_factory.mktemp("selected"))
+  config = tiny_config(data__validation_fraction=0.2, optim__num_epochs=4, run__eval_every=1)
+  return workdir, loop.train_and_evaluate(config, workdir)
+
+
+def test_the_selected_model_is_the_best_logged_validation_accuracy(selected_run):
+  workdir, results = selected_run
+  evaluations = [r for r in read_metrics(workdir) if "validation/accuracy" in r]
+  assert len(evaluations) == 4
+  best = max(r["validation/accuracy"] for r in evaluations)
+  first_best = next(r for r in evaluations if r["validation/accuracy"] == best)  # the earliest of equals
+  chosen = results["selected"]
+  assert chosen["step"] == first_best["step"] and chosen["validation_accuracy"] == best
+  assert chosen["test_accuracy"] == first_best["test/accuracy"] and chosen["test_loss"] == first_best["test/loss"]
+  assert results["validation_accuracy"] == evaluations[-1]["validation/accuracy"]
+  assert results["num_validation"] + results["num_train"] == 1437
+  # The kept model is that step's: evaluated again it gives the logged test figures.
+  setup = experiment.build_run_setup(tiny_config(data__validation_fraction=0.2, optim__num_epochs=4))
+  model = loop.restore_selected_model(setup, workdir)
+  steps = loop.eval_steps(setup.mesh, setup.model)
+  again = loop.evaluate(steps, model, setup.splits.test, setup.eval_preprocess, 128, setup.mesh)
+  assert again["accuracy"] == chosen["test_accuracy"] and np.isclose(again["loss"], chosen["test_loss"], rtol=1e-6)
+
+
+def test_selection_by_loss_keeps_the_lowest_validation_loss():
+  records = [{"validation_loss": 0.5, "validation_accuracy": 0.8}, {"validation_loss": 0.4, "validation_accuracy": 0.7}]
+  assert selection.is_better(records[1], records[0], "validation_loss")
+  assert not selection.is_better(records[1], records[0], "validation_accuracy")
+  assert not selection.is_better(records[0], records[0], "validation_accuracy")  # equals keep the earlier
+
+
+def test_measure_can_measure_the_selected_model_with_its_hessian_density(selected_run):
+  workdir, results = selected_run
+  (measures,) = measure_reports.measure_workdirs([workdir], SETTINGS._replace(checkpoint="selected"))
+  assert measures["checkpoint"] == "selected" and measures["checkpoint_step"] == results["selected"]["step"]
+  assert np.isclose(measures["test_loss"], results["selected"]["test_loss"], rtol=1e-5)
+  for name in ("measures_selected.json", "hessian_density_selected.png", "layer_traces_selected.png"):
+    assert os.path.getsize(os.path.join(workdir, name)) > 0, name
+  assert not os.path.exists(os.path.join(workdir, "measures.json"))  # the final model's files are its own
+  density = measures["hessian_density"]["network"]
+  weights = np.asarray(density["weights"])
+  assert weights.shape == (SETTINGS.density_runs, 4) and np.allclose(weights.sum(1), 1.0, atol=1e-4)
+
+
+def test_a_run_without_validation_has_no_selected_model_to_measure(tmp_path):
+  workdir = str(tmp_path / "plain")
+  results = loop.train_and_evaluate(tiny_config(optim__num_epochs=1), workdir)
+  assert "selected" not in results and not os.path.exists(selection.selected_dir(workdir))
+  with pytest.raises(ConfigError, match="holds no selected model .* valid: --checkpoint=final"):
+    measure_reports.measure_workdirs([workdir], SETTINGS._replace(checkpoint="selected"))
+
+
+@pytest.fixture(scope="module")
+def digits_train():
+  splits, _, _ = experiment.load_splits(tiny_config())
+  return splits.train
+
+
+def test_a_labels_file_is_read_in_each_format(digits_train, tmp_path):
+  n = len(digits_train)
+  given = (np.asarray(digits_train.labels) + 1) % 10
+  np.save(tmp_path / "l.npy", given)
+  (tmp_path / "list.json").write_text(json.dumps(given.tolist()))
+  (tmp_path / "keyed.json").write_text(json.dumps({str(i): int(v) for i, v in reversed(list(enumerate(given)))}))
+  names = digits_train.class_names
+  with open(tmp_path / "l.csv", "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["index", "label"])
+    writer.writerows((i, names[v]) for i, v in enumerate(given))  # class names are labels too
+  for name in ("l.npy", "list.json", "keyed.json", "l.csv"):
+    read = labels_file.read_labels_file(str(tmp_path / name), digits_train)
+    assert read.dtype == np.int32 and np.array_equal(read, given), name
+  assert n == len(given)
+
+
+@pytest.mark.parametrize(
+  "name, content, problem",
+  [
+    ("short.json", "[1, 2]", "holds 2 labels for the 1437 training examples"),
+    ("unknown.json", '{"99999": 1}', "names example '99999', which the training split does not hold"),
+    ("bad.json", "[" + ", ".join(["1"] * 1436) + ', "cat"]', "gives example 1436 the label 'cat'"),
+    ("cols.csv", "id,target\n0,1\n", "has columns ['id', 'target']"),
+    ("missing.csv", "id,label\n0,1\n", "has no label for 1436 of the 1437 training examples"),
+    ("twice.csv", "id,label\n0,1\n0,2\n", "labels example '0' twice"),
+    ("floats.npy", None, "holds a float64 array of shape (1437,)"),
+    ("l.txt", "1", "has an unknown suffix"),
+  ],
+)
+def test_a_bad_labels_file_is_one_line_naming_it(digits_train, tmp_path, name, content, problem):
+  path = tmp_path / name
+  if content is None:
+    np.save(path, np.zeros(len(digits_train)))
+  else:
+    path.write_text(content)
+  with pytest.raises(ValueError) as error:
+    labels_file.read_labels_file(str(path), digits_train)
+  message = str(error.value)
+  assert message.startswith(f"labels_file {str(path)!r} {problem}") and "\n" not in message, message
+
+
+def test_a_run_trains_on_the_given_labels_and_reports_agreement_with_the_datasets(digits_train, tmp_path):
+  given = np.asarray(digits_train.labels).copy()
+  flipped = np.arange(0, len(given), 4)
+  given[flipped] = (given[flipped] + 1) % 10  # a quarter of the labels wrong
+  np.save(tmp_path / "given.npy", given)
+  config = tiny_config(data__labels_file=str(tmp_path / "given.npy"), optim__num_epochs=1)
+  splits, noise, _ = experiment.load_splits(config)
+  assert np.array_equal(splits.train.labels, given) and np.array_equal(noise.clean_labels, digits_train.labels)
+  results = loop.train_and_evaluate(config, str(tmp_path / "run"))
+  assert results["label_noise"]["fraction_correct_start"] == pytest.approx(1 - len(flipped) / len(given))
+  assert jax.device_count() == 8
