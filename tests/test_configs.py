@@ -24,6 +24,7 @@ SHIPPED_CONFIGS = [
   ("sweep_distance", None),
   ("sweep_noisy_digits", None),
   ("sweep_noisy_digits", "ablation"),
+  ("sweep_vit_tiny", None),
   ("sweep_noisy_digits", "settings"),
   ("sweep_noisy_digits", "full"),
   ("sweep_noisy_digits", "tuned"),
