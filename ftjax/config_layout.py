@@ -45,6 +45,7 @@ ARCHITECTURE_FIELDS = {
   "width": "model.width",
   "stem": "model.stem",
   "pooling": "model.pooling",
+  "vocab_size": "model.vocab_size",
   "image_size": "data.image_size",
   "channels": "data.channels",
   "mean": "data.mean",
@@ -95,10 +96,11 @@ def completed(recorded: dict, defaults: dict) -> dict:
 
 
 def architecture_of_recorded(recorded: dict) -> dict:
-  """The `ARCHITECTURE_FIELDS` (source vocabulary: 'model', 'width', ...) that a run's recorded config holds."""
+  """The `ARCHITECTURE_FIELDS` (source vocabulary: 'model', 'width', ...) that a run's recorded config holds, or a
+  source model's description (its .json: those keys at the top level, e.g. 'pooling', 'vocab_size')."""
   nested = in_sections(recorded)
-  found = {key: get_path(nested, path) for key, path in ARCHITECTURE_FIELDS.items()}
-  return {key: value for key, value in found.items() if value is not None}
+  found = {key: get_path(nested, path, recorded.get(key)) for key, path in ARCHITECTURE_FIELDS.items()}
+  return {key: value for key, value in found.items() if value is not None and not isinstance(value, dict)}
 
 
 def differing_fields(recorded: dict, expected: dict, prefix: str = "") -> list[str]:

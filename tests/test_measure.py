@@ -22,7 +22,7 @@ from ftjax.train import loop
 from tests.test_finetune import REPO, tiny_config
 
 SETTINGS = measure.MeasureSettings(
-  num_probes=4, max_batches=2, batch_size=64, eigen_iterations=3, lanczos_steps=3, noise_draws=2
+  num_probes=4, max_batches=2, batch_size=64, eigen_iterations=3, lanczos_steps=3, noise_draws=2, density_steps=4
 )
 LAYER_KEYS = {
   "trace",

@@ -86,6 +86,7 @@ def test_a_measured_sweep_reports_the_mean_bound_of_the_measured_seeds_and_plots
     "eigen_iterations": 2,
     "lanczos_steps": 2,
     "noise_draws": 2,
+    "density_runs": 0,
   }
   settings = sweeps.measure_settings(config.sweep)
   assert (settings.num_probes, settings.noise_scale) == (2, measure.DEFAULTS.noise_scale)

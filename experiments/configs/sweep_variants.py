@@ -10,7 +10,7 @@ PLAIN = {"plain": ("method=none",)}
 # experiments.measure settings for measuring whole sweeps (docs/methods.md §4): one 128-example batch and 10
 # probes per run keep a measurement near a minute on 2 CPU cores.
 SWEEP_MEASURE_SETTINGS = dict(
-  num_probes=10, max_batches=1, batch_size=128, eigen_iterations=5, lanczos_steps=5, noise_draws=2
+  num_probes=10, max_batches=1, batch_size=128, eigen_iterations=5, lanczos_steps=5, noise_draws=2, density_steps=10
 )
 
 DISTANCE = {

@@ -55,6 +55,15 @@ DATASET = FieldCheck(
   problem="is not a known dataset",
 )
 
+
+def strings(count: tuple[int, ...]) -> FieldCheck:
+  """A tuple of non-empty strings, as many as one of `count`."""
+  return FieldCheck(
+    lambda v: isinstance(v, (tuple, list)) and len(v) in count and all(isinstance(s, str) and s for s in v),
+    f"a tuple of {' or '.join(map(str, count))} non-empty strings",
+  )
+
+
 _GROUP_PAIRS = pairs(str, float)
 GROUP_VALUES = FieldCheck(
   lambda v: _GROUP_PAIRS.is_valid(v) and all(value >= 0 for _, value in v),
@@ -94,17 +103,58 @@ SECTIONS = (
         STRING,
         "training labels from a .npy/.json/.csv file (ftjax.data.labels_file) replacing the dataset's; '' = none",
       ),
-      Field("data.image_size", 28, integer(1, MAX_IMAGE_SIZE), "side of the square input images, in pixels"),
-      Field("data.channels", 1, one_of((1, 3)), "input channels (1 grey, 3 RGB)"),
-      Field("data.mean", (0.5,), numbers(0.0), "per-channel mean subtracted from inputs (one per channel)"),
-      Field("data.std", (0.5,), numbers(0.0, low_open=True), "per-channel std inputs are divided by (one per channel)"),
+      Field(
+        "data.splits",
+        ("train", "test"),
+        strings((2,)),
+        "(train, test) splits: 'text_files' file stems in data.dir (GLUE: ('train', 'dev')), tfds split names",
+      ),
+      Field(
+        "data.label_column",
+        "label",
+        STRING,
+        "the label column of 'text_files' (the label feature of a tfds dataset)",
+      ),
+      Field(
+        "data.text_columns",
+        ("sentence",),
+        strings((1, 2)),
+        "the text column(s) of 'text_files': one, or two for sentence pairs",
+      ),
+      Field(
+        "data.tokenizer",
+        "",
+        STRING,
+        "text: a tokenizer.json or a Hugging Face model directory holding one; '' = images, or for a text model "
+        "the pretrained source's tokenizer",
+      ),
+      Field(
+        "data.max_length",
+        128,
+        integer(1),
+        "text: tokens per example, special tokens included (longer ones truncated); at most the model's positions",
+      ),
+      Field("data.token_cache", "", STRING, "text: folder keeping tokenised datasets between runs; '' = none"),
+      Field(
+        "data.image_size", 28, integer(1, MAX_IMAGE_SIZE), "side of the square input images, in pixels (text: ignored)"
+      ),
+      Field("data.channels", 1, one_of((1, 3)), "input channels (1 grey, 3 RGB; text: ignored)"),
+      Field(
+        "data.mean", (0.5,), numbers(0.0), "per-channel mean subtracted from inputs (one per channel; text: ignored)"
+      ),
+      Field(
+        "data.std",
+        (0.5,),
+        numbers(0.0, low_open=True),
+        "per-channel std inputs are divided by (one per channel; text: ignored)",
+      ),
       Field(
         "data.crop_padding",
         2,
         integer(0, MAX_IMAGE_SIZE),
-        "random-crop augmentation: pixels of padding (below image_size); 0 = no crops",
+        "random-crop augmentation: pixels of padding (below image_size); 0 = no crops (text: ignored)",
       ),
-      Field("data.flip", False, BOOLEAN, "random horizontal flips of training images"),
+      Field("data.flip", False, BOOLEAN, "random horizontal flips of training images (text: ignored)"),
     ),
   ),
   Section(
@@ -131,7 +181,8 @@ SECTIONS = (
         "model.name",
         "resnet18",
         member_of(model_registry.MODELS, ("auto",)),
-        "architecture; 'auto' = name, width, stem, pooling, data's image_size, channels, mean, std from `pretrained`",
+        "architecture; 'auto' = name, width, stem, pooling, vocab_size, data's image_size, channels, mean, std from "
+        "`pretrained`",
       ),
       Field("model.width", 16, integer(1), "ResNets: channels of the first stage (torchvision's: 64)"),
       Field(
@@ -147,7 +198,16 @@ SECTIONS = (
         "ViTs: the head reads the class token's output ('cls') or the mean of all tokens ('gap')",
       ),
       Field(
-        "model.dropout_rate", 0.0, number(0.0, 1.0, high_open=True), "ViTs: dropout after attention, MLP, embedding"
+        "model.dropout_rate",
+        0.0,
+        number(0.0, 1.0, high_open=True),
+        "ViTs: dropout after attention, MLP, embedding; text encoders: hidden, attention and classifier dropout",
+      ),
+      Field(
+        "model.vocab_size",
+        0,
+        integer(0),
+        "text encoders: rows of the word embedding (the tokenizer's vocabulary); 0 = the architecture's own",
       ),
       Field(
         "model.stochastic_depth_rate",

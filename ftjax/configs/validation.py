@@ -92,4 +92,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     )
   with as_config_error():
     pretrained.check_spec(config.model.pretrained)
-    data.check_dataset(config.data.name, config.data.dir or None, config.data.test_fraction)
+    data.check_dataset(
+      config.data.name, config.data.dir or None, config.data.test_fraction, splits=tuple(config.data.splits)
+    )

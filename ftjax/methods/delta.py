@@ -4,14 +4,16 @@ DELTA adds α Σ_s Σ_j w_sj ||FM_sj(W, x) − FM_sj(W^(s), x)||² over the chan
 the feature maps s that the model's `ModelStructure.feature_maps` names, averaged over the batch,
 plus β ||W_head||² over the head group's weight tensors (the layer groups of `config.reg`, as
 L2-SP's head term). FM(W^(s), x) is the pretrained network (the start variables, in eval mode) on
-the same batch; its variables are carried in the method state.
+the same batch; its variables are carried in the method state. The norm runs over a map's positions
+(an image map's pixels; a text encoder's tokens, weighted by the batch's `attention_mask`, so that pads
+count for nothing).
 
 The channel weights are fixed before fine-tuning, from the pretrained network: w_s = softmax over
 the channels of map s of the increase of the loss when channel j is zeroed, on the first
 `delta.num_batches` batches of epoch 0's order (unaugmented). The head is fresh, so the loss is
 that of a linear probe fitted on the pretrained features the head reads (`ModelStructure.penultimate`)
-of those examples (the DELTA
-authors measure with the pretrained model and a fitted classifier). A channel is zeroed by a Flax
+of those examples, in place of the head's Dense layer that reads them (the DELTA authors measure with the
+pretrained model and a fitted classifier). A channel is zeroed by a Flax
 method interceptor under which the module returning the feature map (a ResNet's `stage{s}`)
 returns the map with that channel zeroed, and the network runs on from there; a feature map that
 no module returns (the small CNN's pooled stage outputs) gets uniform weights 1/C.
@@ -42,33 +44,57 @@ ModulePath = tuple[str, ...]
 
 
 def feature_map_distance(
-  features: dict, source_features: dict, channel_weights: dict, normalization: str = "paper"
+  features: dict,
+  source_features: dict,
+  channel_weights: dict,
+  normalization: str = "paper",
+  position_mask: jax.Array | None = None,
 ) -> jax.Array:
   """Σ_s Σ_j w_sj ||F_s[b, ..., j] − F^(s)_s[b, ..., j]||² over the maps s of `channel_weights`
-  ({s: [C_s]}; maps [batch, H, W, C_s], the norm over the spatial positions), averaged over the
-  batch ('paper'), or ½ Σ_b Σ_s Σ_j C_s w_sj ||·||² / (H·W) ('authors')."""
+  ({s: [C_s]}; maps [batch, *positions, C_s], the norm over the positions: an image map's H×W, a token map's L),
+  averaged over the batch ('paper'), or ½ Σ_b Σ_s Σ_j C_s w_sj ||·||² / P ('authors'; P the positions, H·W).
+  `position_mask` [batch, *positions] (a token map's attention mask: 1 for a token, 0 for a pad) weights each
+  position's square, and P is then an example's sum of it (its tokens); None: every position counts 1."""
   if normalization not in NORMALIZATIONS:
     raise ValueError(f"normalization={normalization!r} is not valid; valid: {', '.join(NORMALIZATIONS)}")
   total = jnp.zeros(())
   for name, weights in channel_weights.items():
     difference = features[name] - source_features[name]
-    per_channel = jnp.sum(jnp.square(difference), axis=tuple(range(1, difference.ndim - 1)))  # [batch, C]
-    per_example = per_channel @ weights
+    squared = jnp.square(difference)
+    positions = tuple(range(1, difference.ndim - 1))
+    if position_mask is not None:
+      if position_mask.shape != difference.shape[:-1]:
+        raise ValueError(
+          f"feature map {name!r} of shape {difference.shape} does not fit the position mask of shape "
+          f"{position_mask.shape}; valid: maps [batch, *positions, channels] over the masked positions"
+        )
+      squared = squared * position_mask[..., None].astype(squared.dtype)
+    per_example = jnp.sum(squared, axis=positions) @ weights  # [batch]
     if normalization == "paper":
       total += jnp.mean(per_example)
-    else:
+    elif position_mask is None:
       total += 0.5 * difference.shape[-1] / math.prod(difference.shape[1:-1]) * jnp.sum(per_example)
+    else:
+      counts = jnp.maximum(jnp.sum(position_mask, axis=positions).astype(squared.dtype), 1.0)
+      total += 0.5 * difference.shape[-1] * jnp.sum(per_example / counts)
   return total
 
 
-def feature_map_modules(
-  model: nn.Module, variables: dict, image_shape: tuple[int, ...], names
-) -> dict[str, ModulePath | None]:
+def input_specs(inputs) -> tuple[jax.ShapeDtypeStruct, ...]:
+  """The abstract model inputs `inputs` stands for: one shape of float32 images [batch, H, W, C] (a tuple of
+  ints), or one array or `jax.ShapeDtypeStruct` per model input (a tuple of them)."""
+  if all(isinstance(size, int) for size in inputs):
+    return (jax.ShapeDtypeStruct(tuple(inputs), jnp.float32),)
+  return tuple(jax.ShapeDtypeStruct(np.shape(x), x.dtype) for x in inputs)
+
+
+def feature_map_modules(model: nn.Module, variables: dict, inputs, names) -> dict[str, ModulePath | None]:
   """{name: path of the outermost module whose `__call__` returns feature map `name` (the very
-  traced value, not an equal one), or None when no module does}; traces shapes only."""
+  traced value, not an equal one), or None when no module does} for model inputs like `inputs` (`input_specs`:
+  an image shape, or the model's inputs); traces shapes only."""
   found = {}
 
-  def trace(images):
+  def trace(*model_inputs):
     outputs = []
 
     def record(next_fun, args, kwargs, context):
@@ -78,12 +104,12 @@ def feature_map_modules(
       return out
 
     with nn.intercept_methods(record):
-      _, features = model.apply(variables, images, train=False, return_features=True)
+      _, features = model.apply(variables, *model_inputs, train=False, return_features=True)
     for name in names:
       found[name] = min((path for path, out in outputs if out is features[name]), key=len, default=None)
     return ()
 
-  jax.eval_shape(trace, jax.ShapeDtypeStruct(image_shape, jnp.float32))
+  jax.eval_shape(trace, *input_specs(inputs))
   return found
 
 
@@ -100,23 +126,30 @@ def output_replaced(path: ModulePath, value: jax.Array):
 
 
 def logits_from_feature_map(
-  model: nn.Module, variables: dict, images: jax.Array, path: ModulePath, feature_map: jax.Array
+  model: nn.Module, variables: dict, inputs, path: ModulePath, feature_map: jax.Array
 ) -> jax.Array:
-  """Eval-mode logits [batch, classes] of the network run on from `feature_map` as the output of
-  the module at `path` (under jit, the layers before it are dead code and never run)."""
+  """Eval-mode logits [batch, classes] of the network on `inputs` (images, or a tuple of the model's inputs) run
+  on from `feature_map` as the output of the module at `path` (under jit, the layers before it are dead code and
+  never run)."""
+  inputs = inputs if isinstance(inputs, tuple) else (inputs,)
   with nn.intercept_methods(output_replaced(path, feature_map)):
-    return model.apply(variables, images, train=False)
+    return model.apply(variables, *inputs, train=False)
 
 
 def loss_increases(
-  model: nn.Module, variables: dict, batch: dict, modules: dict[str, ModulePath], max_elements: int = 2**24
+  model: nn.Module,
+  variables: dict,
+  batch: dict,
+  modules: dict[str, ModulePath],
+  max_elements: int = 2**24,
+  inputs: tuple[str, ...] = ("image",),
 ) -> dict[str, jax.Array]:
   """{map: [C]}: Σ over the batch's real examples (batch['mask'] 1) of the increase of the
-  eval-mode cross-entropy when channel j of the map is zeroed, the network running on from the
-  module `modules[map]`; channels are vmapped in chunks whose copies of the map hold at most
+  eval-mode cross-entropy when channel j of the map is zeroed, the network (taking the batch entries `inputs`)
+  running on from the module `modules[map]`; channels are vmapped in chunks whose copies of the map hold at most
   `max_elements` values (at least one channel)."""
-  images, labels, mask = batch["image"], batch["label"], batch["mask"]
-  logits, features = model.apply(variables, images, train=False, return_features=True)
+  model_inputs, labels, mask = tuple(batch[key] for key in inputs), batch["label"], batch["mask"]
+  logits, features = model.apply(variables, *model_inputs, train=False, return_features=True)
   base = cross_entropy(logits, labels)
   increases = {}
   for name, path in modules.items():
@@ -125,7 +158,7 @@ def loss_increases(
     def increase(channel, path=path, feature_map=feature_map):
       zeroed = feature_map * (1.0 - jax.nn.one_hot(channel, feature_map.shape[-1]))
       return jnp.sum(
-        mask * (cross_entropy(logits_from_feature_map(model, variables, images, path, zeroed), labels) - base)
+        mask * (cross_entropy(logits_from_feature_map(model, variables, model_inputs, path, zeroed), labels) - base)
       )
 
     chunk = max(1, max_elements // feature_map.size)
@@ -182,17 +215,29 @@ class ChannelWeighting(NamedTuple):
 
 
 def with_head_replaced(params, head: str, probe: dict):
-  """`params` with the head (the paths the regex `head` fullmatches) replaced by `probe` ({'kernel', 'bias'});
-  a one-line error unless the head is one Dense layer of the probe's shapes."""
+  """`params` with the head's Dense layer that reads the penultimate features (within the paths the regex `head`
+  fullmatches: the one module holding just a kernel and a bias of the probe's shapes) replaced by `probe`
+  ({'kernel', 'bias'}); a one-line error unless the head has exactly one such layer."""
   in_head = re.compile(head).fullmatch
   leaves = {name: leaf for name, leaf in tree_paths.named_leaves(params).items() if in_head(name)}
-  by_kind = {name.rpartition("/")[2]: leaf for name, leaf in leaves.items()}
-  if len(leaves) != 2 or jax.tree.map(np.shape, by_kind) != jax.tree.map(np.shape, dict(probe)):
+  shapes = {name: np.shape(leaf) for name, leaf in leaves.items()}
+  modules = {name.rpartition("/")[0] for name in leaves}
+  probe_shapes = {kind: np.shape(value) for kind, value in probe.items()}
+  fitting = [
+    module
+    for module in sorted(modules)
+    if {name.rpartition("/")[2]: shape for name, shape in shapes.items() if name.rpartition("/")[0] == module}
+    == probe_shapes
+  ]
+  if len(fitting) != 1:
     raise ValueError(
-      f"DELTA's channel weights need the head to be one Dense layer (kernel {np.shape(probe['kernel'])}"
-      f", bias) on the penultimate features; the head has {sorted(leaves)}"
+      f"DELTA's channel weights need the head to end in one Dense layer (kernel {probe_shapes['kernel']}, bias) on "
+      f"the penultimate features; the head has {sorted(leaves)}"
     )
-  return tree_paths.map_with_names(lambda name, leaf: probe[name.rpartition("/")[2]] if in_head(name) else leaf, params)
+  layer = fitting[0] + "/"
+  return tree_paths.map_with_names(
+    lambda name, leaf: probe[name.removeprefix(layer)] if name.startswith(layer) else leaf, params
+  )
 
 
 def channel_weighting(
@@ -204,23 +249,22 @@ def channel_weighting(
   normalization: str = "paper",
 ) -> ChannelWeighting:
   """DELTA's channel weights (docs/methods.md §5) for the feature maps `structure.feature_maps` of the pretrained
-  `variables`, measured on `batches` ({'image', 'label', 'mask'}, one shape) with the head replaced by a linear
-  probe on the features it reads (`structure.penultimate`)."""
+  `variables`, measured on `batches` ({'label', 'mask'} and the model's `structure.inputs`, e.g. 'image') with the
+  head's last Dense layer replaced by a linear probe on the features it reads (`structure.penultimate`)."""
   names = structure.feature_maps
-  image_shape = batches[0]["image"].shape
-  modules = feature_map_modules(model, variables, image_shape, names)
+  example = structure.model_inputs(batches[0])
+  modules = feature_map_modules(model, variables, example, names)
   paths = {name: None if path is None else "/".join(path) for name, path in modules.items()}
   shapes = jax.eval_shape(
-    lambda x: model.apply(variables, x, train=False, return_features=True)[1],
-    jax.ShapeDtypeStruct(image_shape, jnp.float32),
+    lambda *x: model.apply(variables, *x, train=False, return_features=True)[1], *input_specs(example)
   )
   weights = {name: np.full(shapes[name].shape[-1], 1.0 / shapes[name].shape[-1], np.float32) for name in names}
   zeroed = {name: path for name, path in modules.items() if path is not None}
   if not zeroed:
     return ChannelWeighting(weights, paths, None)
 
-  penultimate = jax.jit(lambda v, x: model.apply(v, x, train=False, return_features=True)[1][structure.penultimate])
-  features = np.concatenate([penultimate(variables, b["image"]) for b in batches])
+  penultimate = jax.jit(lambda v, x: model.apply(v, *x, train=False, return_features=True)[1][structure.penultimate])
+  features = np.concatenate([penultimate(variables, structure.model_inputs(b)) for b in batches])
   labels, mask = (np.concatenate([b[key] for b in batches]) for key in ("label", "mask"))
   probe = jax.device_get(fit_linear_probe(features, labels, mask, num_classes))
   probed = {**variables, "params": with_head_replaced(variables["params"], structure.head_pattern, probe)}
@@ -228,8 +272,8 @@ def channel_weighting(
     np.sum(mask * (np.argmax(features @ probe["kernel"] + probe["bias"], -1) == labels)) / np.sum(mask)
   )
 
-  measure = jax.jit(lambda v, b: loss_increases(model, v, b, zeroed))
-  totals = [measure(probed, {k: b[k] for k in ("image", "label", "mask")}) for b in batches]
+  measure = jax.jit(lambda v, b: loss_increases(model, v, b, zeroed, inputs=structure.inputs))
+  totals = [measure(probed, {k: b[k] for k in (*structure.inputs, "label", "mask")}) for b in batches]
   for name in zeroed:
     mean_increase = np.sum([total[name] for total in totals], axis=0) / np.sum(mask)
     weights[name] = np.asarray(attention_weights(mean_increase, normalization))
@@ -262,7 +306,8 @@ def head_weight_paths(config, structure: ModelStructure, params) -> list[str]:
 
 def delta(context: MethodContext) -> Method:
   """DELTA: mean cross-entropy + α · feature_map_distance(...) + β ||W_head||² with α, β,
-  `num_batches` and `normalization` from `config.delta`; metrics 'cross_entropy',
+  `num_batches` and `normalization` from `config.delta` (positions weighted by the batch's 'attention_mask' where
+  it has one: a text model's token maps); metrics 'cross_entropy',
   'feature_distance' and 'head_l2' (the unscaled terms). Results record the channel weights, the
   modules whose outputs were zeroed and the probe's accuracy."""
   config, model = context.config.delta, context.model
@@ -276,7 +321,11 @@ def delta(context: MethodContext) -> Method:
     model_inputs = context.structure.model_inputs(inputs.batch)
     _, source_features = model.apply(state.source_variables, *model_inputs, train=False, return_features=True)
     distance = feature_map_distance(
-      inputs.features, jax.lax.stop_gradient(source_features), state.channel_weights, config.normalization
+      inputs.features,
+      jax.lax.stop_gradient(source_features),
+      state.channel_weights,
+      config.normalization,
+      inputs.batch.get("attention_mask"),
     )
     leaves = tree_paths.named_leaves(inputs.params)
     head_l2 = sum((jnp.sum(jnp.square(leaves[path])) for path in head_paths), jnp.zeros(()))

@@ -7,9 +7,12 @@ A `pretrained` spec is one of
 - a `.safetensors` / `.pth` / `.pt` state dict of a torchvision ResNet or a timm VisionTransformer (told apart by
   its keys: 'conv1.weight' or 'patch_embed.proj.weight');
 - a `.npz` of the original JAX ViT (vit_jax, AugReg);
+- a Hugging Face BERT or RoBERTa model directory (config.json, model.safetensors or pytorch_model.bin);
 - a directory holding ftjax checkpoints (a workdir of `experiments.finetune` / `pretrain`).
 
 A ViT source is fitted to the run's image size: its position embedding is resized when the patch grid differs.
+A text source's tokenizer (`source_tokenizer`) lies beside its weights: a Hugging Face directory's tokenizer.json,
+NAME.tokenizer.json beside a shipped or exported NAME.msgpack, or the tokenizer a workdir's run recorded.
 """
 
 import functools
@@ -22,7 +25,7 @@ import jax
 import numpy as np
 
 from ftjax import config_layout, tree_paths
-from ftjax.models import structure, torch_state_dicts, torchvision_import, vit, vit_import
+from ftjax.models import hf_import, structure, text_encoder, torch_state_dicts, torchvision_import, vit, vit_import
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "pretrained_weights")
 # What `model='auto'` takes from the source: its architecture and input format ({key: config field}).
@@ -30,6 +33,7 @@ ARCHITECTURE_FIELDS = config_layout.ARCHITECTURE_FIELDS
 # A state dict's kind, by a key only it holds.
 STATE_DICT_KINDS = {"conv1.weight": "torchvision", "patch_embed.proj.weight": "timm"}
 FILE_SUFFIXES = (".msgpack", *vit_import.SUFFIXES)  # the source files read: ours, vit_jax's and state dicts
+TOKENIZER_SUFFIX = ".tokenizer.json"  # NAME.tokenizer.json: the tokenizer of the text model NAME.msgpack
 
 
 class SourceModel(NamedTuple):
@@ -50,7 +54,8 @@ def shipped_models() -> tuple[str, ...]:
 def describe_valid() -> str:
   return (
     f"'none', a shipped model ({', '.join(shipped_models()) or 'none shipped'}), a .msgpack file, a torchvision "
-    "ResNet's or timm ViT's .safetensors or .pth file, a vit_jax .npz, or an ftjax workdir"
+    "ResNet's or timm ViT's .safetensors or .pth file, a vit_jax .npz, a Hugging Face BERT/RoBERTa directory, or an "
+    "ftjax workdir"
   )
 
 
@@ -77,12 +82,32 @@ def file_architecture(path: str) -> dict:
   return vit_import.config_fields(path) if is_vit_file(path) else torchvision_import.architecture_of(path)
 
 
+def is_hf_directory(spec: str) -> bool:
+  """Whether `spec` is a Hugging Face model directory: one holding model.safetensors or pytorch_model.bin."""
+  return os.path.isdir(spec) and any(os.path.isfile(os.path.join(spec, name)) for name in hf_import.WEIGHT_FILES)
+
+
+def hf_architecture(directory: str) -> dict:
+  """{'model': the `text_encoder.ARCHITECTURES` name of the Hugging Face model in `directory`, 'vocab_size': its
+  vocabulary}: the named architecture that has its sizes but for the vocabulary; a one-line error when none has."""
+  architecture = hf_import.architecture_of(directory)
+  for name, named in text_encoder.ARCHITECTURES.items():
+    if named._replace(vocab_size=architecture.vocab_size) == architecture:
+      return {"model": name, "vocab_size": architecture.vocab_size}
+  raise ValueError(
+    f"the {architecture.family} in {directory!r} ({architecture.num_layers} layers, hidden size "
+    f"{architecture.hidden_size}, {architecture.num_heads} heads, intermediate size {architecture.intermediate_size}, "
+    f"{architecture.max_positions} positions) has the sizes of none of ftjax's text models; valid: a directory of "
+    f"one of {', '.join(text_encoder.ARCHITECTURES)} (any vocabulary)"
+  )
+
+
 def check_spec(spec: str) -> None:
   """One-line error unless `spec` names a source that exists and, for a file, can be read before JAX starts:
   a .msgpack's weights are read once per process (`load_source` then reuses them); a torchvision, timm or
   vit_jax file is read as far as its keys and shapes (a .safetensors or .npz file's headers alone), its tensors
-  converted only by `load_source`. A workdir's checkpoint is read only by `load_source` (orbax needs JAX's
-  devices)."""
+  converted only by `load_source`; a Hugging Face directory as far as its config.json and the name of its weights
+  file. A workdir's checkpoint is read only by `load_source` (orbax needs JAX's devices)."""
   if spec == "none" or spec in shipped_models():
     return
   if not os.path.exists(spec):
@@ -91,6 +116,8 @@ def check_spec(spec: str) -> None:
     raise ValueError(f"pretrained={spec!r} has an unknown file type; valid: {describe_valid()}")
   if os.path.isfile(spec) and spec.endswith(vit_import.SUFFIXES):
     file_architecture(spec)
+  elif is_hf_directory(spec):
+    hf_import.architecture_of(spec)
   elif os.path.isfile(spec):
     _read_source(spec, _stamp(spec))
   else:
@@ -98,9 +125,9 @@ def check_spec(spec: str) -> None:
 
 
 def _stamp(spec: str) -> tuple:
-  """(mtime, size) of `spec` and of the checkpoint folder under it: a source read earlier is read again
-  only when these change."""
-  paths = (spec, os.path.join(spec, "checkpoints"))
+  """(mtime, size) of `spec` and of the checkpoint folder or Hugging Face weights under it: a source read earlier
+  is read again only when these change."""
+  paths = (spec, os.path.join(spec, "checkpoints"), *(os.path.join(spec, name) for name in hf_import.WEIGHT_FILES))
   return tuple((os.stat(p).st_mtime_ns, os.stat(p).st_size) for p in paths if os.path.exists(p))
 
 
@@ -163,6 +190,9 @@ def _read_source(spec: str, stamp: tuple) -> SourceModel:
     return SourceModel(
       variables, {**torchvision_import.IMAGENET_ARCHITECTURE, "model": model_name, "format": "torchvision"}
     )
+  if is_hf_directory(spec):
+    _, variables = hf_import.load_hf_encoder(spec)
+    return SourceModel(variables, {**hf_architecture(spec), "format": "huggingface"})
   from ftjax import checkpoint_io
 
   directory = os.path.join(spec, "checkpoints") if os.path.isdir(os.path.join(spec, "checkpoints")) else spec
@@ -205,6 +235,8 @@ def source_architecture(spec: str) -> dict:
     )
   if os.path.isfile(spec) and spec.endswith(vit_import.SUFFIXES):
     return file_architecture(spec)
+  if is_hf_directory(spec):
+    return hf_architecture(spec)
   info = config_layout.architecture_of_recorded(_read_info(_info_path(spec)))
   if "model" not in info:
     raise ValueError(
@@ -212,6 +244,22 @@ def source_architecture(spec: str) -> dict:
       "config.json), so config.model.name='auto' cannot be resolved; valid: a model name (with width, stem)"
     )
   return info
+
+
+def source_tokenizer(spec: str) -> str | None:
+  """The tokenizer.json of the text source `spec` (module docstring), or None when it has none."""
+  check_spec(spec)
+  if spec == "none":
+    return None
+  if spec in shipped_models() or spec.endswith(".msgpack"):
+    path = _info_path(spec)[: -len(".json")] + TOKENIZER_SUFFIX
+  elif is_hf_directory(spec):
+    path = os.path.join(spec, "tokenizer.json")
+  elif os.path.isdir(spec):
+    path = config_layout.get_path(config_layout.in_sections(_read_info(_info_path(spec))), "data.tokenizer") or ""
+  else:
+    return None
+  return path if os.path.isfile(path) else None
 
 
 def check_fits(source_variables: dict, model_shapes: dict, head: str) -> None:
@@ -231,7 +279,7 @@ def check_fits(source_variables: dict, model_shapes: dict, head: str) -> None:
     if tuple(source[name].shape) != tuple(leaf.shape):
       raise ValueError(
         f"pretrained tensor {name!r} has shape {tuple(source[name].shape)} but the model "
-        f"expects {tuple(leaf.shape)} (is `model`/`width`/`stem`/`channels` the source's?)"
+        f"expects {tuple(leaf.shape)} (is `model`/`width`/`stem`/`channels`/`vocab_size` the source's?)"
       )
 
 

@@ -14,13 +14,15 @@ import optax
 from ftjax import config_layout, data, label_noise, optim, parallel
 from ftjax.config_validation import ConfigError, as_config_error, check_fields
 from ftjax.configs import check_input_format, field_checks, validate_config
-from ftjax.data import holdout, labels_file
+from ftjax.data import holdout, labels_file, tokenization
 from ftjax.distance import anchors
 from ftjax.methods import registry as method_registry
 from ftjax.methods.base import Method, MethodContext
 from ftjax.models import pretrained, registry as model_registry
 from ftjax.models.structure import ModelStructure
 from ftjax.train.state import TrainState, create_train_state
+
+EXAMPLE_TOKENS = 16  # the length of the token arrays a text model is initialised on
 
 
 class LabelNoise(NamedTuple):
@@ -41,8 +43,8 @@ class Experiment(NamedTuple):
   model: nn.Module
   method: Method
   tx: optax.GradientTransformation
-  train_preprocess: data.Preprocess
-  eval_preprocess: data.Preprocess
+  train_preprocess: data.BatchInputs
+  eval_preprocess: data.BatchInputs
   steps_per_epoch: int
   total_steps: int
   mesh: jax.sharding.Mesh
@@ -53,10 +55,15 @@ class Experiment(NamedTuple):
 
 def checked_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """`config`, validated; for `model='auto'` a validated copy whose architecture and input format
-  (model, width, stem, image_size, channels, mean, std) are the pretrained source's."""
+  (model, width, stem, pooling, vocab_size, image_size, channels, mean, std) are the pretrained source's; for a text
+  model a copy whose `data.tokenizer` is the source's when it was '' (`with_checked_tokens`)."""
   validate_config(config)
-  if config.model.name != "auto":
-    return config
+  return with_checked_tokens(config if config.model.name != "auto" else with_source_architecture(config))
+
+
+def with_source_architecture(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A validated copy of `config` (model.name 'auto') whose architecture and input format are the pretrained
+  source's."""
   with as_config_error():
     fields = pretrained.source_architecture(config.model.pretrained)
   resolved = config.to_dict()
@@ -69,6 +76,48 @@ def checked_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   paths = [pretrained.ARCHITECTURE_FIELDS[key] for key in fields]
   check_fields(resolved, {path: checks[path] for path in paths if path in checks})  # the rest is checked above
   check_input_format(resolved.data)
+  return resolved
+
+
+def with_checked_tokens(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config` with its token inputs checked against the model: an image model takes no tokenizer; a text model's
+  tokenizer (`data.tokenizer`, or when '' the pretrained source's, set in a copy) fits its word embedding and
+  `data.max_length` its positions. One-line `ConfigError`s name the field."""
+  name, tokenizer = config.model.name, config.data.tokenizer
+  tokens = model_registry.token_format(name, config.model.vocab_size)
+  if tokens is None:
+    if tokenizer:
+      raise ConfigError(
+        f"config.data.tokenizer={tokenizer!r} is for text models, but model {name!r} takes images; valid: '', or a "
+        f"text model ({', '.join(model_registry.text_models())})"
+      )
+    return config
+  if config.data.max_length > tokens.max_length:
+    raise ConfigError(
+      f"config.data.max_length={config.data.max_length} exceeds the {tokens.max_length} token positions of model "
+      f"{name!r}; valid: an integer in [1, {tokens.max_length}]"
+    )
+  if not tokenizer:
+    with as_config_error():
+      tokenizer = pretrained.source_tokenizer(config.model.pretrained)
+    if tokenizer is None:
+      raise ConfigError(
+        f"config.data.tokenizer='' but text model {name!r} needs one, and config.model.pretrained="
+        f"{config.model.pretrained!r} has none beside it; valid: a tokenizer.json or a Hugging Face model directory "
+        "holding one"
+      )
+  with as_config_error():
+    vocabulary = tokenization.load_tokenizer(tokenizer).get_vocab_size()
+  if vocabulary > tokens.vocab_size:
+    raise ConfigError(
+      f"config.data.tokenizer={tokenizer!r} has {vocabulary} tokens, more than the {tokens.vocab_size} rows of the "
+      f"word embedding of model {name!r}; valid: a tokenizer of at most {tokens.vocab_size} tokens, or "
+      f"config.model.vocab_size={vocabulary}"
+    )
+  if tokenizer == config.data.tokenizer:
+    return config
+  resolved = ml_collections.ConfigDict(config.to_dict())
+  resolved.data.tokenizer = tokenizer
   return resolved
 
 
@@ -90,8 +139,16 @@ def resolve_num_classes(config: ml_collections.ConfigDict, splits: data.Splits) 
   return found
 
 
-def preprocess_configs(config: ml_collections.ConfigDict) -> tuple[data.Preprocess, data.Preprocess]:
-  """(train, eval) preprocessing; augmentation is applied only to training batches."""
+def preprocess_configs(config: ml_collections.ConfigDict) -> tuple[data.BatchInputs, data.BatchInputs]:
+  """(train, eval) preprocessing of the checked `config`: for a text model the tokenisation of `data.tokenizer`
+  (pads of the model's pad id, `data.max_length` tokens, kept in `data.token_cache`) for both; for an image model
+  the image `Preprocess`, with augmentation only in training."""
+  tokens = model_registry.token_format(config.model.name, config.model.vocab_size)
+  if tokens is not None:
+    text = data.TextPreprocess(
+      config.data.tokenizer, config.data.max_length, tokens.pad_id, config.data.token_cache or None
+    )
+    return text, text
   train = data.Preprocess(
     image_size=config.data.image_size,
     channels=config.data.channels,
@@ -109,8 +166,8 @@ def initial_variables(
   """(start variables: source weights with a fresh head, anchor params: the docs/methods.md §1 reference
   point). Source shapes and (if `check_method`) the method's layer groups are checked on abstract shapes first."""
   source = pretrained.load_source(config.model.pretrained, image_size=config.data.image_size)
-  dummy = jnp.zeros((1, config.data.image_size, config.data.image_size, config.data.channels), jnp.float32)
-  init_fn = lambda key: model.init(key, dummy, train=False)
+  inputs = example_inputs(config, structure)
+  init_fn = lambda key: model.init(key, *inputs, train=False)
   key = jax.random.fold_in(jax.random.key(config.run.seed), 0)
   shapes = jax.eval_shape(init_fn, key)
   if source is not None:
@@ -121,6 +178,16 @@ def initial_variables(
   if source is not None:
     variables = pretrained.merge_into(variables, source.variables, structure.head_pattern)
   return variables, anchors.anchor_params(variables["params"], config.reg.head_anchor, structure.head_pattern)
+
+
+def example_inputs(config: ml_collections.ConfigDict, structure: ModelStructure) -> tuple[jax.Array, ...]:
+  """Zeros of each input `structure.inputs` names, one example: images float32 [1, image_size, image_size,
+  channels]; token arrays int32 [1, EXAMPLE_TOKENS]."""
+  image = (1, config.data.image_size, config.data.image_size, config.data.channels)
+  return tuple(
+    jnp.zeros(image, jnp.float32) if name == "image" else jnp.zeros((1, EXAMPLE_TOKENS), jnp.int32)
+    for name in structure.inputs
+  )
 
 
 def noise_transition(noise: ml_collections.ConfigDict, num_classes: int) -> np.ndarray | None:
@@ -143,6 +210,24 @@ def with_label_noise(config: ml_collections.ConfigDict, splits: "RunSplits", num
     return splits, LabelNoise(clean, None)
   noisy = label_noise.corrupt_labels(clean, transition, config.noise.seed)
   return splits._replace(train=dataclasses.replace(splits.train, labels=noisy)), LabelNoise(clean, transition)
+
+
+def check_input_kind(config: ml_collections.ConfigDict, train: data.Source) -> None:
+  """A one-line ConfigError unless the dataset holds what the model takes: texts for a text model (one with a token
+  format), images for an image model."""
+  takes_tokens = model_registry.token_format(config.model.name) is not None
+  holds_texts = isinstance(train, data.TextSource)
+  dataset, model = config.data.name, config.model.name
+  if holds_texts and not takes_tokens:
+    raise ConfigError(
+      f"dataset {dataset!r} holds texts, but model {model!r} takes images; valid: a text model "
+      f"({', '.join(model_registry.text_models())}) with config.data.tokenizer"
+    )
+  if takes_tokens and not holds_texts:
+    raise ConfigError(
+      f"dataset {dataset!r} holds images, but model {model!r} takes token ids; valid: a dataset of texts (e.g. "
+      "'wordnet_nouns', 'text_files'), or an image model"
+    )
 
 
 def check_every_class_trains(config: ml_collections.ConfigDict, train: data.Source) -> None:
@@ -210,11 +295,16 @@ def load_splits(config: ml_collections.ConfigDict) -> tuple[RunSplits, LabelNois
       test_fraction=config.data.test_fraction,
       examples_per_class=config.data.examples_per_class or None,
       seed=config.run.seed,
+      label_key=config.data.label_column,
+      splits=tuple(config.data.splits),
+      text_keys=tuple(config.data.text_columns),
     )
+  check_input_kind(config, loaded.train)
   loaded, own_labels = with_given_labels(config, loaded)
   check_every_class_trains(config, loaded.train)
   _, eval_pp = preprocess_configs(config)
-  splits = RunSplits(*(data.fitted_source(split, eval_pp) for split in loaded))
+  with as_config_error():
+    splits = RunSplits(*(data.fitted_source(split, eval_pp) for split in loaded))
   num_classes = resolve_num_classes(config, splits)
   given = np.asarray(splits.train.labels)
   with as_config_error():
@@ -241,8 +331,8 @@ class RunSetup(NamedTuple):
   model: nn.Module
   variables: dict
   anchor_params: dict
-  train_preprocess: data.Preprocess
-  eval_preprocess: data.Preprocess
+  train_preprocess: data.BatchInputs
+  eval_preprocess: data.BatchInputs
   steps_per_epoch: int
   mesh: jax.sharding.Mesh
   structure: ModelStructure
