@@ -186,7 +186,8 @@ def test_structure_groups_and_roles(name):
   pooler = ["pooler"] if architecture.family == "bert" else []
   assert layer_groups.group_order(structure.groups, structure.head) == ["embeddings", *layers, *pooler, "head"]
   assert structure.feature_maps == tuple(layers) and structure.penultimate == "penultimate"
-  assert structure.inputs == ("token_ids", "attention_mask")
+  segments = ("token_type_ids",) if architecture.family == "bert" else ()  # BERT reads sentence pairs' segments
+  assert structure.inputs == ("token_ids", "attention_mask", *segments)
   groups = layer_groups.assign_groups(params, structure.groups)
   names = tree_paths.named_leaves(params)
   assert all(layer_groups.group_of(name, layer_groups.compile_patterns(structure.groups)) for name in names)

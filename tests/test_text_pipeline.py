@@ -63,13 +63,12 @@ def text_source(texts: np.ndarray, num_classes: int = 3) -> text_sources.TextSou
 
 
 def expected_inputs(preprocess: data.TextPreprocess, texts: np.ndarray, rows: slice = slice(None)) -> dict:
-  """`tokenize` on the global batch's `texts`, its `rows` kept; token types only for sentence pairs."""
+  """`tokenize` on the global batch's `texts`, its `rows` kept (token types all zeros for single texts)."""
   tokenizer = tokenization.load_tokenizer(preprocess.tokenizer)
   pairs = list(texts[:, 1]) if texts.ndim == 2 else None
   first = list(texts[:, 0]) if texts.ndim == 2 else list(texts)
   tokens = tokenization.tokenize(tokenizer, first, pairs, max_length=preprocess.max_length, pad_id=preprocess.pad_id)
-  keys = tokenization.TokenizedText._fields[: 3 if texts.ndim == 2 else 2]
-  return {key: getattr(tokens, key)[rows] for key in keys}
+  return {key: getattr(tokens, key)[rows] for key in tokenization.TokenizedText._fields}
 
 
 def inputs_of(batch: dict) -> dict:
@@ -85,7 +84,8 @@ def test_eval_batches_equal_transformers_token_arrays(family):
   for process_count in (1, 2):
     shards = [list(data.eval_batches(source, preprocess, 6, p, process_count)) for p in range(process_count)]
     batches = [{key: np.concatenate([shard[b][key] for shard in shards]) for key in shards[0][b]} for b in range(2)]
-    assert set(batches[0]) == {"token_ids", "attention_mask", "label", "index", "mask"}
+    assert set(batches[0]) == {"token_ids", "attention_mask", "token_type_ids", "label", "index", "mask"}
+    assert not batches[0]["token_type_ids"].any()  # one segment: all zeros, as transformers gives single texts
     for key in ("token_ids", "attention_mask"):
       np.testing.assert_array_equal(batches[0][key], reference[f"{family}_single_{key}"], err_msg=key)
       np.testing.assert_array_equal(batches[1][key][:3], reference[f"{family}_short_{key}"], err_msg=key)

@@ -66,7 +66,7 @@ class TextPreprocess:
     return TokenizedSource(source.texts, source.labels, source.class_names, tokens, self)
 
   def batch_inputs(self, source: TextSource, indices: np.ndarray, rows: slice, rng=None) -> dict:
-    """{'token_ids', 'attention_mask' (and 'token_type_ids' for sentence pairs): int32 [k, L]} of the `rows` of the
+    """{'token_ids', 'attention_mask', 'token_type_ids' (all zeros for single texts): int32 [k, L]} of the `rows` of the
     global batch of examples `indices`, L the `bucket_length` of the global batch's longest example (one L on every
     process); a source not tokenised by this preprocess has the global batch's texts tokenised here. `rng` is
     unused: text has no augmentation."""
@@ -75,10 +75,7 @@ class TextPreprocess:
       tokens = TokenizedText(*(array[indices[rows], :length] for array in source.tokens))
     else:
       tokens = TokenizedText(*(array[rows] for array in self.tokenize_texts(source.texts_at(indices))))
-    inputs = tokens._asdict()
-    if source.texts.ndim == 1:
-      del inputs["token_type_ids"]  # all zeros for single texts
-    return inputs
+    return tokens._asdict()
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

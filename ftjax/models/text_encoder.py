@@ -210,7 +210,7 @@ def text_structure(architecture: TextArchitecture) -> ModelStructure:
     head="head",
     feature_maps=layers,
     penultimate="penultimate",
-    inputs=INPUTS,
+    inputs=INPUTS + (("token_type_ids",) if architecture.family == "bert" else ()),  # BERT's segments of pairs
     roles=ROLES,
   )
 
