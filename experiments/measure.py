@@ -33,7 +33,7 @@ flags.DEFINE_integer("seed", DEFAULTS.seed, "Seed of the probes, start vectors a
 flags.DEFINE_enum(
   "checkpoint", DEFAULTS.checkpoint, ["final", "selected"], "The final model, or the one selected on validation."
 )
-flags.DEFINE_integer("density_runs", DEFAULTS.density_runs, "Lanczos runs of the Hessian density (0 = none).")
+flags.DEFINE_integer("density_runs", DEFAULTS.density_runs, "Lanczos runs of the Hessian density (0 = none; try 1).")
 flags.DEFINE_integer("density_steps", DEFAULTS.density_steps, "Lanczos steps (HVPs) per density run.")
 flags.DEFINE_bool("density_layers", DEFAULTS.density_layers, "Also each layer's Hessian density (a run per layer).")
 flags.DEFINE_enum(

@@ -16,7 +16,14 @@ from ftjax.train import experiment, loop, selection
 from tests.test_finetune import tiny_config
 
 SETTINGS = measure.MeasureSettings(
-  num_probes=2, max_batches=1, batch_size=64, eigen_iterations=2, lanczos_steps=2, noise_draws=2, density_steps=4
+  num_probes=2,
+  max_batches=1,
+  batch_size=64,
+  eigen_iterations=2,
+  lanczos_steps=2,
+  noise_draws=2,
+  density_runs=1,
+  density_steps=4,
 )
 
 

@@ -43,7 +43,7 @@ class MeasureSettings(NamedTuple):
   delta: float = 0.05
   seed: int = 0
   checkpoint: str = "final"
-  density_runs: int = 1
+  density_runs: int = 0  # opt-in: the Lanczos loop runs inside jit, slow for convolutions on XLA:CPU (about 20 s/HVP)
   density_steps: int = 30
   density_layers: bool = False
   labels: str = "given"
