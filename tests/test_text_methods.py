@@ -121,6 +121,7 @@ def test_model_auto_takes_a_hugging_face_directorys_architecture_weights_and_tok
   assert np.all(np.asarray(anchor["head"]["out_proj"]["kernel"]) == 0)  # the head's reference point is zero
 
 
+@needs_wordnet
 @pytest.mark.parametrize("name, pad_id", [("bert_tiny", 0), ("roberta_tiny", 1), ("roberta_base", 1)])
 def test_text_preprocessing_pads_with_the_models_pad_id(name, pad_id):
   config = text_config(model__name=name, model__pretrained="none", data__tokenizer=ROBERTA_DIR, model__vocab_size=300)
@@ -273,6 +274,7 @@ def unsupported_directory(tmp_path) -> str:
   return str(folder)
 
 
+@needs_wordnet
 @pytest.mark.parametrize(
   "overrides, message",
   [
@@ -324,6 +326,7 @@ def test_the_text_configs_pass_the_field_checks(variant):
 SHIPPED = text_configs.WORDNET_SOURCE
 
 
+@needs_wordnet
 def test_the_shipped_wordnet_model_is_small_described_and_the_wordnet_configs_source():
   files = [os.path.join(pretrained.WEIGHTS_DIR, SHIPPED + suffix) for suffix in (".msgpack", ".tokenizer.json")]
   assert sum(os.path.getsize(path) for path in files) < 2**21
