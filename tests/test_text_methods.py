@@ -25,9 +25,11 @@ from ftjax.config_validation import ConfigError, check_fields
 from ftjax.data import text_sources, tokenization
 from ftjax.methods import delta
 from ftjax.models import create_model, hf_import, pretrained, registry, text_encoder
-from ftjax.train import experiment, loop
+from ftjax.train import experiment
+from tests import method_runs
 from tests.fields import set_fields
 from tests.fixtures.text_batches import PAIRS, TEXTS
+from tests.method_runs import run
 
 REPO = pathlib.Path(__file__).parent.parent
 TEXT_FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "text"
@@ -60,26 +62,7 @@ def text_config(**overrides):
   return set_fields(config, **overrides)
 
 
-def run(config, workdir) -> dict:
-  loop.train_and_evaluate(config, str(workdir))
-  with open(os.path.join(workdir, "results.json")) as f:
-    return json.load(f)
-
-
-NOISY = dict(noise__type="symmetric", noise__rate=0.2)
-CONSTRAINT = dict(reg__radius=0.05, reg__gamma=1.5, reg__head_radius=0.5)
-METHODS = {
-  "none": {},
-  "l2sp": dict(method="l2sp"),
-  "penalty": dict(method="penalty"),
-  "constraint_frobenius": dict(method="constraint", **CONSTRAINT),
-  "constraint_mars": dict(method="constraint", reg__norm="mars", **CONSTRAINT),
-  "regsl": dict(method="regsl", correction__start_epoch=0, reweighting__start_epoch=0, **NOISY, **CONSTRAINT),
-  "consistent": dict(method="consistent", consistent__transition="true", **NOISY, **CONSTRAINT),
-  "delta": dict(method="delta", delta__num_batches=1),
-  "bss": dict(method="bss"),
-  "label_smoothing": dict(method="label_smoothing"),
-}
+METHODS = method_runs.METHODS
 # The depth schedule D·γ^(g-1) over the groups embeddings (no kernel), layer0, layer1, pooler; the head its own.
 DEPTH_RADII = {"layer0/": 0.05 * 1.5, "layer1/": 0.05 * 1.5**2, "pooler/": 0.05 * 1.5**3, "head/": 0.5}
 

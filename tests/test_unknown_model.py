@@ -3,9 +3,6 @@ distance constraint, regsl, the consistent loss, DELTA and the Hessian measures 
 (`ftjax.models.register`, `train_and_evaluate`, `ftjax.hessian`, `ftjax.generalization`); nothing in the
 library is edited or patched."""
 
-import json
-import os
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -15,8 +12,9 @@ import pytest
 
 from ftjax import configs, data, generalization, hessian, models, tree_paths
 from ftjax.models import pretrained
-from ftjax.train import experiment, loop
+from ftjax.train import experiment
 from tests.fields import set_fields
+from tests.method_runs import run
 
 NAME = "test_digit_mlp"
 WIDTH = 6
@@ -95,12 +93,6 @@ def mlp_config(source_path, **overrides):
     run__log_every=100,
   )
   return set_fields(config, **overrides)
-
-
-def run(config, workdir) -> dict:
-  loop.train_and_evaluate(config, str(workdir))
-  with open(os.path.join(workdir, "results.json")) as f:
-    return json.load(f)
 
 
 def within_radii(results, radii):

@@ -3,7 +3,6 @@ the timm fixture, its position embedding resized from a 7x7 to a 2x2 patch grid)
 holding for every kernel of every block, Hessian traces against `jax.hessian`, and `model.name='auto'` resolving a
 timm and a vit_jax file's architecture."""
 
-import json
 import os
 import pathlib
 
@@ -19,8 +18,10 @@ from experiments.configs import default, vit as vit_configs
 from ftjax import data, hessian, tree_paths
 from ftjax.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from ftjax.models import pretrained, vit, vit_import
-from ftjax.train import experiment, loop
+from ftjax.train import experiment
+from tests import method_runs
 from tests.fields import set_fields
+from tests.method_runs import run
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 TIMM_FILE = FIXTURES / "vit_timm_cls.safetensors"  # vit_tiny shape for 28x28 RGB inputs, class token
@@ -56,25 +57,8 @@ def vit_config(**overrides):
   return set_fields(config, **overrides)
 
 
-def run(config, workdir) -> dict:
-  loop.train_and_evaluate(config, str(workdir))
-  with open(os.path.join(workdir, "results.json")) as f:
-    return json.load(f)
-
-
-NOISY = dict(noise__type="symmetric", noise__rate=0.2)
-CONSTRAINT = dict(reg__radius=0.05, reg__gamma=1.5, reg__head_radius=0.5)
 METHODS = {
-  "none": {},
-  "l2sp": dict(method="l2sp"),
-  "penalty": dict(method="penalty"),
-  "constraint_frobenius": dict(method="constraint", **CONSTRAINT),
-  "constraint_mars": dict(method="constraint", reg__norm="mars", **CONSTRAINT),
-  "regsl": dict(method="regsl", correction__start_epoch=0, reweighting__start_epoch=0, **NOISY, **CONSTRAINT),
-  "consistent": dict(method="consistent", consistent__transition="true", **NOISY, **CONSTRAINT),
-  "delta": dict(method="delta", delta__num_batches=1),
-  "bss": dict(method="bss"),
-  "label_smoothing": dict(method="label_smoothing"),
+  **method_runs.METHODS,
   "bfloat16": dict(model__dtype="bfloat16", model__dropout_rate=0.1, model__stochastic_depth_rate=0.1),
 }
 
