@@ -103,6 +103,11 @@ def architecture_of_recorded(recorded: dict) -> dict:
   return {key: value for key, value in found.items() if value is not None and not isinstance(value, dict)}
 
 
+# Fields that change how a run is computed but not one of its values: a run may resume or count as finished
+# under another value of them.
+VALUE_FREE_FIELDS = ("data.workers",)
+
+
 def differing_fields(recorded: dict, expected: dict, prefix: str = "") -> list[str]:
   """The dotted names of the fields whose values differ between two recorded (JSON) configs."""
   fields = []
@@ -113,3 +118,8 @@ def differing_fields(recorded: dict, expected: dict, prefix: str = "") -> list[s
     elif a != b:
       fields.append(prefix + key)
   return fields
+
+
+def differing_run_fields(recorded: dict, expected: dict) -> list[str]:
+  """`differing_fields` of two recorded configs but `VALUE_FREE_FIELDS`: those that make them different runs."""
+  return [field for field in differing_fields(recorded, expected) if field not in VALUE_FREE_FIELDS]

@@ -44,3 +44,11 @@ def test_a_workdir_recorded_flat_is_finished_resumable_and_measurable(finished_r
   assert loop.train_and_evaluate(tiny_config(), old) == json.loads(json.dumps(results))  # its stored results
   run = measure.load_finished_run(old, 64, defaults=configs.default_config())
   assert run.setup.config.model.name == "small_cnn" and run.trained.step == results["steps"]
+
+
+def test_a_field_that_changes_no_value_does_not_make_another_run():
+  recorded = {"data": {"name": "digits", "workers": 0}, "optim": {"learning_rate": 0.1}}
+  assert config_layout.differing_run_fields(recorded, {**recorded, "data": {"name": "digits", "workers": 4}}) == []
+  changed = {"data": {"name": "mnist", "workers": 4}, "optim": {"learning_rate": 0.2}}
+  assert config_layout.differing_fields(recorded, changed) == ["data.name", "data.workers", "optim.learning_rate"]
+  assert config_layout.differing_run_fields(recorded, changed) == ["data.name", "optim.learning_rate"]

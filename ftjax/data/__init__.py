@@ -1,6 +1,7 @@
 """Datasets as random-access sources found by name (`load_dataset`, `register_dataset`), numpy
 preprocessing of images (`Preprocess`) and tokenisation of texts (`TextPreprocess`), and deterministic
-per-(seed, epoch, step) batches sharded over processes (`train_batches`, `eval_batches`)."""
+per-(seed, epoch, step) batches sharded over processes and made ahead by a thread or by worker processes
+(`train_batches`, `eval_batches`)."""
 
 from ftjax.data import holdout, labels_file
 from ftjax.data.pipeline import (

@@ -6,6 +6,10 @@ permutation comes from `np.random.default_rng([seed, epoch])`, the batch is its 
 global batch from `np.random.default_rng([seed, epoch, step, 1])`. Each process then keeps its
 contiguous slice, so the union over processes never depends on the process count.
 
+Batches are made ahead of use: by one background thread (`workers=0`), or by `workers` worker processes of a grain
+pipeline (batch k of an iterator by worker k % workers), which decode and augment images in parallel; either way
+each batch is the same pure function of its step, so the values never depend on `workers`.
+
 What a batch's inputs are is the `config`'s business (`BatchInputs`): the image `Preprocess` gives 'image', the
 text `TextPreprocess` gives 'token_ids', 'attention_mask' (and 'token_type_ids' for sentence pairs) at one length
 for the whole global batch; 'label', 'index' (and 'mask' in eval batches) are the same for both.
@@ -13,7 +17,13 @@ for the whole global batch; 'label', 'index' (and 'mask' in eval batches) are th
 
 import collections
 import concurrent.futures
+import dataclasses
 import functools
+import gc
+import os
+import signal
+import threading
+import time
 from typing import Callable, Iterable, Iterator, Protocol
 
 import jax
@@ -86,6 +96,40 @@ def _train_batch(source, config, permutation, seed, epoch, step, global_batch_si
   return _batch(source, config, indices, np.random.default_rng([seed, epoch, step, 1]), rows)
 
 
+@functools.lru_cache(maxsize=1)
+def _cached_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
+  """`epoch_permutation`, kept for the steps of one epoch (read-only: batches slice it)."""
+  return epoch_permutation(num_examples, seed, epoch)
+
+
+@dataclasses.dataclass(frozen=True)
+class _TrainBatchAt:
+  """(global_step, the `rows` of the global batch at global_step = epoch * steps_per_epoch + step); picklable,
+  so that worker processes can make batches."""
+
+  source: Source
+  config: BatchInputs
+  seed: int
+  global_batch_size: int
+  rows: slice
+
+  def __call__(self, global_step: int) -> tuple[int, dict]:
+    num_examples = len(self.source)
+    epoch, step = divmod(global_step, steps_per_epoch(num_examples, self.global_batch_size))
+    permutation = _cached_permutation(num_examples, self.seed, epoch)
+    size, rows = self.global_batch_size, self.rows
+    return global_step, _train_batch(self.source, self.config, permutation, self.seed, epoch, step, size, rows)
+
+
+def _eval_batch_at(source: Source, config: BatchInputs, global_batch_size: int, rows: slice, start: int) -> dict:
+  """The `rows` of the evaluation batch of examples start..start + global_batch_size - 1, the positions past the
+  last example filled with it and masked out ('mask' float32 [B_local])."""
+  positions = np.arange(start, start + global_batch_size)
+  batch = _batch(source, config, np.minimum(positions, len(source) - 1), None, rows)
+  batch["mask"] = (positions[rows] < len(source)).astype(np.float32)
+  return batch
+
+
 def train_batch(
   source: Source,
   config: BatchInputs,
@@ -128,6 +172,59 @@ def _prefetched(make: Callable, items: Iterable, prefetch: int) -> Iterator:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
+def _start_worker(parent: int, worker_index: int, worker_count: int) -> None:
+  """Run in each worker as it starts: it ignores SIGINT and SIGTERM (Ctrl-C and a signal to the process group stop a
+  run through the training process's handlers, which close the workers), and a thread ends it once the process
+  `parent` that started it has gone (killed without closing it)."""
+  del worker_index, worker_count
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+  signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+  def end_with_parent() -> None:
+    while os.getppid() == parent:
+      time.sleep(1)
+    os._exit(1)
+
+  threading.Thread(target=end_with_parent, daemon=True).start()
+
+
+def _made_in_workers(make: Callable, items: range, workers: int, prefetch: int) -> Iterator:
+  """make(item) for each item, in order, computed in `workers` spawned processes (the k-th item by worker
+  k % workers, as grain's `mp_prefetch` slices a dataset), each keeping up to max(prefetch, 1) results ahead.
+  `make` and what it holds are pickled to the workers, results come back as plain numpy arrays; an exception raised
+  by `make` is raised here; the workers end when the iterator is exhausted, closed or garbage collected."""
+  import grain  # only runs with workers need it
+  from absl import flags
+
+  if not items:
+    return
+  if not flags.FLAGS.is_parsed():  # grain reads an absl flag of its own as it starts workers (unset: its default)
+    flags.FLAGS.mark_as_parsed()
+  options = grain.MultiprocessingOptions(num_workers=min(workers, len(items)), per_worker_buffer_size=max(prefetch, 1))
+  dataset = (
+    grain.MapDataset.range(items.start, items.stop, items.step)
+    .map(make)
+    .to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))  # each worker makes its items in turn
+    .mp_prefetch(options, worker_init_fn=functools.partial(_start_worker, os.getpid()))
+  )
+  iterator, element = iter(dataset), None
+  try:
+    for element in iterator:  # arrays arrive in shared memory, released once copied out
+      yield jax.tree.map(lambda x: np.array(x) if isinstance(x, np.ndarray) else x, element)
+  finally:
+    iterator.close()
+    del iterator, element
+    gc.collect()  # grain's prefetch threads keep their last elements in reference cycles: release their memory now
+
+
+def _made(make: Callable, items: range, prefetch: int, workers: int) -> Iterator:
+  """make(item) for each item, in order: in `workers` worker processes, or (workers=0) in this process with
+  `prefetch` results computed ahead by a background thread."""
+  if workers < 0:
+    raise ValueError(f"workers={workers} must be >= 0")
+  return _made_in_workers(make, items, workers, prefetch) if workers else _prefetched(make, items, prefetch)
+
+
 def train_batches(
   source: Source,
   config: BatchInputs,
@@ -139,25 +236,16 @@ def train_batches(
   process_index: int | None = None,
   process_count: int | None = None,
   prefetch: int = 2,
+  workers: int = 0,
 ) -> Iterator[tuple[int, dict]]:
   """(global_step, train_batch(...)) for global_step in start_step..num_steps-1, where global_step =
-  epoch * steps_per_epoch + step; `prefetch` batches are prepared ahead in a background thread,
-  which changes no values. The source is fitted to `config` once, up front (`fitted_source`)."""
+  epoch * steps_per_epoch + step. Batches are prepared ahead, which changes no values: `prefetch` of them by a
+  background thread (workers=0), or by `workers` worker processes, each up to max(prefetch, 1) ahead. The source
+  is fitted to `config` once, up front (`fitted_source`)."""
   rows = _process_slice(global_batch_size, process_index, process_count)
   _check_train_batch_size(len(source), global_batch_size)
-  source = fitted_source(source, config)
-  per_epoch = steps_per_epoch(len(source), global_batch_size)
-
-  @functools.lru_cache(maxsize=1)
-  def permutation(epoch: int) -> np.ndarray:
-    return epoch_permutation(len(source), seed, epoch)
-
-  def make(global_step: int) -> tuple[int, dict]:
-    epoch, step = divmod(global_step, per_epoch)
-    batch = _train_batch(source, config, permutation(epoch), seed, epoch, step, global_batch_size, rows)
-    return global_step, batch
-
-  return _prefetched(make, range(start_step, num_steps), prefetch)
+  make = _TrainBatchAt(fitted_source(source, config), config, seed, global_batch_size, rows)
+  return _made(make, range(start_step, num_steps), prefetch, workers)
 
 
 def eval_batches(
@@ -167,20 +255,14 @@ def eval_batches(
   process_index: int | None = None,
   process_count: int | None = None,
   prefetch: int = 2,
+  workers: int = 0,
 ) -> Iterator[dict]:
   """Every example once, in order, without augmentation: this process's slices of global batches
   of `global_batch_size`; the last one is padded to full size by repeating the last example, with
-  'mask' float32 [B_local] 1 for real examples and 0 for padding."""
+  'mask' float32 [B_local] 1 for real examples and 0 for padding. `prefetch` and `workers` as in `train_batches`."""
   if global_batch_size < 1:
     raise ValueError(f"global_batch_size={global_batch_size} must be positive")
   rows = _process_slice(global_batch_size, process_index, process_count)
   source = fitted_source(source, config)
-  num_examples = len(source)
-
-  def make(start: int) -> dict:
-    positions = np.arange(start, start + global_batch_size)
-    batch = _batch(source, config, np.minimum(positions, num_examples - 1), None, rows)
-    batch["mask"] = (positions[rows] < num_examples).astype(np.float32)
-    return batch
-
-  return _prefetched(make, range(0, num_examples, global_batch_size), prefetch)
+  make = functools.partial(_eval_batch_at, source, config, global_batch_size, rows)
+  return _made(make, range(0, len(source), global_batch_size), prefetch, workers)

@@ -244,7 +244,8 @@ def batch_losses(
     loss = functools.partial(
       masked_forward_corrected, setup.model, transition=jnp.asarray(transition), inputs=setup.structure.inputs
     )
-  batches = data.eval_batches(setup.splits.train, setup.eval_preprocess, settings.batch_size)
+  workers = setup.config.data.workers
+  batches = data.eval_batches(setup.splits.train, setup.eval_preprocess, settings.batch_size, workers=workers)
   losses, count = [], 0
   for batch, _ in zip(batches, range(settings.max_batches)):
     losses.append(
@@ -317,8 +318,9 @@ def measure(run: FinishedRun, settings: MeasureSettings) -> dict:
   setup, state, results, workdir = run.setup, run.trained, run.results, run.workdir
   log.info("%s: step %d, evaluating", workdir, results["steps"])
   steps = train_steps.eval_steps(setup.mesh, setup.model, setup.structure.inputs)
-  train_eval = loop.evaluate(steps, state, setup.splits.train, setup.eval_preprocess, settings.batch_size, setup.mesh)
-  test_eval = loop.evaluate(steps, state, setup.splits.test, setup.eval_preprocess, settings.batch_size, setup.mesh)
+  size, workers = settings.batch_size, setup.config.data.workers
+  train_eval = loop.evaluate(steps, state, setup.splits.train, setup.eval_preprocess, size, setup.mesh, workers)
+  test_eval = loop.evaluate(steps, state, setup.splits.test, setup.eval_preprocess, size, setup.mesh, workers)
   if run.transition is not None:  # the consistent loss the run trained with, on its training labels
     train_eval = {**train_eval, **forward_corrected_eval(setup, state, setup.splits.train, run.transition)}
   num_train, max_loss = train_eval["count"], train_eval["max_loss"]
