@@ -376,3 +376,56 @@ def test_missing_text_file_and_bad_columns_are_one_line_errors(tmp_path):
     with pytest.raises(ValueError) as excinfo:
       text_sources.load_text_files(train, text_columns=columns)
     one_line_error(excinfo, "text_columns=", "one text column or two")
+
+
+def test_tfds_text_dataset_in_glue_shape_loads_sentence_pairs_and_refuses_unlabelled_split(tmp_path):
+  from tests import tiny_tfds
+
+  tfds_dir = tiny_tfds.prepare_glue(str(tmp_path))
+  name, pairs = "tfds:ftjax_tiny_glue/mrpc", ("sentence1", "sentence2")
+  splits = data.load_dataset(name, tfds_dir, text_keys=pairs, splits=("train", "validation"))
+  assert isinstance(splits.train, TextSource) and splits.train.texts.shape == (10, 2)
+  # tfds stores examples in its own (hashed) order: example i is recognised by its number
+  numbers = [int(first.split()[1]) for first, _ in splits.train.texts]
+  assert sorted(numbers) == list(range(10))
+  assert splits.train.texts.tolist() == [[f"first {i}", f"second {i} ü"] for i in numbers]
+  np.testing.assert_array_equal(splits.train.labels, np.asarray(numbers) % 2)
+  np.testing.assert_array_equal(splits.test.labels, [int(first.split()[1]) % 2 for first, _ in splits.test.texts])
+  assert splits.train.class_names == ["not_equivalent", "equivalent"]
+  single = data.load_dataset(name, tfds_dir, text_keys=("sentence2",), splits=("train", "validation[:2]"))
+  assert single.train.texts.tolist() == [second for _, second in splits.train.texts]
+  assert single.test.texts.tolist() == [second for _, second in splits.test.texts[:2]]
+  with pytest.raises(ValueError, match=r"split 'test' of tfds dataset 'ftjax_tiny_glue/mrpc' has unlabelled .*"):
+    data.load_dataset(name, tfds_dir, text_keys=pairs, splits=("train", "test"))
+  with pytest.raises(ValueError, match=r"no feature 'image' \(images\) nor 'sentence' \(texts\); features: sentence1,"):
+    data.load_dataset(name, tfds_dir)
+
+
+def test_tfds_text_dataset_is_tokenized_for_a_run_as_the_tokenizer_encodes_it(tmp_path):
+  import tokenizers
+
+  from experiments.configs import text
+  from ftjax.train import experiment
+  from tests import tiny_tfds
+  from tests.fields import set_fields
+
+  config = text.get_config("wordnet")
+  set_fields(
+    config,
+    model__name="bert_tiny",
+    model__vocab_size=text.WORDNET_VOCABULARY,
+    model__pretrained="none",
+    data__name="tfds:ftjax_tiny_glue/mrpc",
+    data__dir=tiny_tfds.prepare_glue(str(tmp_path)),
+    data__tokenizer=text.WORDNET_TOKENIZER,
+    data__text_columns=("sentence1", "sentence2"),
+    data__splits=("train", "validation"),
+    optim__batch_size=4,
+  )
+  splits, _, num_classes = experiment.load_splits(config)
+  assert num_classes == 2 and len(splits.train) == 10 and len(splits.test) == 4
+  encoded = tokenizers.Tokenizer.from_file(text.WORDNET_TOKENIZER).encode("first 3", "second 3 ü")
+  row = splits.train.texts.tolist().index(["first 3", "second 3 ü"])
+  np.testing.assert_array_equal(splits.train.tokens.token_ids[row][: len(encoded.ids)], encoded.ids)
+  np.testing.assert_array_equal(splits.train.tokens.token_type_ids[row][: len(encoded.ids)], encoded.type_ids)
+  assert splits.train.tokens.attention_mask[row].sum() == len(encoded.ids)

@@ -5,7 +5,8 @@ A source keeps int32 `labels` [n] in memory and returns `images(indices)` -> uin
 dataclasses, so `dataclasses.replace(source, labels=noisy)` swaps labels in, and
 `source.take(indices)` keeps a subset re-indexed 0..m-1. Datasets are found by name in `DATASETS`
 (`register_dataset` adds one); 'tfds:NAME' reads the prepared tfds dataset NAME. Text datasets
-('wordnet_nouns', 'wordnet_verbs', 'text_files') give `ftjax.data.text_sources.TextSource`s, which hold texts
+('wordnet_nouns', 'wordnet_verbs', 'text_files', and tfds ones with text features such as 'tfds:glue/mrpc')
+give `ftjax.data.text_sources.TextSource`s, which hold texts
 (`texts_at(indices)`) in place of images. Nothing is ever downloaded.
 """
 
@@ -371,6 +372,39 @@ def _tfds_in_memory(name, data_dir, split, class_names, image_key, label_key, im
   return ArraySource(np.stack(images), np.asarray(labels, np.int32), class_names)
 
 
+def _tfds_text(value: Any) -> str:
+  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _tfds_examples(name, data_dir, split, keys, reader) -> list[dict]:
+  """The `keys` features of every example of `split`, in order (array_record: random access; else tfds.load)."""
+  import tensorflow_datasets as tfds
+
+  if reader == "array_record":
+    records = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    chunk = 4096
+    return [
+      {key: example[key] for key in keys}
+      for start in range(0, len(records), chunk)
+      for example in records.__getitems__(list(range(start, min(start + chunk, len(records)))))
+    ]
+  dataset = tfds.load(name, split=split, data_dir=data_dir, download=False, shuffle_files=False)
+  return [{key: example[key] for key in keys} for example in tfds.as_numpy(dataset)]
+
+
+def _tfds_texts(name, data_dir, split, class_names, text_keys, label_key, reader) -> text_sources.TextSource:
+  """A TextSource of `split`'s `text_keys` features (one, or two for sentence pairs) and labels."""
+  examples = _tfds_examples(name, data_dir, split, (*text_keys, label_key), reader)
+  labels = np.asarray([example[label_key] for example in examples], np.int32)
+  if len(labels) and labels.min() < 0:
+    raise ValueError(
+      f"split {split!r} of tfds dataset {name!r} has unlabelled examples (label {labels.min()}, as GLUE's test "
+      "splits); valid: data.splits naming labelled splits, e.g. ('train', 'validation')"
+    )
+  rows = [[_tfds_text(example[key]) for key in text_keys] for example in examples]
+  return text_sources.TextSource(text_sources.text_array(rows, len(text_keys)), labels, class_names)
+
+
 def load_tfds(
   name: str,
   data_dir: str | None = None,
@@ -379,19 +413,30 @@ def load_tfds(
   image_key: str = "image",
   label_key: str = "label",
   splits: tuple[str, str] = ("train", "test"),
+  text_keys: tuple[str, ...] = ("sentence",),
 ) -> Splits:
-  """A prepared tfds dataset: array_record ones read lazily by random access, others (tfrecord)
-  loaded into memory with TensorFlow. `splits` are tfds split strings (slicing allowed,
-  e.g. 'train[:80%]'); `image_size` is required when image shapes vary."""
+  """A prepared tfds dataset. Image datasets (an `image_key` feature): array_record ones read lazily by random
+  access, others (tfrecord) loaded into memory with TensorFlow; `image_size` is required when image shapes vary.
+  Text datasets (no `image_key` feature; the `text_keys` features, e.g. ('sentence1', 'sentence2') of
+  'glue/mrpc'): TextSources held in memory. `splits` are tfds split strings (slicing allowed, e.g.
+  'train[:80%]')."""
   builder = _tfds_builder(name, data_dir)
   reader = _tfds_reader(builder, name)
   features = builder.info.features
-  missing = [key for key in (image_key, label_key) if key not in features]
-  if missing:
-    raise ValueError(f"tfds dataset {name!r} has no feature {missing[0]!r}; features: {', '.join(features)}")
+  holds_texts = image_key not in features and all(key in features for key in text_keys)
+  if image_key not in features and not holds_texts:
+    missing = next(key for key in text_keys if key not in features)
+    raise ValueError(
+      f"tfds dataset {name!r} has no feature {image_key!r} (images) nor {missing!r} (texts); "
+      f"features: {', '.join(features)}"
+    )
+  if label_key not in features:
+    raise ValueError(f"tfds dataset {name!r} has no feature {label_key!r}; features: {', '.join(features)}")
+  class_names = list(features[label_key].names)
+  if holds_texts:
+    return Splits(*(_tfds_texts(name, data_dir, split, class_names, text_keys, label_key, reader) for split in splits))
   if image_size is None and None in features[image_key].shape:
     raise ValueError(f"tfds dataset {name!r} has images of varying size {features[image_key].shape}: pass image_size")
-  class_names = list(features[label_key].names)
   read = _tfds_random_access if reader == "array_record" else _tfds_in_memory
   return Splits(*(read(name, data_dir, split, class_names, image_key, label_key, image_size) for split in splits))
 
@@ -493,6 +538,7 @@ def _load_tfds(request: DatasetRequest) -> Splits:
     image_key=request.image_key,
     label_key=request.label_key,
     splits=request.splits,
+    text_keys=request.text_keys,
   )
 
 

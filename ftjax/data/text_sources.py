@@ -95,7 +95,7 @@ class TextSource(Labelled):
     return dataclasses.replace(self, texts=self.texts[indices], labels=self.labels[indices])
 
 
-def _text_array(rows: Sequence[Sequence[str]], columns: int) -> np.ndarray:
+def text_array(rows: Sequence[Sequence[str]], columns: int) -> np.ndarray:
   """str objects [n] (one column) or [n, columns] from rows of `columns` strings."""
   texts = np.empty((len(rows), columns), dtype=object)
   texts[:] = rows
@@ -239,7 +239,7 @@ def load_wordnet_supersenses(
   for label, name in enumerate(class_names):
     labels[members[name]] = label
   text = (lambda gloss: gloss) if with_examples else gloss_definition
-  source = TextSource(_text_array([[text(synset.gloss)] for synset in synsets], 1), labels, class_names)
+  source = TextSource(text_array([[text(synset.gloss)] for synset in synsets], 1), labels, class_names)
   return Splits(
     *(source.take(np.sort([i for indices in split.values() for i in indices]).astype(int)) for split in (train, test))
   )
@@ -392,7 +392,7 @@ def load_text_files(
   read = {name: read_text_file(path, text_columns, label_column) for name, path in paths.items()}
   class_names = _class_names(train, read["train"][1])
   return {
-    name: TextSource(_text_array(texts, len(text_columns)), _label_ids(paths[name], labels, class_names), class_names)
+    name: TextSource(text_array(texts, len(text_columns)), _label_ids(paths[name], labels, class_names), class_names)
     for name, (texts, labels) in read.items()
   }
 
