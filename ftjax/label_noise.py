@@ -114,6 +114,18 @@ def fraction_correct(labels, clean) -> float:
   return float(np.mean(labels == clean))
 
 
+def per_class_correct(labels, clean, num_classes: int) -> np.ndarray:
+  """[C] fraction of the examples of clean class c whose label in `labels` is c; NaN for a class absent from
+  `clean`."""
+  labels, clean = np.asarray(labels), np.asarray(clean)
+  if labels.shape != clean.shape:
+    raise ValueError(f"labels have shape {labels.shape} but clean labels {clean.shape}; valid: equal shapes")
+  _check_labels(clean, num_classes, "clean labels")
+  members = np.bincount(clean, minlength=num_classes)
+  correct = np.bincount(clean[labels == clean], minlength=num_classes)
+  return np.divide(correct, members, out=np.full(num_classes, np.nan), where=members > 0)
+
+
 def expected_noisy_cross_entropy(probabilities, labels, transition) -> float:
   """Mean over examples of E_{ỹ ~ F[y]}[-log p_ỹ(x)]: the cross-entropy of `probabilities` [n, C]
   against labels drawn from the noisy distribution F [C, C] (row-stochastic) of the clean `labels` (docs/methods.md

@@ -36,6 +36,44 @@ def plot_bound_vs_gap(points: list[BoundPoint], path: str) -> str:
   return path
 
 
+class LabelTrajectory(NamedTuple):
+  """One run's fraction of correct training labels, overall and of its worst clean class, by epoch (an empty
+  `worst_class_correct` when the run did not record it)."""
+
+  seed: int
+  epochs: list[float]
+  fraction_correct: list[float]
+  worst_class_correct: list[float]
+
+
+def plot_label_trajectories(panels: dict[str, list[LabelTrajectory]], path: str) -> str:
+  """Writes `path`: one panel per title of `panels`, in each one solid line per seed of the fraction of training
+  labels that are correct against the epoch and, dashed in the same colour, that of the seed's worst class."""
+  columns = min(3, len(panels))
+  rows = -(-len(panels) // columns)
+  fig = Figure(figsize=(4.6 * columns, 3.6 * rows), layout="constrained")
+  axes = fig.subplots(rows, columns, squeeze=False).ravel()
+  for ax, (title, trajectories) in zip(axes, panels.items()):
+    for i, run in enumerate(trajectories):
+      colour = f"C{i % 10}"
+      ax.plot(run.epochs, run.fraction_correct, color=colour, marker="o", markersize=3, label=f"seed {run.seed}")
+      if run.worst_class_correct:
+        ax.plot(run.epochs, run.worst_class_correct, color=colour, linestyle="--", marker="o", markersize=2)
+    if any(run.worst_class_correct for run in trajectories):
+      ax.plot([], [], color="grey", linestyle="--", label="worst class")
+    ax.set_title(title, fontsize="medium")
+    ax.set_ylim(0.0, 1.0)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training labels correct")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+  for ax in axes[len(panels) :]:
+    ax.set_visible(False)
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  fig.savefig(path, dpi=110)
+  return path
+
+
 def _series(records: list[dict], metric: str) -> tuple[list[int], list[float]]:
   """(steps, values) of the records that carry `metric`; a non-finite value (logged as null) is a
   gap in the line."""
@@ -55,7 +93,8 @@ def plot_training_curves(
   """Writes `path`: loss and accuracy against the step, train ('train/loss', 'train/accuracy': means
   since the previous log line), test ('test/loss', 'test/accuracy') and validation where recorded, from metrics records
   ({'step', **scalars}, as `metrics.jsonl` holds them); with `label_fraction`, a third panel of the
-  fraction of training labels that are correct ('labels/fraction_correct', once per epoch)."""
+  fraction of training labels that are correct ('labels/fraction_correct', once per epoch) and, where recorded,
+  that of the worst clean class ('labels/worst_class_correct')."""
   validated = any("validation/loss" in record for record in records)
   panels = [
     (
@@ -69,7 +108,13 @@ def plot_training_curves(
     ),
   ]
   if label_fraction:
-    panels.append(("fraction of training labels correct", [("labels/fraction_correct", "training labels")]))
+    worst = any("labels/worst_class_correct" in record for record in records)
+    panels.append(
+      (
+        "fraction of training labels correct",
+        [("labels/fraction_correct", "training labels")] + [("labels/worst_class_correct", "worst class")] * worst,
+      )
+    )
   fig = Figure(figsize=(4.6 * len(panels), 3.8), layout="constrained")
   for ax, (quantity, lines) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
     for metric, label in lines:

@@ -85,6 +85,10 @@ def test_results_hold_the_promised_fields(finished_run):
     "fraction_correct_start": 1.0,
     "fraction_correct": 1.0,
     "num_changed": 0,
+    "worst_class_correct_start": 1.0,
+    "worst_class_correct": 1.0,
+    "labels_correct_per_class_start": [1.0] * 10,
+    "labels_correct_per_class": [1.0] * 10,
   }
   assert os.listdir(os.path.join(workdir, "tensorboard"))
 

@@ -89,6 +89,58 @@ class CorrectLabelsTest(parameterized.TestCase):
     assert state.labels.dtype == jnp.int32
 
 
+def correct_aligned_by_loop(labels, probs, indices, epoch, threshold, start_epoch, given):
+  """docs/methods.md §3.2 with prior alignment, one example at a time against the marginal before the batch."""
+  labels = np.array(labels)
+  counts = np.bincount(labels, minlength=len(given)).astype(np.float64)
+  now = np.maximum(counts / len(labels), 0.5 / len(labels))
+  aligned = []
+  for p in np.asarray(probs, np.float64):
+    q = p * np.asarray(given, np.float64) / now
+    aligned.append(q / q.sum())
+  return correct_by_loop(labels, np.asarray(aligned), indices, epoch, threshold, start_epoch)
+
+
+@pytest.mark.parametrize("jit", [True, False])
+def test_prior_alignment_matches_the_written_out_rule(jit):
+  rng = np.random.default_rng(1)
+  n, classes = 120, 4
+  start = rng.integers(0, classes, n).astype(np.int32)
+  given = np.bincount(start, minlength=classes) / n
+  state = init_label_correction(start)
+  expected = start
+  correct = functools.partial(correct_labels, threshold=0.6, start_epoch=0, given_marginal=jnp.asarray(given))
+  correct = jax.jit(correct) if jit else correct
+  for step in range(6):
+    indices = rng.permutation(n)[:40].astype(np.int32)
+    probs = jax.nn.softmax(2.5 * rng.normal(size=(40, classes)) + np.array([2.0, 0, 0, 0])).astype(np.float32)
+    expected = correct_aligned_by_loop(expected, probs, indices, step, 0.6, 0, given)
+    state = correct(state, probs, indices, jnp.int32(step))
+    np.testing.assert_array_equal(state.labels, expected)
+  assert int(state.num_changed) > 0
+
+
+def test_prior_alignment_keeps_a_class_from_being_drained():
+  """A model that leans to class 1 for every example drains class 0 without alignment; with it, a class that has
+  lost labels is favoured, so the stored labels stop moving towards 1 long before class 0 is empty."""
+  n = 100
+  start = np.repeat(np.arange(2), n // 2).astype(np.int32)
+  probs = np.tile(np.array([[0.05, 0.95]], np.float32), (n, 1))
+  indices = np.arange(n, dtype=np.int32)
+  plain = correct_labels(init_label_correction(start), probs, indices, jnp.int32(0), 0.9, 0)
+  assert int(np.sum(np.asarray(plain.labels) == 0)) == 0
+  given = jnp.asarray([0.5, 0.5])
+  state = init_label_correction(start)
+  for step in range(20):
+    for batch in np.split(indices, 10):
+      state = correct_labels(state, probs[batch], batch, jnp.int32(step), 0.9, 0, given_marginal=given)
+  remaining = int(np.sum(np.asarray(state.labels) == 0))
+  # Written out: with π_0 + π_1 = 1 the aligned q_1 = 0.95 π_0 / (0.05 π_1 + 0.95 π_0) exceeds 0.9 exactly while
+  # π_0 > 0.045 / 0.14; the marginal is read before each batch of 10, so the last batch may overshoot by up to 10.
+  stop = 0.045 / 0.14 * n
+  assert stop - 10 <= remaining <= stop + 1
+
+
 def test_weights_are_the_softmax_of_negative_losses_and_carry_no_gradient():
   losses = np.array([0.3, 2.0, 0.05, 1.1, 4.0], np.float32)
   temperature = 0.7
@@ -145,10 +197,10 @@ def test_self_labeling_loss_is_the_written_out_weighted_sum(reweight, epoch):
   chex.assert_trees_all_close(jax.grad(lambda z: loss_fn(z, jnp.int32(epoch))[0])(logits), fixed, atol=1e-6)
 
 
-def _regsl_config(correction=True, threshold=0.9):
+def _regsl_config(correction=True, threshold=0.9, align_prior=False):
   config = ml_collections.ConfigDict()
   config.regsl = dict(constraint=False, correction=correction, reweighting=True)
-  config.correction = dict(threshold=threshold, start_epoch=1)
+  config.correction = dict(threshold=threshold, start_epoch=1, align_prior=align_prior)
   config.reweighting = dict(start_epoch=1, temperature=1.0)
   return config
 
@@ -165,13 +217,15 @@ def _train_mode_probs(model, state, batch):
   return np.asarray(jax.nn.softmax(logits), np.float64)
 
 
-def test_regsl_in_the_train_step_corrects_labels_where_the_rule_says():
+@pytest.mark.parametrize("align_prior", [False, True])
+def test_regsl_in_the_train_step_corrects_labels_where_the_rule_says(align_prior):
   model, tx, state, batches = _setup()
   start_labels = np.concatenate([b["label"] for b in batches])
   first, second = _shuffled(batches[0], 0), _shuffled(batches[2], 1)
   # About half of the second batch is confident enough (median confidence before the first step).
   threshold = float(np.median(_train_mode_probs(model, state, second).max(1)))
-  method = noisy_labels.regsl(MethodContext(_regsl_config(threshold=threshold), {}, {}, start_labels, 5))
+  config = _regsl_config(threshold=threshold, align_prior=align_prior)
+  method = noisy_labels.regsl(MethodContext(config, {}, {}, start_labels, 5))
   mesh = parallel.data_mesh()
   # One step per epoch: the first step runs in epoch 0, before E_correct = 1; the second in epoch 1.
   steps = CompiledSteps(mesh, model=model, method=method, tx=tx, steps_per_epoch=1, donate=False)
@@ -181,7 +235,12 @@ def test_regsl_in_the_train_step_corrects_labels_where_the_rule_says():
   probs = _train_mode_probs(model, jax.device_get(state), second)  # what the step's update_state sees
   state, metrics = steps.train(state, parallel.shard_batch(second, mesh))
   labels = jax.device_get(state.method_state.labels)
-  np.testing.assert_array_equal(labels, correct_by_loop(start_labels, probs, second["index"], 1, threshold, 1))
+  if align_prior:
+    given = np.bincount(start_labels, minlength=5) / len(start_labels)
+    expected = correct_aligned_by_loop(start_labels, probs, second["index"], 1, threshold, 1, given)
+  else:
+    expected = correct_by_loop(start_labels, probs, second["index"], 1, threshold, 1)
+  np.testing.assert_array_equal(labels, expected)
   assert 0 < np.sum(labels != start_labels) < len(second["index"])
   assert isinstance(state.method_state, LabelCorrectionState)
   assert int(state.method_state.num_changed) == np.sum(labels != start_labels)

@@ -112,6 +112,17 @@ def test_empirical_transition_and_fraction_correct_by_counting():
   assert label_noise.fraction_correct(noisy, clean) == pytest.approx(6 / 9)
 
 
+def test_per_class_correct_by_counting_with_nan_for_an_empty_class():
+  clean = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
+  noisy = np.array([0, 1, 0, 1, 1, 0, 2, 2, 1])
+  # class 0: 2 of 3 kept; class 1: 2 of 2; class 2: 2 of 4; class 3 has no example.
+  np.testing.assert_array_equal(label_noise.per_class_correct(noisy, clean, 4), [2 / 3, 1.0, 0.5, np.nan])
+  # Every example of class 1 relabelled as class 2: class 1 collapses though 7 of 9 labels stay right.
+  collapsed = np.where(clean == 1, 2, clean)
+  assert label_noise.fraction_correct(collapsed, clean) == pytest.approx(7 / 9)
+  np.testing.assert_array_equal(label_noise.per_class_correct(collapsed, clean, 3), [1.0, 0.0, 1.0])
+
+
 def test_check_transition_accepts_a_stochastic_matrix():
   matrix = _random_matrix_with_zeros()
   np.testing.assert_array_equal(label_noise.check_transition(matrix.tolist(), C), matrix)
@@ -129,6 +140,8 @@ def test_check_transition_accepts_a_stochastic_matrix():
     (lambda: label_noise.check_transition([[1.2, -0.2], [0, 1]], 2), "entry [0, 1]=-0.2 is not a probability"),
     (lambda: label_noise.check_transition([[1, 0], [0.5, 0.4]], 2), "row 1 sums to 0.9; valid: rows summing to 1"),
     (lambda: label_noise.corrupt_labels([0, 5], np.eye(3), 0), "labels contain class 5; valid: 0..2"),
+    (lambda: label_noise.per_class_correct([0, 1], [0, 3], 3), "clean labels contain class 3; valid: 0..2"),
+    (lambda: label_noise.per_class_correct([0], [0, 1], 2), "labels have shape (1,) but clean labels (2,)"),
   ],
 )
 def test_bad_input_is_a_one_line_error_naming_the_value(call, message):

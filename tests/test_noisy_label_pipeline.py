@@ -63,9 +63,16 @@ def test_regsl_reports_the_labels_it_corrected(regsl_run):
   assert report["fraction_correct_start"] == pytest.approx(np.mean(noisy == clean))
   assert report["fraction_correct"] == pytest.approx(np.mean(labels == clean))
   assert report["num_changed"] == np.sum(labels != noisy) > 0
+  per_class = [np.mean(labels[clean == c] == c) for c in range(10)]  # digits: every class has training examples
+  assert report["labels_correct_per_class"] == pytest.approx(per_class)
+  assert report["worst_class_correct"] == pytest.approx(min(per_class))
+  per_class_start = [np.mean(noisy[clean == c] == c) for c in range(10)]
+  assert report["labels_correct_per_class_start"] == pytest.approx(per_class_start)
+  assert report["worst_class_correct_start"] == pytest.approx(min(per_class_start))
   per_epoch = [r for r in read_metrics(workdir) if "labels/num_changed" in r]
   assert [r["step"] for r in per_epoch] == [22, 44]
   assert per_epoch[-1]["labels/num_changed"] == report["num_changed"]
+  assert per_epoch[-1]["labels/worst_class_correct"] == report["worst_class_correct"]
 
 
 def test_resumed_regsl_run_continues_with_the_corrected_labels(regsl_run, tmp_path):

@@ -128,6 +128,31 @@ def test_curves_without_label_noise_have_two_panels(tmp_path):
   assert image.imread(path).shape == (round(3.8 * 110), round(2 * 4.6 * 110), 4)
 
 
+def test_the_label_panel_draws_the_worst_class_where_recorded(tmp_path, monkeypatch):
+  figures = []
+
+  class RecordedFigure(plots.Figure):
+    def __init__(self, *args, **kwargs):
+      super().__init__(*args, **kwargs)
+      figures.append(self)
+
+  monkeypatch.setattr(plots, "Figure", RecordedFigure)
+  records = [
+    {"step": 2, "train/loss": 1.0, "train/accuracy": 0.5},
+    {"step": 4, "labels/fraction_correct": 0.8, "labels/worst_class_correct": 0.4, "labels/num_changed": 3},
+    {"step": 8, "labels/fraction_correct": 0.7, "labels/worst_class_correct": 0.0, "labels/num_changed": 5},
+  ]
+  plots.plot_training_curves(records, str(tmp_path / "c.png"), "regsl", label_fraction=True)
+  lines = {line.get_label(): line for line in figures[-1].axes[2].get_lines()}
+  assert list(lines) == ["training labels", "worst class"]
+  assert list(lines["worst class"].get_xdata()) == [4, 8] and list(lines["worst class"].get_ydata()) == [0.4, 0.0]
+  assert list(lines["training labels"].get_ydata()) == [0.8, 0.7]
+  plots.plot_training_curves(
+    records[:1] + [{"step": 4, "labels/fraction_correct": 0.8}], str(tmp_path / "d.png"), "regsl", label_fraction=True
+  )
+  assert [line.get_label() for line in figures[-1].axes[2].get_lines()] == ["training labels"]
+
+
 def test_rerunning_a_finished_run_changes_nothing_and_returns_its_results(small_run, monkeypatch):
   workdir, results, run_lines = small_run
   before = tree_digest(workdir)
@@ -207,6 +232,7 @@ def test_progress_lines_name_what_they_measure(small_run):
   for line, record in zip(label_lines, per_epoch):
     assert f"correct {record['labels/fraction_correct']:.4f} (" in line
     assert f"; {int(record['labels/num_changed'])} changed)" in line
+    assert line.endswith(f"; worst class {record['labels/worst_class_correct']:.4f}")
   assert per_epoch[-1]["labels/num_changed"] == results["label_noise"]["num_changed"] > 0
   test_lines = [line for line in lines if line.startswith("step ") and "test loss" in line]
   assert len(test_lines) == 3 and all(

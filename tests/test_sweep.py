@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
-from ftjax import progress_logging
+from ftjax import plots, progress_logging
 from ftjax.config_validation import ConfigError
 from ftjax.data.sources import FASHION_MNIST_DIR
 from ftjax.methods.consistent_loss import dual_t_estimate
+from ftjax.metrics_writer import MetricsWriter
 from ftjax.runs import measure, measure_reports, sweeps
 from ftjax.train import loop
 from tests import tiny_tfds
@@ -368,3 +369,105 @@ def test_sub_grids_and_labelled_datasets_make_the_union_of_their_cells():
   config.sweep.grids, config.sweep.datasets = (), (("x",),)
   with pytest.raises(ConfigError, match=r"config.sweep.datasets holds \('x',\); valid: a dataset name, or"):
     sweeps.grid(config)
+
+
+STEPS_PER_EPOCH = 5
+
+
+def fake_run(root, run, fractions, worsts, changed, validation=None):
+  """A finished cell as a run leaves it: per-epoch label records written by MetricsWriter (epoch k at step
+  k * STEPS_PER_EPOCH) and a results.json; `worsts` None for a run from before the worst class was recorded."""
+  workdir = run.workdir(root)
+  writer = MetricsWriter(workdir, enabled=True)
+  for epoch in range(1, len(fractions)):
+    record = {"labels/fraction_correct": fractions[epoch], "labels/num_changed": changed[epoch - 1]}
+    if worsts is not None:
+      record["labels/worst_class_correct"] = worsts[epoch]
+    writer.write(epoch * STEPS_PER_EPOCH, record)
+  writer.close()
+  noise = {"fraction_correct_start": fractions[0], "fraction_correct": fractions[-1]}
+  if worsts is not None:
+    noise.update(worst_class_correct_start=worsts[0], worst_class_correct=worsts[-1])
+  results = {
+    "test_accuracy": 0.5,
+    "wall_seconds": 1.0,
+    "steps": STEPS_PER_EPOCH * (len(fractions) - 1),
+    "epochs": len(fractions) - 1,
+    "label_noise": noise,
+  }
+  if validation is not None:
+    results["validation_accuracy"] = validation
+  with open(os.path.join(workdir, "results.json"), "w") as f:
+    json.dump(results, f)
+  return run
+
+
+def fake_sweep(root):
+  """A plain cell that changes no label (results from before the worst class was recorded) and a regsl cell
+  tuned over two thresholds whose seeds change labels, 0.9 the setting best on validation."""
+  config = ml_collections.ConfigDict()
+  plain = [
+    fake_run(root, sweeps.Run("plain", "digits", "pairflip:0.2", seed, config), [0.8] * 3, None, [0, 0])
+    for seed in (0, 1)
+  ]
+  trajectories = {  # (setting, seed): (fraction correct, worst class correct) at epochs 0, 1, 2
+    ("correction.threshold=0.5", 0): ([0.8, 0.6, 0.5], [0.7, 0.3, 0.0]),
+    ("correction.threshold=0.9", 0): ([0.8, 0.85, 0.9], [0.7, 0.75, 0.8]),
+    ("correction.threshold=0.9", 1): ([0.8, 0.7, 0.72], [0.7, 0.1, 0.05]),
+  }
+  regsl = [
+    fake_run(
+      root,
+      sweeps.Run("regsl", "digits", "pairflip:0.2", seed, config, setting),
+      *values,
+      changed=[3, 4],
+      validation=0.9 if setting.endswith("0.9") else 0.8,
+    )
+    for (setting, seed), values in trajectories.items()
+  ]
+  return plain + regsl, trajectories
+
+
+def test_label_trajectories_plot_each_seed_of_the_cells_that_change_labels(tmp_path, monkeypatch):
+  root = str(tmp_path)
+  runs, trajectories = fake_sweep(root)
+  drawn, draw = {}, plots.plot_label_trajectories
+
+  def plot(panels, path):
+    drawn.update(panels)
+    return draw(panels, path)
+
+  monkeypatch.setattr(sweeps.plots, "plot_label_trajectories", plot)
+  path = sweeps.plot_label_trajectories(runs, root)
+  assert path == os.path.join(root, "label_trajectories.png")
+  with open(path, "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+  # Only the cell that changes labels, and of the tuned variant only the setting best on validation.
+  assert list(drawn) == ["regsl · digits · pairflip:0.2"]
+  expected = [(seed, values) for (setting, seed), values in trajectories.items() if setting.endswith("0.9")]
+  for trajectory, (seed, (fractions, worsts)) in zip(drawn["regsl · digits · pairflip:0.2"], expected, strict=True):
+    assert trajectory == plots.LabelTrajectory(seed, [0.0, 1.0, 2.0], fractions, worsts)
+
+
+def test_label_trajectories_are_not_plotted_when_no_run_changes_labels(tmp_path):
+  root = str(tmp_path)
+  runs = fake_sweep(root)[0][:2]
+  assert sweeps.plot_label_trajectories(runs, root) is None
+  assert not os.path.exists(os.path.join(root, "label_trajectories.png"))
+
+
+def test_summary_reports_the_mean_worst_class_correct_at_the_end_blank_where_not_recorded(tmp_path):
+  root = str(tmp_path)
+  runs, trajectories = fake_sweep(root)
+  rows = sweeps.write_outputs(runs, root)
+  worst_end = np.mean([worsts[-1] for (setting, _), (_, worsts) in trajectories.items() if setting.endswith("0.9")])
+  assert [(r["variant"], r["worst_class_correct_end"]) for r in rows] == [("plain", None), ("regsl", worst_end)]
+  with open(os.path.join(root, "summary.csv")) as f:
+    assert [r["worst_class_correct_end"] for r in csv.DictReader(f)] == ["", str(worst_end)]
+  with open(os.path.join(root, "summary.md")) as f:
+    header, _, *lines = f.read().splitlines()
+  columns = [cell.strip() for cell in header.strip("|").split("|")]
+  cells = [dict(zip(columns, (cell.strip() for cell in line.strip("|").split("|")), strict=True)) for line in lines[:2]]
+  assert [c["worst class correct at end"] for c in cells] == ["", f"{worst_end:.3f}"]
+  assert [c["labels correct at end"] for c in cells] == ["0.800", f"{np.mean([0.9, 0.72]):.3f}"]
+  assert os.path.exists(os.path.join(root, "label_trajectories.png"))

@@ -155,6 +155,13 @@ SECTIONS = (
         "random-crop augmentation: pixels of padding (below image_size); 0 = no crops (text: ignored)",
       ),
       Field("data.flip", False, BOOLEAN, "random horizontal flips of training images (text: ignored)"),
+      Field(
+        "data.workers",
+        0,
+        integer(0, 256),
+        "worker processes making batches ahead (decoding, augmenting); 0 = one thread of the training process; "
+        "changes no value",
+      ),
     ),
   ),
   Section(
@@ -335,6 +342,12 @@ SECTIONS = (
         "τ: a label becomes the prediction whose probability exceeds it",
       ),
       Field("correction.start_epoch", 10, integer(0), "first epoch that corrects labels"),
+      Field(
+        "correction.align_prior",
+        False,
+        BOOLEAN,
+        "read probabilities times (label marginal at the start / label marginal now), so no class is drained",
+      ),
     ),
   ),
   Section(

@@ -24,6 +24,18 @@ def init_label_correction(labels) -> LabelCorrectionState:
   return LabelCorrectionState(jnp.asarray(labels, jnp.int32), zero, zero)
 
 
+def label_marginal(labels: jax.Array, num_classes: int) -> jax.Array:
+  """float32 [num_classes]: the fraction of `labels` [n] in each class."""
+  return jnp.bincount(labels, length=num_classes).astype(jnp.float32) / labels.shape[0]
+
+
+def prior_aligned(probs: jax.Array, given_marginal: jax.Array, current_marginal: jax.Array) -> jax.Array:
+  """docs/methods.md §3.2, prior alignment: probs [batch, classes] times given_marginal / current_marginal (the
+  label marginal the run started from over that of the stored labels now), renormalised per example."""
+  aligned = probs * (given_marginal / current_marginal)
+  return aligned / jnp.sum(aligned, axis=-1, keepdims=True)
+
+
 def correct_labels(
   state: LabelCorrectionState,
   probs: jax.Array,
@@ -31,13 +43,19 @@ def correct_labels(
   epoch: jax.Array,
   threshold: float,
   start_epoch: int,
+  given_marginal: jax.Array | None = None,
 ) -> LabelCorrectionState:
   """docs/methods.md §3.2: from epoch `start_epoch` on, each example of the batch whose largest probability
-  exceeds `threshold` and whose argmax differs from its stored label gets the argmax as its label.
+  exceeds `threshold` and whose argmax differs from its stored label gets the argmax as its label. With
+  `given_marginal` [classes] (the label marginal the run started from), the rule reads `prior_aligned`
+  probabilities, so no class can be drained of its labels.
 
   probs: [batch, classes]; indices: int [batch], distinct indices of the batch's examples into
   `state.labels`, in any order.
   """
+  if given_marginal is not None:  # a class with no label left counts as half an example
+    current_marginal = jnp.maximum(label_marginal(state.labels, probs.shape[-1]), 0.5 / state.labels.shape[0])
+    probs = prior_aligned(probs, given_marginal, current_marginal)
   current = state.labels[indices]
   predicted = jnp.argmax(probs, axis=-1).astype(jnp.int32)
   change = (jnp.max(probs, axis=-1) > threshold) & (predicted != current) & (epoch >= start_epoch)

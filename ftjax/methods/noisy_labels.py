@@ -10,7 +10,12 @@ from ftjax import label_noise
 from ftjax.methods import distance_regularization
 from ftjax.methods.base import LossInputs, Method, MethodContext, cross_entropy
 from ftjax.methods.consistent_loss import forward_corrected_loss
-from ftjax.methods.label_correction import correct_labels, init_label_correction, self_labeling_loss
+from ftjax.methods.label_correction import (
+  correct_labels,
+  init_label_correction,
+  label_marginal,
+  self_labeling_loss,
+)
 
 
 def _constraint(context: MethodContext, constrained: bool) -> tuple[optax.GradientTransformation, dict]:
@@ -50,11 +55,15 @@ def regsl(context: MethodContext) -> Method:
     }
     return value, metrics
 
+  given_marginal = None
+  if config.correction.align_prior:
+    given_marginal = label_marginal(jnp.asarray(context.train_labels, jnp.int32), context.num_classes)
+
   def update_state(state, probs, batch, epoch):
     if not config.regsl.correction:
       return state
     return correct_labels(
-      state, probs, batch["index"], epoch, config.correction.threshold, config.correction.start_epoch
+      state, probs, batch["index"], epoch, config.correction.threshold, config.correction.start_epoch, given_marginal
     )
 
   post_optimizer, results = _constraint(context, config.regsl.constraint)

@@ -29,7 +29,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from ftjax import label_noise, plots, progress_logging
+from ftjax import label_noise, metrics_writer, plots, progress_logging
 from ftjax.config_validation import ConfigError
 from ftjax.methods import transition_estimation
 from ftjax.runs import measure, stages
@@ -377,30 +377,47 @@ def choose_setting(by_setting: dict[str, list]) -> str:
   return next(setting for setting, mean in means.items() if mean == best)
 
 
+class ChosenCell(NamedTuple):
+  """The finished runs of one (variant, dataset, noise) that its summary row reports: those of `setting`, the one
+  `choose_setting` selects of the `settings_tried` with a finished run, as (results.json, run) in grid order."""
+
+  setting: str
+  settings_tried: int
+  finished: list[tuple[dict, Run]]
+
+
+def chosen_cells(runs: list[Run], root: str) -> dict[tuple[str, str, str], ChosenCell]:
+  """{(variant, dataset, noise): ChosenCell} of the cells with a finished run, in grid order."""
+  cells: dict[tuple, dict[str, list[tuple[dict, Run]]]] = {}
+  for run in runs:
+    results = read_results(os.path.join(root, run.name))
+    by_setting = cells.setdefault((run.variant, run.dataset, run.noise), {})
+    if results is not None:
+      by_setting.setdefault(run.setting, []).append((results, run))
+  chosen = {}
+  for cell, by_setting in cells.items():
+    if by_setting:
+      setting = choose_setting(by_setting)
+      chosen[cell] = ChosenCell(setting, len(by_setting), by_setting[setting])
+  return chosen
+
+
 def summarise(runs: list[Run], root: str) -> list[dict]:
   """One row per (variant, dataset, noise): for a tuned variant, of the setting `choose_setting` selects on
   validation (with how many were tried); the test accuracy (of each run's selected model when it has a
-  validation split, else its final one) per seed and its mean and std over the finished seeds, and, over the seeds
+  validation split, else its final one) per seed and its mean and std over the finished seeds, the mean fractions
+  of correct training labels (at the start, at the end, and of the worst class at the end), and, over the seeds
   that were measured, the means of the Hessian bound, measured gap and network Hessian trace (docs/methods.md §4)."""
-  cells: dict[tuple, dict[str, list[tuple[dict, dict | None]]]] = {}
-  for run in runs:
-    workdir = os.path.join(root, run.name)
-    results = read_results(workdir)
-    by_setting = cells.setdefault((run.variant, run.dataset, run.noise), {})
-    if results is not None:
-      by_setting.setdefault(run.setting, []).append((results, read_json(workdir, "measures.json")))
   rows = []
-  for (variant, dataset, noise), by_setting in cells.items():
-    if not by_setting:
-      continue
-    setting = choose_setting(by_setting)
-    finished = by_setting[setting]
+  for (variant, dataset, noise), (setting, settings_tried, chosen) in chosen_cells(runs, root).items():
+    finished = [(results, read_json(os.path.join(root, run.name), "measures.json")) for results, run in chosen]
     figures = [compared_figures(results) for results, _ in finished]
     accuracy = np.array([test for _, test, _ in figures])
     labels = {
       when: float(np.mean([r["label_noise"][key] for r, _ in finished]))
       for when, key in (("start", "fraction_correct_start"), ("end", "fraction_correct"))
     }
+    worst = [r["label_noise"].get("worst_class_correct") for r, _ in finished]  # absent from older results.json
     row = {
       "variant": variant,
       "dataset": dataset,
@@ -411,9 +428,10 @@ def summarise(runs: list[Run], root: str) -> list[dict]:
       "test_accuracy_seeds": " ".join(f"{100 * a:.2f}" for a in accuracy),
       "model": figures[0][2],
       "setting": setting,
-      "settings_tried": len(by_setting),
+      "settings_tried": settings_tried,
       "labels_correct_start": labels["start"],
       "labels_correct_end": labels["end"],
+      "worst_class_correct_end": None if None in worst else float(np.mean(worst)),
       "wall_seconds": float(sum(r["wall_seconds"] for r, _ in finished)),
     }
     if all(validation is not None for validation, _, _ in figures):
@@ -437,8 +455,9 @@ MEASURE_COLUMNS = ("measured_seeds", "bound_mean", "generalization_gap_mean", "n
 
 def write_summary(rows: list[dict], root: str) -> None:
   """`root/summary.csv` and `root/summary.md` (test accuracy in %, each seed's and their mean ± std, the
-  population std over seeds; for tuned variants the setting selected on validation; the Hessian columns where
-  measured, blank elsewhere)."""
+  population std over seeds; for tuned variants the setting selected on validation; the worst class's fraction of
+  correct training labels, blank for runs that did not record it; the Hessian columns where measured, blank
+  elsewhere)."""
   measured = any("bound_mean" in r for r in rows)
   tuned = any(r["setting"] for r in rows)
   extra = ["validation_accuracy_mean"] if any("validation_accuracy_mean" in r for r in rows) else []
@@ -449,7 +468,7 @@ def write_summary(rows: list[dict], root: str) -> None:
     writer.writerows(rows)
   header = (
     "| variant | dataset | noise | seeds | test accuracy (%) | per seed (%) | model | labels correct at start "
-    "| labels correct at end | wall time, all seeds (s) |"
+    "| labels correct at end | worst class correct at end | wall time, all seeds (s) |"
   )
   if tuned:
     header += " setting selected on validation | settings tried |"
@@ -457,10 +476,12 @@ def write_summary(rows: list[dict], root: str) -> None:
     header += " seeds measured | Hessian bound | gap (test − train loss) | tr(H) |"
   lines = [header, "|" + " --- |" * header.count(" |")]
   for r in rows:
+    worst = "" if r.get("worst_class_correct_end") is None else f"{r['worst_class_correct_end']:.3f}"
     line = (
       f"| {r['variant']} | {r['dataset']} | {r['noise']} | {r['seeds']} | "
       f"{100 * r['test_accuracy_mean']:.2f} ± {100 * r['test_accuracy_std']:.2f} | {r['test_accuracy_seeds']} | "
-      f"{r['model']} | {r['labels_correct_start']:.3f} | {r['labels_correct_end']:.3f} | {r['wall_seconds']:.0f} |"
+      f"{r['model']} | {r['labels_correct_start']:.3f} | {r['labels_correct_end']:.3f} | {worst} | "
+      f"{r['wall_seconds']:.0f} |"
     )
     if tuned:
       line += f" {r['setting'] or '(not tuned)'} | {r['settings_tried']} |"
@@ -471,6 +492,8 @@ def write_summary(rows: list[dict], root: str) -> None:
     "\nTest accuracy: mean ± population std (ddof 0) over the finished seeds, of each run's model selected on its "
     "validation split ('selected') or its final model ('final')"
     + ("; a tuned variant's row is its setting with the best mean validation accuracy." if tuned else ".")
+    + " Worst class correct: the lowest over clean classes of the fraction of a class's training examples whose "
+    "label is that class, at the end of training (mean over the seeds)."
   )
   with open(os.path.join(root, "summary.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
@@ -511,6 +534,37 @@ def plot_bound_vs_gap(runs: list[Run], root: str) -> str | None:
       label = f"{run.dataset} {run.noise} s{run.seed}"
       points.append(plots.BoundPoint(label, run.variant, measure.matched_gap(measured), measured["bound"]))
   return plots.plot_bound_vs_gap(points, os.path.join(root, "bound_vs_gap.png")) if points else None
+
+
+def label_trajectory(seed: int, results: dict, records: list[dict]) -> plots.LabelTrajectory:
+  """A run's fraction of correct training labels (overall and of the worst class) at each epoch's end from its
+  metrics `records`, preceded at epoch 0 by those of its labels at the start (from its `results`)."""
+  steps_per_epoch = results["steps"] / results["epochs"]
+  start = results["label_noise"]
+  records = [r for r in records if "labels/fraction_correct" in r]
+
+  def series(metric: str) -> list[float]:  # a value not recorded (or logged as null) is NaN, a gap in the line
+    return [float("nan") if r.get(metric) is None else r[metric] for r in records]
+
+  epochs = [0.0] + [r["step"] / steps_per_epoch for r in records]
+  fraction = [start["fraction_correct_start"]] + series("labels/fraction_correct")
+  worst = [start.get("worst_class_correct_start", float("nan"))] + series("labels/worst_class_correct")
+  recorded_worst = any("labels/worst_class_correct" in r for r in records)  # runs older than it did not record it
+  return plots.LabelTrajectory(seed, epochs, fraction, worst if recorded_worst else [])
+
+
+def plot_label_trajectories(runs: list[Run], root: str) -> str | None:
+  """`root/label_trajectories.png`: for each (variant, dataset, noise) whose runs change training labels (e.g.
+  regsl's self label-correction; of a tuned variant, the setting `choose_setting` selects), each seed's fraction of
+  correct training labels by epoch, and dashed that of its worst class; None when no run changes labels."""
+  panels = {}
+  for (variant, dataset, noise), cell in chosen_cells(runs, root).items():
+    seeds = [
+      (run.seed, results, metrics_writer.read_metrics(os.path.join(root, run.name))) for results, run in cell.finished
+    ]
+    if any((r.get("labels/num_changed") or 0) > 0 for _, _, records in seeds for r in records):
+      panels[f"{variant} · {dataset} · {noise}"] = [label_trajectory(*seed) for seed in seeds]
+  return plots.plot_label_trajectories(panels, os.path.join(root, "label_trajectories.png")) if panels else None
 
 
 def plot_accuracy(rows: list[dict], root: str) -> None:
@@ -588,4 +642,5 @@ def write_outputs(runs: list[Run], root: str) -> list[dict]:
     write_comparison(rows, root)
     plot_accuracy(rows, root)
     plot_bound_vs_gap(runs, root)
+    plot_label_trajectories(runs, root)
   return rows

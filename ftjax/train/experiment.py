@@ -21,6 +21,7 @@ from ftjax.methods.base import Method, MethodContext
 from ftjax.models import pretrained, registry as model_registry
 from ftjax.models.structure import ModelStructure
 from ftjax.train.state import TrainState, create_train_state
+from ftjax.train.steps import CompiledSteps
 
 EXAMPLE_TOKENS = 16  # the length of the token arrays a text model is initialised on
 
@@ -415,4 +416,16 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: str | None = No
     state,
     anchor,
     structure,
+  )
+
+
+def compiled_steps(exp: Experiment) -> CompiledSteps:
+  """The jitted train, eval and predict steps of `exp` (its mesh, model, method, optimiser and model inputs)."""
+  return CompiledSteps(
+    exp.mesh,
+    model=exp.model,
+    method=exp.method,
+    tx=exp.tx,
+    steps_per_epoch=exp.steps_per_epoch,
+    inputs=exp.structure.inputs,
   )

@@ -23,7 +23,7 @@ from ftjax.distance import norms
 from ftjax.methods import transition_estimation
 from ftjax.metrics_writer import MetricsWriter, read_metrics
 from ftjax.train import checkpointing, interruptions, selection, workdir_lock
-from ftjax.train.experiment import Experiment, RunSetup, build_experiment, checked_config
+from ftjax.train.experiment import Experiment, RunSetup, build_experiment, checked_config, compiled_steps
 from ftjax.train.state import TrainState
 from ftjax.train.steps import CompiledSteps, EvalSteps, eval_steps
 
@@ -39,11 +39,13 @@ def evaluate(
   preprocess: data.Preprocess,
   batch_size: int,
   mesh: jax.sharding.Mesh,
+  workers: int = 0,
 ) -> dict:
-  """Mean loss, accuracy and largest per-example loss of `state` over every example of `source`."""
+  """Mean loss, accuracy and largest per-example loss of `state` over every example of `source` (batches made by
+  `workers` worker processes, as `data.eval_batches` makes them)."""
   totals = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
   max_loss = -np.inf
-  for batch in data.eval_batches(source, preprocess, batch_size):
+  for batch in data.eval_batches(source, preprocess, batch_size, workers=workers):
     sums = jax.device_get(steps.eval(state, parallel.shard_batch(batch, mesh)))
     for k in totals:
       totals[k] += float(sums[k])
@@ -71,7 +73,8 @@ def predict_probabilities(
   """Softmax probabilities [len(source), C] of `state` in eval mode, in example order."""
   steps = eval_steps(run.mesh, run.model, run.structure.inputs)
   chunks = []
-  for batch in data.eval_batches(source, run.eval_preprocess, run.config.optim.eval_batch_size):
+  size, workers = run.config.optim.eval_batch_size, run.config.data.workers
+  for batch in data.eval_batches(source, run.eval_preprocess, size, workers=workers):
     probs, mask = jax.device_get(steps.predict(state, parallel.shard_batch(batch, run.mesh)))
     chunks.append(np.asarray(probs)[np.asarray(mask) > 0])
   return np.concatenate(chunks)
@@ -135,7 +138,7 @@ def check_config_unchanged(workdir: str, config: ml_collections.ConfigDict, allo
   if started is None or allow_change:
     return
   resolved = json.loads(config.to_json())
-  changed = config_layout.differing_fields(started, resolved)
+  changed = config_layout.differing_run_fields(started, resolved)
   if changed:
     raise ConfigChangeError(
       f"workdir {workdir!r} was started with another config (fields {', '.join(changed)} "
@@ -151,9 +154,12 @@ def record_config(workdir: str, config: ml_collections.ConfigDict) -> None:
 
 def stored_results(workdir: str, config: ml_collections.ConfigDict) -> dict | None:
   """The results of a finished run of `config` in `workdir` (its results.json, beside a config.json
-  that records `config` itself), or None."""
+  that records `config` itself, up to `config_layout.VALUE_FREE_FIELDS`), or None."""
   path = os.path.join(workdir, "results.json")
-  if not os.path.exists(path) or recorded_config(workdir) != json.loads(config.to_json()):
+  recorded = recorded_config(workdir)
+  if not os.path.exists(path) or recorded is None:
+    return None
+  if config_layout.differing_run_fields(recorded, json.loads(config.to_json())):
     return None
   with open(path) as f:
     return json.load(f)
@@ -210,14 +216,7 @@ def restore_train_evaluate(exp: Experiment, workdir: str, manager: ocp.Checkpoin
     pending = restored_pending(exp, workdir, start_step)
     if start_step:
       log.info("resuming from step %d of %d", start_step, exp.total_steps)
-    steps = CompiledSteps(
-      exp.mesh,
-      model=exp.model,
-      method=exp.method,
-      tx=exp.tx,
-      steps_per_epoch=exp.steps_per_epoch,
-      inputs=exp.structure.inputs,
-    )
+    steps = compiled_steps(exp)
     state, final_eval = train(exp, steps, state, manager, writer, start_step, pending)
     return final_results(exp, steps, state, workdir, start_step, time.time() - start_time, final_eval)
   finally:
@@ -264,14 +263,21 @@ def pending_metrics_path(workdir: str) -> str:
 def label_report(exp: Experiment, state: TrainState) -> dict:
   """How many training labels are correct (docs/methods.md §3.1): at the start (after synthetic noise), now
   (the labels a method keeps in its state, e.g. self label-correction, else the given ones), and
-  how many the method has changed."""
+  how many the method has changed; per clean class now (None for a class without examples) and the
+  worst class's fraction at the start and now, which shows a class the labels have collapsed out of."""
   clean, start = exp.label_noise.clean_labels, np.asarray(exp.splits.train.labels)
   kept = getattr(state.method_state, "labels", None)
   now = start if kept is None else np.asarray(jax.device_get(kept))
+  per_class_start = label_noise.per_class_correct(start, clean, exp.num_classes)
+  per_class = label_noise.per_class_correct(now, clean, exp.num_classes)
   return {
     "fraction_correct_start": label_noise.fraction_correct(start, clean),
     "fraction_correct": label_noise.fraction_correct(now, clean),
     "num_changed": int(np.sum(now != start)),
+    "worst_class_correct_start": float(np.nanmin(per_class_start)),
+    "worst_class_correct": float(np.nanmin(per_class)),
+    "labels_correct_per_class_start": [None if np.isnan(c) else float(c) for c in per_class_start],
+    "labels_correct_per_class": [None if np.isnan(c) else float(c) for c in per_class],
   }
 
 
@@ -357,6 +363,7 @@ def train(
       global_batch_size=config.optim.batch_size,
       start_step=start_step,
       num_steps=exp.total_steps,
+      workers=config.data.workers,
     ):
       state, metrics = steps.train(state, parallel.shard_batch(batch, mesh))
       if unchecked:  # the previous step's metrics, checked while this step runs
@@ -384,14 +391,17 @@ def train(
         pending, tick = [], time.time()
       if done % exp.steps_per_epoch == 0:
         labels = label_report(exp, state)
-        record.update(prefixed("labels/", {k: labels[k] for k in ("fraction_correct", "num_changed")}))
+        record.update(
+          prefixed("labels/", {k: labels[k] for k in ("fraction_correct", "worst_class_correct", "num_changed")})
+        )
         if report_labels:
           log.info(
-            "epoch %d  training labels correct %.4f (%.4f at the start; %d changed)",
+            "epoch %d  training labels correct %.4f (%.4f at the start; %d changed); worst class %.4f",
             done // exp.steps_per_epoch,
             labels["fraction_correct"],
             labels["fraction_correct_start"],
             labels["num_changed"],
+            labels["worst_class_correct"],
           )
       if (
         config.run.eval_every and done % (config.run.eval_every * exp.steps_per_epoch) == 0
@@ -428,12 +438,12 @@ def evaluate_and_select(exp: Experiment, steps: CompiledSteps, state: TrainState
   in `workdir/selected/` when its validation figure (`run.select_by`) is the best so far (`ftjax.train.selection`)."""
   config, mesh, epoch = exp.config, exp.mesh, done / exp.steps_per_epoch
   size = config.optim.eval_batch_size
-  test = evaluate(steps, state, exp.splits.test, exp.eval_preprocess, size, mesh)
+  test = evaluate(steps, state, exp.splits.test, exp.eval_preprocess, size, mesh, config.data.workers)
   record = prefixed("test/", {"loss": test["loss"], "accuracy": test["accuracy"]})
   if exp.splits.validation is None:
     log.info("step %d  epoch %.2f  test loss %.4f  test accuracy %.4f", done, epoch, test["loss"], test["accuracy"])
     return Evaluation(test, None, record)
-  validation = evaluate(steps, state, exp.splits.validation, exp.eval_preprocess, size, mesh)
+  validation = evaluate(steps, state, exp.splits.validation, exp.eval_preprocess, size, mesh, config.data.workers)
   record.update(prefixed("validation/", {"loss": validation["loss"], "accuracy": validation["accuracy"]}))
   noisy = " (vs noisy labels)" if config.noise.type != "none" and not config.data.clean_validation else ""
   log.info(
@@ -501,7 +511,8 @@ def final_results(
   validation splits, writes `workdir/results.json` (with the selected model's record when there is a validation
   split) and `workdir/curves.png`."""
   config = exp.config
-  train_eval = evaluate(steps, state, exp.splits.train, exp.eval_preprocess, config.optim.eval_batch_size, exp.mesh)
+  size, workers = config.optim.eval_batch_size, config.data.workers
+  train_eval = evaluate(steps, state, exp.splits.train, exp.eval_preprocess, size, exp.mesh, workers)
   if final_eval is None:
     final_eval = evaluate_and_select(exp, steps, state, int(jax.device_get(state.step)), workdir)
   test_eval, validation_eval = final_eval.test, final_eval.validation
