@@ -105,6 +105,16 @@ def test_a_measured_sweep_reports_the_mean_bound_of_the_measured_seeds_and_plots
     lines = f.read().splitlines()
   assert "Hessian bound" in lines[0] and lines[1].count("---") == lines[0].count(" |")
   assert os.path.getsize(os.path.join(root, "bound_vs_gap.png")) > 0
+  # Measuring another checkpoint writes another file: the summary reads it, and a measured run is not measured again.
+  config.sweep.measure_settings = {**config.sweep.measure_settings, "checkpoint": "selected"}
+  assert sweeps.measures_file(config.sweep) == "measures_selected.json"
+  os.rename(os.path.join(cell, "seed1", "measures.json"), os.path.join(cell, "seed1", "measures_selected.json"))
+
+  def measured_again(workdir):
+    raise AssertionError(f"{workdir} was measured again")
+
+  (again,) = sweeps.run_sweep(config, root, measured_again)
+  assert (again["measured_seeds"], again["bound_mean"]) == (1, measured["bound"])
 
 
 def test_unknown_measure_settings_are_refused():

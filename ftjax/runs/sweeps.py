@@ -32,7 +32,7 @@ import numpy as np
 from ftjax import label_noise, metrics_writer, plots, progress_logging
 from ftjax.config_validation import ConfigError
 from ftjax.methods import transition_estimation
-from ftjax.runs import measure, stages
+from ftjax.runs import measure, measure_reports, stages
 from ftjax.train.experiment import checked_config
 
 log = logging.getLogger(__name__)
@@ -346,11 +346,21 @@ def read_results(workdir: str) -> dict | None:
   return read_json(workdir, "results.json")
 
 
-def check_cell_files(runs: Sequence[Run], root: str) -> None:
-  """A one-line ConfigError for the first cell whose results.json or measures.json is damaged (read before
+MEASURES = "measures.json"  # the measures of a run's final model on its given labels (measure_reports.output_name)
+
+
+def measures_file(sweep: ml_collections.ConfigDict) -> str:
+  """The name of the file a run's measures are in for this sweep: 'measures.json', or its variant for the
+  checkpoint, labels and loss `sweep.measure_settings` ask for (e.g. 'measures_selected.json')."""
+  settings = measure_settings(sweep)
+  return measure_reports.output_name(MEASURES, settings) if settings is not None else MEASURES
+
+
+def check_cell_files(runs: Sequence[Run], root: str, measures_name: str = "measures.json") -> None:
+  """A one-line ConfigError for the first cell whose results.json or measures file is damaged (read before
   anything trains)."""
   for run in runs:
-    for name in ("results.json", "measures.json"):
+    for name in ("results.json", measures_name):
       read_json(run.workdir(root), name)
 
 
@@ -402,15 +412,16 @@ def chosen_cells(runs: list[Run], root: str) -> dict[tuple[str, str, str], Chose
   return chosen
 
 
-def summarise(runs: list[Run], root: str) -> list[dict]:
+def summarise(runs: list[Run], root: str, measures_name: str = "measures.json") -> list[dict]:
   """One row per (variant, dataset, noise): for a tuned variant, of the setting `choose_setting` selects on
   validation (with how many were tried); the test accuracy (of each run's selected model when it has a
   validation split, else its final one) per seed and its mean and std over the finished seeds, the mean fractions
   of correct training labels (at the start, at the end, and of the worst class at the end), and, over the seeds
-  that were measured, the means of the Hessian bound, measured gap and network Hessian trace (docs/methods.md §4)."""
+  that were measured (their `measures_name` files), the means of the Hessian bound, measured gap and network
+  Hessian trace (docs/methods.md §4)."""
   rows = []
   for (variant, dataset, noise), (setting, settings_tried, chosen) in chosen_cells(runs, root).items():
-    finished = [(results, read_json(os.path.join(root, run.name), "measures.json")) for results, run in chosen]
+    finished = [(results, read_json(os.path.join(root, run.name), measures_name)) for results, run in chosen]
     figures = [compared_figures(results) for results, _ in finished]
     accuracy = np.array([test for _, test, _ in figures])
     labels = {
@@ -524,12 +535,12 @@ def write_comparison(rows: list[dict], root: str) -> None:
     f.write("\n\n".join(sections) + "\n")
 
 
-def plot_bound_vs_gap(runs: list[Run], root: str) -> str | None:
-  """`root/bound_vs_gap.png`: every measured run's Hessian bound against its measured gap,
-  coloured by variant; None when no run has measures."""
+def plot_bound_vs_gap(runs: list[Run], root: str, measures_name: str = "measures.json") -> str | None:
+  """`root/bound_vs_gap.png`: every measured run's Hessian bound against its measured gap (from its
+  `measures_name` file), coloured by variant; None when no run has measures."""
   points = []
   for run in runs:
-    measured = read_json(os.path.join(root, run.name), "measures.json")
+    measured = read_json(os.path.join(root, run.name), measures_name)
     if measured is not None:
       label = f"{run.dataset} {run.noise} s{run.seed}"
       points.append(plots.BoundPoint(label, run.variant, measure.matched_gap(measured), measured["bound"]))
@@ -602,14 +613,15 @@ def plot_accuracy(rows: list[dict], root: str) -> None:
 def run_sweep(
   config: ml_collections.ConfigDict, root: str, measure_run: Callable[[str], dict] | None = None
 ) -> list[dict]:
-  """Trains every unfinished run of the variants `sweep.only` selects, in `training_order` (and,
-  given `measure_run`, measures every finished run that has no measures.json yet), rewriting the
-  summary and plots after each run. Progress lines of a run and its measurement are labelled
+  """Trains every unfinished run of the variants `sweep.only` selects, in `training_order` (and, given
+  `measure_run`, measures every finished run of `sweep.measure_seeds` that has no measures file yet), rewriting
+  the summary and plots after each run. Progress lines of a run and its measurement are labelled
   '[i/n variant/dataset/noise/seedK]'."""
   chosen = selected_variants(config.sweep)
   runs = [run for run in reuse_plain_runs(grid(config), root) if run.variant in chosen]
   measured_seeds = tuple(config.sweep.get("measure_seeds", ())) or tuple(config.sweep.seeds)
-  check_cell_files(runs, root)
+  measures_name = measures_file(config.sweep)
+  check_cell_files(runs, root, measures_name)
   os.makedirs(root, exist_ok=True)
   start = time.time()
   rows = []
@@ -622,25 +634,26 @@ def run_sweep(
       else:
         log.info("training (method=%s)", run.config.method)
         stages.run_with_stages(run.config, workdir)
-      if measure_run is not None and run.seed in measured_seeds and read_json(workdir, "measures.json") is None:
+      if measure_run is not None and run.seed in measured_seeds and read_json(workdir, measures_name) is None:
         measure_run(workdir)
     # Each run compiles its own executables; dropping them keeps a long sweep within the process's
     # memory-map limit (XLA:CPU failed with "Cannot allocate memory" after ~20 measured runs).
     jax.clear_caches()
-    rows = write_outputs(runs, root)
+    rows = write_outputs(runs, root, measures_name)
   log.info(
     "sweep of %d runs done in %.0f s; summary in %s", len(runs), time.time() - start, os.path.join(root, "summary.md")
   )
   return rows
 
 
-def write_outputs(runs: list[Run], root: str) -> list[dict]:
-  """The summary rows of the finished runs, written with the plots (on process 0)."""
-  rows = summarise(runs, root)
+def write_outputs(runs: list[Run], root: str, measures_name: str = "measures.json") -> list[dict]:
+  """The summary rows of the finished runs, written with the plots (on process 0); measures from each run's
+  `measures_name` file."""
+  rows = summarise(runs, root, measures_name)
   if jax.process_index() == 0 and rows:
     write_summary(rows, root)
     write_comparison(rows, root)
     plot_accuracy(rows, root)
-    plot_bound_vs_gap(runs, root)
+    plot_bound_vs_gap(runs, root, measures_name)
     plot_label_trajectories(runs, root)
   return rows
