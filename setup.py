@@ -12,8 +12,8 @@ REQUIREMENTS = [
 ]
 
 EXTRAS = {
-  # The test suite and its linter: pip install -e '.[test]' then ruff check . and python -m pytest -q (no PyTorch).
-  "test": ["pytest", "chex>=0.1.92", "nbformat", "nbclient", "ipykernel", "ruff==0.17.6"],
+  # The test suite and its linter: pip install -e '.[test]' then ruff check . and python -m pytest -q -n 2 (no PyTorch).
+  "test": ["pytest", "pytest-xdist", "chex>=0.1.92", "nbformat", "nbclient", "ipykernel", "ruff==0.17.6"],
   # The live comparisons against PyTorch (tests/test_*_parity_live.py: torchvision ResNets, timm ViTs, transformers'
   # BERT/RoBERTa, built with random weights) and reading .pth/.pt/.bin files. On Linux pip otherwise pulls a CUDA
   # build of torch; install the CPU build first where no GPU is used (timm then with --no-deps, see README).
