@@ -16,7 +16,7 @@ import gzip
 import importlib.util
 import os
 import struct
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image
@@ -343,6 +343,12 @@ def _tfds_reader(builder, name: str) -> str:
   )
 
 
+def _every_record(records, chunk: int = 4096) -> Iterator[dict]:
+  """Every example of a `tfds.data_source`, in order, read `chunk` at a time."""
+  for start in range(0, len(records), chunk):
+    yield from records.__getitems__(list(range(start, min(start + chunk, len(records)))))
+
+
 def _tfds_random_access(name, data_dir, split, class_names, image_key, label_key, image_size) -> TfdsSource:
   """A TfdsSource over `tfds.data_source`; labels read once with image decoding skipped."""
   import tensorflow_datasets as tfds
@@ -351,12 +357,7 @@ def _tfds_random_access(name, data_dir, split, class_names, image_key, label_key
   label_view = tfds.data_source(
     name, split=split, data_dir=data_dir, download=False, decoders={image_key: tfds.decode.SkipDecoding()}
   )
-  chunk = 4096
-  labels = [
-    example[label_key]
-    for start in range(0, len(label_view), chunk)
-    for example in label_view.__getitems__(list(range(start, min(start + chunk, len(label_view)))))
-  ]
+  labels = [example[label_key] for example in _every_record(label_view)]
   return TfdsSource(records, np.arange(len(records)), np.asarray(labels, np.int32), class_names, image_key, image_size)
 
 
@@ -382,12 +383,7 @@ def _tfds_examples(name, data_dir, split, keys, reader) -> list[dict]:
 
   if reader == "array_record":
     records = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-    chunk = 4096
-    return [
-      {key: example[key] for key in keys}
-      for start in range(0, len(records), chunk)
-      for example in records.__getitems__(list(range(start, min(start + chunk, len(records)))))
-    ]
+    return [{key: example[key] for key in keys} for example in _every_record(records)]
   dataset = tfds.load(name, split=split, data_dir=data_dir, download=False, shuffle_files=False)
   return [{key: example[key] for key in keys} for example in tfds.as_numpy(dataset)]
 
