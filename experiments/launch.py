@@ -37,7 +37,7 @@ MULTI_HOST_FLAGS = ("distributed", "coordinator_address", "num_processes", "proc
 HELP_ARGS = ("-h", "-?", "--help", "--helpshort", "--helpfull")
 
 
-COMPILE_SECONDS_CACHED = 1.0  # programs that compile faster than this are not worth a cache entry
+COMPILE_SECONDS_CACHED = 0.1  # programs that compile faster than this are not worth a cache entry (a file read)
 
 
 def compilation_cache_dir() -> str | None:

@@ -45,6 +45,9 @@ flags.DEFINE_enum(
   ["cross_entropy", "forward_corrected"],
   "Train loss measured: cross-entropy, or the forward-corrected loss a consistent run trained with.",
 )
+flags.DEFINE_integer(
+  "concurrency", DEFAULTS.concurrency, "Hessian measures computed at once on one device (1: in turn); same numbers."
+)
 
 
 def main(argv):

@@ -31,6 +31,7 @@ SHIPPED_CONFIGS = [
   ("sweep_noisy_digits", "settings"),
   ("sweep_noisy_digits", "full"),
   ("sweep_noisy_digits", "tuned"),
+  ("sweep_noisy_digits", "tuned_full"),
 ]
 FIELD_LINE = re.compile(r"^  (\S+) {2,}(.*?)(?: {2,}(.*))?$")
 

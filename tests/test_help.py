@@ -100,5 +100,5 @@ def test_help_with_a_bad_config_argument_is_one_line_and_exit_code_2():
   assert proc.returncode == 2 and "Traceback" not in proc.stderr
   assert proc.stderr.strip().splitlines() == [
     "error: flag --config=experiments/configs/sweep_noisy_digits.py:nope: ValueError: sweep_noisy_digits config "
-    "argument 'nope'; valid: none, 'ablation', 'settings', 'full', 'tuned', 'seeds'"
+    "argument 'nope'; valid: none, 'ablation', 'settings', 'full', 'tuned', 'tuned_full', 'seeds'"
   ]

@@ -87,6 +87,38 @@ def test_layer_product_is_the_diagonal_block(problem):
     np.testing.assert_allclose(matvec(jnp.asarray(v)), expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
 
 
+def test_linearized_products_are_the_hvps_to_float32_rounding(problem):
+  # jax.linearize evaluates the primal part of jvp-over-grad once; XLA may fuse the remaining tangent part
+  # differently, so the products agree to rounding, not always bit for bit.
+  loss_fn, params, _ = problem
+  rows = lambda like: jax.random.normal(jax.random.key(11), (3, ravel_pytree(like)[0].size))
+  for layer in [None, *leaf_slices(params)]:
+    like = params if layer is None else tree_paths.named_leaves(params)[layer]
+    vectors = rows(like)
+    expected = products.flat_products(loss_fn, params, vectors, layer)
+    linear_map = products.linearized_hessian(loss_fn, params, layer)
+    tolerance = dict(rtol=1e-6, atol=1e-6 * float(np.abs(expected).max()))
+    np.testing.assert_allclose(products.linear_products(linear_map, like, vectors), expected, **tolerance)
+    matvec, _ = hessian.hessian_operator([loss_fn, loss_fn], params, layer)
+    mean = products.mean_products([loss_fn] * 2, params, vectors[:1], layer)[0]
+    np.testing.assert_allclose(matvec(vectors[0]), mean, **tolerance)
+
+
+def test_power_iteration_from_a_host_drawn_start_compiles_one_product():
+  # Params replicated on a one-device mesh, as experiments.measure holds them; the start vector is drawn
+  # uncommitted, the later ones come out of the product: one compiled program serves both.
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  loss_fn, params, _, _ = tiny_problem(MLP(), (13,), batch_size=7)  # shapes no other test compiles
+  params = jax.device_put(params, replicated)
+  before = products.linear_products._cache_size()
+  found = hessian.top_eigenvalues(
+    loss_fn, params, jax.random.key(12), 1, layer="hidden/kernel", max_iterations=6, tol=0
+  )
+  assert found.num_iterations[0] == 6
+  assert products.linear_products._cache_size() - before == 1
+
+
 def within(estimate: hessian.TraceEstimate, exact: float, sigmas: float = 3.0) -> bool:
   return abs(estimate.estimate - exact) <= sigmas * estimate.stderr + 1e-5 * abs(exact)
 

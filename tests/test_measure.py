@@ -163,6 +163,12 @@ def test_bound_text_says_when_a_bound_is_vacuous():
   assert measure.bound_text(0.008712, False, "at least 1") == "0.008712"
 
 
+def test_a_concurrency_below_one_is_refused_in_one_line():
+  with pytest.raises(ConfigError, match=r"^--concurrency=0; valid: an integer >= 1$"):
+    measure.check_settings(SETTINGS._replace(concurrency=0))
+  measure.check_settings(SETTINGS._replace(concurrency=1))
+
+
 def test_plots_are_titled_pngs(measured, tmp_path):
   workdir, measures = measured
   run = os.path.basename(workdir)

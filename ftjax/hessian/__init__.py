@@ -16,6 +16,8 @@ from ftjax.hessian.products import (
   hessian_operator,
   hvp,
   leaf_loss,
+  linear_products,
+  linearized_hessian,
   mean_products,
 )
 from ftjax.hessian.quadrature import lanczos, positive_part, quadratic_form
@@ -50,6 +52,8 @@ __all__ = [
   "layer_top_eigenvalues",
   "layer_traces",
   "leaf_loss",
+  "linear_products",
+  "linearized_hessian",
   "mean_products",
   "network_block",
   "network_trace",

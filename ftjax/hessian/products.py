@@ -67,10 +67,47 @@ def mean_products(
   return sum(flat_products(loss, params, vectors, layer) for loss in losses) / len(losses)
 
 
+@functools.partial(jax.jit, static_argnames="layer")
+def linearized_hessian(loss_fn: LossFn, params, layer: str | None = None) -> jax.tree_util.Partial:
+  """tangent -> H tangent at `params`, over all params or with `layer` the block H_ii over that leaf: `jax.linearize`
+  of the gradient, a pytree holding the intermediate values of one gradient (forward and backward pass), so that
+  each product (`linear_products`) computes only the tangent part; the products are `hvp`'s to float32 rounding."""
+  if layer is not None:
+    loss_fn, params = leaf_loss(loss_fn, params, layer), tree_paths.named_leaves(params)[layer]
+  return jax.linearize(jax.grad(loss_fn), params)[1]
+
+
+@jax.jit
+def linear_products(linear_map: jax.tree_util.Partial, like, vectors: jax.Array) -> jax.Array:
+  """[c, d] -> [c, d]: `linear_map` (a `linearized_hessian`) applied to each row, rows flattened as `like` (its
+  params, or its layer's leaf) is by `ravel_pytree`."""
+  unravel = ravel_pytree(like)[1]
+  return jax.vmap(lambda v: ravel_pytree(linear_map(unravel(v)))[0])(vectors)
+
+
 def hessian_operator(
   loss_fn: LossFn | Sequence[LossFn], params, layer: str | None = None
 ) -> tuple[Callable[[jax.Array], jax.Array], int]:
-  """(v [d] -> H v [d], d): `mean_products` for one vector, over all params or the block of `layer`."""
+  """(v [d] -> H v [d], d): `mean_products` for one vector (to float32 rounding), over all params or the block of
+  `layer`; each batch's gradient is linearized once (`linearized_hessian`) and held while the map lives, so a
+  product costs its tangent part alone (for a layer's block near the output, a small fraction of an HVP)."""
   losses = as_arguments(loss_fn)
-  dim = sum(leaf.size for leaf in jax.tree.leaves(tree_paths.named_leaves(params)[layer] if layer else params))
-  return (lambda v: mean_products(losses, params, v[None], layer)[0]), dim
+  like = tree_paths.named_leaves(params)[layer] if layer else params
+  maps = [linearized_hessian(loss, params, layer) for loss in losses]
+  dim = sum(leaf.size for leaf in jax.tree.leaves(like))
+  place = _placement(like)
+
+  def matvec(v: jax.Array) -> jax.Array:
+    rows = place(v[None])
+    return (sum(linear_products(m, like, rows) for m in maps) / len(maps))[0]
+
+  return matvec, dim
+
+
+def _placement(like) -> Callable[[jax.Array], jax.Array]:
+  """x -> x placed as the leaves of `like` are when they are replicated (x unchanged otherwise): a start vector
+  drawn on the host and the products computed from it then call one compiled program, not two."""
+  leaf = jax.tree.leaves(like)[0]
+  if not isinstance(leaf, jax.Array) or isinstance(leaf, jax.core.Tracer) or not leaf.sharding.is_fully_replicated:
+    return lambda x: x
+  return lambda x: jax.device_put(x, leaf.sharding)

@@ -14,12 +14,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from tqdm import tqdm
 
 from ftjax import config_layout, data, generalization, hessian, label_noise, layer_groups, parallel
 from ftjax.config_validation import ConfigError, as_config_error
 from ftjax.distance import norms
 from ftjax.methods import consistent_loss, distance_regularization, transition_estimation
+from ftjax.runs import hessian_tasks
 from ftjax.train import loop, selection, steps as train_steps
 from ftjax.train.experiment import RunSetup, build_run_setup
 
@@ -28,7 +28,7 @@ log = logging.getLogger("ftjax.measure")
 
 class MeasureSettings(NamedTuple):
   """What to compute and how hard to try (the flags of the same names say what each is). The
-  defaults (2 batches of 128 examples, 20 probes) take about 2.5 minutes for the default ResNet-18
+  defaults (2 batches of 128 examples, 20 probes) take under 2 minutes for the default ResNet-18
   run on a 2-core CPU, most of it in the per-layer eigenvalues and Lanczos quadratures."""
 
   num_probes: int = 20
@@ -48,6 +48,7 @@ class MeasureSettings(NamedTuple):
   density_layers: bool = False
   labels: str = "given"
   loss: str = "cross_entropy"
+  concurrency: int = 2  # Hessian measures computed at once on a one-device mesh (ftjax.runs.hessian_tasks)
 
 
 DEFAULTS = MeasureSettings()
@@ -78,6 +79,7 @@ def check_settings(settings: MeasureSettings, prefix: str = "--") -> None:
     eigen_iterations=1,
     lanczos_steps=1,
     noise_draws=2,
+    concurrency=1,
   )
   for field, low in minimums.items():
     if getattr(settings, field) < low:
@@ -255,50 +257,6 @@ def batch_losses(
   return losses, count
 
 
-def progress_bar(description: str, unit: str) -> hessian.Progress:
-  """Wraps an iterable in a tqdm bar on stderr (count, rate, time left), shown on process 0 only."""
-  return lambda iterable: tqdm(iterable, desc=description, unit=unit, disable=jax.process_index() != 0)
-
-
-def layer_measures(
-  losses: list, params: dict, anchor: dict, settings: MeasureSettings, key: jax.Array
-) -> dict[str, dict]:
-  """{layer: top eigenvalue of H_ii (on all batches) and v_i^T H_ii^+ v_i (max over batches)},
-  logging each layer as it is done."""
-  differences = generalization.layer_differences(params, anchor)
-  out = {}
-  layers = progress_bar("eigenvalue, v^T H^+ v", "layer")(differences.items())
-  for i, (name, difference) in enumerate(layers):
-    eigen = hessian.top_eigenvalues(
-      losses,
-      params,
-      jax.random.fold_in(key, i),
-      1,
-      layer=name,
-      max_iterations=settings.eigen_iterations,
-      tol=settings.eigen_tol,
-    )
-    positive = max(
-      generalization.positive_part_quadratic_form(loss, params, name, difference, settings.lanczos_steps)
-      for loss in losses
-    )
-    out[name] = {
-      "top_eigenvalue": float(eigen.eigenvalues[0]),
-      "top_eigenvalue_iterations": int(eigen.num_iterations[0]),
-      "paper_positive_part": positive,
-    }
-    log.info(
-      "layer %d/%d %s: top eigenvalue %.4g (%d HVPs), v^T H^+ v %.4g",
-      i + 1,
-      len(differences),
-      name,
-      eigen.eigenvalues[0],
-      eigen.num_iterations[0],
-      positive,
-    )
-  return out
-
-
 def matched_gap(measures: dict) -> float:
   """The generalisation gap the Hessian bound speaks of (docs/methods.md §4): test minus training loss with
   test labels distributed as the training labels are (under their synthetic noise, if any)."""
@@ -345,34 +303,18 @@ def measure(run: FinishedRun, settings: MeasureSettings) -> dict:
   params, anchor = state.params, parallel.replicate(setup.anchor_params, setup.mesh)
   key = jax.random.key(settings.seed)
 
-  log.info("traces: %d probes (%s) on %d examples", settings.num_probes, settings.trace_method, num_measured)
-  traces = hessian.block_traces(
-    losses,
-    params,
-    jax.random.fold_in(key, 0),
-    settings.num_probes,
-    blocks={**hessian.layer_blocks(params), **hessian.network_block(params)},
-    method=settings.trace_method,
-    progress=progress_bar("Hessian traces", "probe"),
+  sigmas = generalization.relative_sigmas(params, settings.noise_scale)
+  in_network_order = layer_groups.network_order(
+    sigmas, distance_regularization.group_patterns(setup.config, setup.structure), setup.structure.head
   )
-  network_eigen = hessian.top_eigenvalues(
-    losses, params, jax.random.fold_in(key, 1), 1, max_iterations=settings.eigen_iterations, tol=settings.eigen_tol
-  )
-  log.info("network: trace %.4g, top eigenvalue %.4g", traces[hessian.NETWORK].estimate, network_eigen.eigenvalues[0])
-  per_layer = layer_measures(losses, params, anchor, settings, jax.random.fold_in(key, 2))
-  authors = generalization.max_over_batches(
-    [generalization.full_hvp_quadratic_forms(loss, params, anchor) for loss in losses]
-  )
+  concurrency = settings.concurrency if setup.mesh.devices.size == 1 and jax.process_count() == 1 else 1
+  log.info("Hessian measures on %d examples", num_measured)
+  found = hessian_tasks.hessian_measures(losses, params, anchor, sigmas, in_network_order, settings, key, concurrency)
+  traces, network_eigen, per_layer, authors, stability = found
   paper = {name: layer["paper_positive_part"] for name, layer in per_layer.items()}
   distances = {
     name: d["frobenius"] for name, d in norms.layer_distances(jax.device_get(params), setup.anchor_params).items()
   }
-
-  log.info("noise stability: %d draws per layer", settings.noise_draws)
-  sigmas = generalization.relative_sigmas(params, settings.noise_scale)
-  stability = generalization.layer_noise_stability(
-    losses, params, sigmas, jax.random.fold_in(key, 3), settings.noise_draws, progress_bar("noise stability", "case")
-  )
   together = stability[generalization.ALL_LAYERS]
   pac_bayes = generalization.pac_bayes_bound(
     train_eval["loss"] + together.estimate, distances, sigmas, num_train, settings.delta
@@ -382,9 +324,6 @@ def measure(run: FinishedRun, settings: MeasureSettings) -> dict:
     "bound_authors_full_hvp": generalization.hessian_bound(authors, max_loss, num_train),
   }
   trivial_gap = generalization.trivial_gap_bound(max_loss, train_eval["loss"])
-  in_network_order = layer_groups.network_order(
-    per_layer, distance_regularization.group_patterns(setup.config, setup.structure), setup.structure.head
-  )
 
   measures = {
     "workdir": workdir,
