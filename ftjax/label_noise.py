@@ -80,9 +80,10 @@ def _as_square(matrix) -> np.ndarray:
   return matrix
 
 
-def corrupt_labels(labels, transition, seed: int) -> np.ndarray:
+def corrupt_labels(labels, transition, seed: int | tuple[int, ...]) -> np.ndarray:
   """Noisy int32 labels [n]: label i is drawn from row F[labels[i]] of the row-stochastic `transition`
-  with a generator seeded by `seed` alone, so the same (labels, F, seed) always gives the same noisy labels."""
+  with a generator seeded by `seed` alone (`numpy.random.default_rng(seed)`), so the same (labels, F, seed) always
+  gives the same noisy labels."""
   labels = np.asarray(labels)
   transition = _as_square(transition)
   _check_labels(labels, transition.shape[0], "labels")

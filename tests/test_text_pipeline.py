@@ -272,7 +272,7 @@ def test_text_files_errors_are_one_line(tmp_path):
       lambda: data.check_dataset("text_files", str(tmp_path / "both"), splits=("train", "dev")),
       ["train.tsv and train.csv", "split 'train'"],
     ),
-    (lambda: data.load_dataset("text_files", str(tmp_path), splits=("dev", "dev", "dev")), ["two file stems"]),
+    (lambda: data.load_dataset("text_files", str(tmp_path), splits=("dev",) * 4), ["(train, test, validation)"]),
     (
       lambda: data.load_dataset("text_files", str(tmp_path), splits=("dev", "train"), text_keys=("text",)),
       ["dev.tsv", "no column 'text'"],

@@ -395,6 +395,11 @@ def test_tfds_text_dataset_in_glue_shape_loads_sentence_pairs_and_refuses_unlabe
   single = data.load_dataset(name, tfds_dir, text_keys=("sentence2",), splits=("train", "validation[:2]"))
   assert single.train.texts.tolist() == [second for _, second in splits.train.texts]
   assert single.test.texts.tolist() == [second for _, second in splits.test.texts[:2]]
+  assert type(splits) is data.Splits  # two splits named: no validation split of the dataset's own
+  three = data.load_dataset(name, tfds_dir, text_keys=pairs, splits=("train[:6]", "train[6:]", "validation"))
+  assert (len(three.train), len(three.test)) == (6, 4)
+  assert three.validation.texts.tolist() == splits.test.texts.tolist()  # the dataset's validation split, whole
+  np.testing.assert_array_equal(three.validation.labels, splits.test.labels)
   with pytest.raises(ValueError, match=r"split 'test' of tfds dataset 'ftjax_tiny_glue/mrpc' has unlabelled .*"):
     data.load_dataset(name, tfds_dir, text_keys=pairs, splits=("train", "test"))
   with pytest.raises(ValueError, match=r"no feature 'image' \(images\) nor 'sentence' \(texts\); features: sentence1,"):

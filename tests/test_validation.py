@@ -64,6 +64,74 @@ def test_validation_is_disjoint_stable_and_noisy_unless_asked_clean():
   )
 
 
+def text_folder_with_dev(folder) -> str:
+  """A 'text_files' folder: train.tsv (40 sentences), test.tsv (10) and dev.tsv (400), two classes alternating."""
+  rows = {"train": 40, "test": 10, "dev": 400}
+  for stem, count in rows.items():
+    lines = ["sentence\tlabel"] + [f"{stem} sentence {i}\t{i % 2}" for i in range(count)]
+    (folder / f"{stem}.tsv").write_text("\n".join(lines) + "\n")
+  return str(folder)
+
+
+def text_files_config(data_dir: str, **fields):
+  from experiments.configs import text
+  from tests.fields import set_fields
+
+  config = text.get_config("wordnet")
+  set_fields(
+    config,
+    model__name="bert_tiny",
+    model__vocab_size=text.WORDNET_VOCABULARY,
+    model__pretrained="none",
+    data__name="text_files",
+    data__dir=data_dir,
+    data__tokenizer=text.WORDNET_TOKENIZER,
+    optim__batch_size=4,
+  )
+  return set_fields(config, **fields)
+
+
+def test_a_datasets_own_validation_split_is_read_and_noisy_unless_asked_clean(tmp_path):
+  data_dir = text_folder_with_dev(tmp_path)
+  noise = dict(type="symmetric", rate=0.4, seed=3)
+  splits, _, _ = experiment.load_splits(text_files_config(data_dir, data__splits=("train", "test", "dev"), noise=noise))
+  two_splits, _, _ = experiment.load_splits(text_files_config(data_dir, noise=noise))
+  assert [str(t) for t in splits.validation.texts] == [f"dev sentence {i}" for i in range(400)]
+  np.testing.assert_array_equal(splits.train.labels, two_splits.train.labels)  # the same training noise
+  assert len(splits.test) == 10 and np.array_equal(splits.test.labels, np.arange(10) % 2)  # the test split clean
+  flipped = np.mean(splits.validation.labels != np.arange(400) % 2)  # two classes: a flip w.p. 0.4
+  assert abs(flipped - 0.4) < 4 * np.sqrt(0.4 * 0.6 / 400), flipped
+  again, _, _ = experiment.load_splits(text_files_config(data_dir, data__splits=("train", "test", "dev"), noise=noise))
+  np.testing.assert_array_equal(again.validation.labels, splits.validation.labels)
+  clean_config = text_files_config(
+    data_dir, data__splits=("train", "test", "dev"), data__clean_validation=True, noise=noise
+  )
+  clean, _, _ = experiment.load_splits(clean_config)
+  np.testing.assert_array_equal(clean.validation.labels, np.arange(400) % 2)
+
+
+@pytest.mark.parametrize(
+  "fields,problem",
+  [
+    (dict(data__splits=("train", "test", "validation")), "dataset 'digits' has no named splits"),
+    (
+      dict(data__name="text_files", data__splits=("train", "test", "dev"), data__validation_fraction=0.1),
+      "names a validation split and config.data.validation_fraction=0.1 holds one out",
+    ),
+  ],
+)
+def test_a_validation_split_that_cannot_be_used_is_one_line(tmp_path, fields, problem):
+  from ftjax.configs import validation
+  from tests.fields import set_fields
+
+  config = set_fields(tiny_config(), data__dir="", **fields)
+  if config.data.name == "text_files":
+    config = text_files_config(text_folder_with_dev(tmp_path), **fields)
+  with pytest.raises(ConfigError, match=problem) as error:
+    validation.validate_config(config)
+  assert "\n" not in str(error.value)
+
+
 @pytest.fixture(scope="module")
 def selected_run(tmp_path_factory):
   """A 4-epoch run with a validation split, evaluated every epoch: (workdir, results)."""

@@ -89,13 +89,15 @@ SECTIONS = (
         "data.validation_fraction",
         0.0,
         number(0.0, 1.0, high_open=True),
-        "held out of the training split per class (fixed seed) for validation and model selection; 0 = none",
+        "held out of the training split per class (fixed seed) for validation and model selection; 0 = none (or "
+        "the dataset's own: data.splits)",
       ),
       Field(
         "data.clean_validation",
         False,
         BOOLEAN,
-        "validation labels without the synthetic noise (analysis only; a practitioner's are noisy)",
+        "validation labels without the synthetic noise (analysis only; a practitioner's are noisy; a dataset's own "
+        "validation split is corrupted as the training labels are)",
       ),
       Field(
         "data.labels_file",
@@ -106,8 +108,9 @@ SECTIONS = (
       Field(
         "data.splits",
         ("train", "test"),
-        strings((2,)),
-        "(train, test) splits: 'text_files' file stems in data.dir (GLUE: ('train', 'dev')), tfds split names",
+        strings((2, 3)),
+        "(train, test[, validation]) splits: 'text_files' file stems in data.dir (GLUE: ('train', 'dev')), tfds "
+        "split names; a third is the dataset's own validation split",
       ),
       Field(
         "data.label_column",
@@ -451,7 +454,7 @@ SECTIONS = (
         {},
         None,
         "{variant: ((field, (value, ...)), ...)}: each variant's grid, the setting with the best mean validation "
-        "accuracy reported (needs data.validation_fraction > 0)",
+        "accuracy reported (needs a validation split: data.validation_fraction > 0 or a third data.splits)",
       ),
       Field(
         "sweep.datasets",

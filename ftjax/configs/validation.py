@@ -73,6 +73,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       f"epochs <= num_epochs={config.optim.num_epochs}"
     )
   check_group_patterns(config.reg.groups)
+  if len(config.data.splits) == 3 and config.data.validation_fraction:
+    raise ConfigError(
+      f"config.data.splits={tuple(config.data.splits)!r} names a validation split and "
+      f"config.data.validation_fraction={config.data.validation_fraction} holds one out of the training split; "
+      "valid: one of them (validation_fraction=0, or two splits)"
+    )
   if config.optim.warmup_epochs >= config.optim.num_epochs:
     raise ConfigError(
       f"config.optim.warmup_epochs={config.optim.warmup_epochs} must be below num_epochs={config.optim.num_epochs}"

@@ -39,7 +39,7 @@ from ftjax.data.sources import (
   read_idx,
   register_dataset,
 )
-from ftjax.data.splits import Source, Splits
+from ftjax.data.splits import Source, Splits, SplitsWithValidation
 from ftjax.data.text_preprocessing import TextPreprocess, TokenizedSource
 from ftjax.data.text_sources import TextSource
 
@@ -58,6 +58,7 @@ __all__ = [
   "Preprocess",
   "Source",
   "Splits",
+  "SplitsWithValidation",
   "TFDS_PREFIX",
   "TextPreprocess",
   "TextSource",

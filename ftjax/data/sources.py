@@ -23,7 +23,7 @@ from PIL import Image
 
 from ftjax.data import text_sources
 from ftjax.data.preprocessing import resize
-from ftjax.data.splits import SPLIT_SEED, Labelled, Splits, split_per_class
+from ftjax.data.splits import SPLIT_SEED, Labelled, Splits, SplitsWithValidation, split_per_class, splits_of
 
 TFDS_PREFIX = "tfds:"  # 'tfds:NAME': the prepared tfds dataset NAME
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist/"
@@ -408,9 +408,9 @@ def load_tfds(
   image_size: int | None = None,
   image_key: str = "image",
   label_key: str = "label",
-  splits: tuple[str, str] = ("train", "test"),
+  splits: tuple[str, ...] = ("train", "test"),
   text_keys: tuple[str, ...] = ("sentence",),
-) -> Splits:
+) -> Splits | SplitsWithValidation:
   """A prepared tfds dataset. Image datasets (an `image_key` feature): array_record ones read lazily by random
   access, others (tfrecord) loaded into memory with TensorFlow; `image_size` is required when image shapes vary.
   Text datasets (no `image_key` feature; the `text_keys` features, e.g. ('sentence1', 'sentence2') of
@@ -430,11 +430,13 @@ def load_tfds(
     raise ValueError(f"tfds dataset {name!r} has no feature {label_key!r}; features: {', '.join(features)}")
   class_names = list(features[label_key].names)
   if holds_texts:
-    return Splits(*(_tfds_texts(name, data_dir, split, class_names, text_keys, label_key, reader) for split in splits))
+    return splits_of(
+      *(_tfds_texts(name, data_dir, split, class_names, text_keys, label_key, reader) for split in splits)
+    )
   if image_size is None and None in features[image_key].shape:
     raise ValueError(f"tfds dataset {name!r} has images of varying size {features[image_key].shape}: pass image_size")
   read = _tfds_random_access if reader == "array_record" else _tfds_in_memory
-  return Splits(*(read(name, data_dir, split, class_names, image_key, label_key, image_size) for split in splits))
+  return splits_of(*(read(name, data_dir, split, class_names, image_key, label_key, image_size) for split in splits))
 
 
 def examples_per_class_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
@@ -475,8 +477,9 @@ class DatasetLoader(NamedTuple):
   keeps `examples_per_class` and resizes in-memory sources to `image_size`); `check(request)` raises
   a one-line error unless its files exist, loading no image (config validation calls it)."""
 
-  load: Callable[[DatasetRequest], Splits]
+  load: Callable[[DatasetRequest], Splits | SplitsWithValidation]
   check: Callable[[DatasetRequest], None] = reads_no_files
+  named_splits: bool = False  # reads the splits `request.splits` names (so a third, validation, one too)
 
 
 def check_idx_size(path: str) -> None:
@@ -526,7 +529,7 @@ def _check_images_once(paths: tuple[str, ...]) -> None:
   check_images_decode(paths)
 
 
-def _load_tfds(request: DatasetRequest) -> Splits:
+def _load_tfds(request: DatasetRequest) -> Splits | SplitsWithValidation:
   return load_tfds(
     request.name[len(TFDS_PREFIX) :],
     request.data_dir,
@@ -552,7 +555,7 @@ def _wordnet_loader(pos: str) -> DatasetLoader:
   )
 
 
-def _load_text_files(request: DatasetRequest) -> Splits:
+def _load_text_files(request: DatasetRequest) -> Splits | SplitsWithValidation:
   return text_sources.load_text_folder(request.data_dir, request.splits, request.text_keys, request.label_key)
 
 
@@ -567,9 +570,9 @@ DATASETS: dict[str, DatasetLoader] = {
   "image_folder": DatasetLoader(_load_image_folder, _check_image_folder),
   "wordnet_nouns": _wordnet_loader("noun"),
   "wordnet_verbs": _wordnet_loader("verb"),
-  "text_files": DatasetLoader(_load_text_files, _check_text_files),
+  "text_files": DatasetLoader(_load_text_files, _check_text_files, named_splits=True),
 }
-TFDS = DatasetLoader(_load_tfds, _check_tfds)  # the loader of every 'tfds:NAME'
+TFDS = DatasetLoader(_load_tfds, _check_tfds, named_splits=True)  # the loader of every 'tfds:NAME'
 
 
 def register_dataset(name: str, loader: DatasetLoader) -> None:
@@ -595,13 +598,27 @@ def dataset_loader(name: str) -> DatasetLoader:
   return DATASETS[name] if name in DATASETS else TFDS
 
 
+def check_splits(name: str, loader: DatasetLoader, splits: tuple[str, ...]) -> None:
+  """One-line error unless `splits` are (train, test), or (train, test, validation) for a dataset that reads named
+  splits."""
+  if len(splits) == 3 and not loader.named_splits:
+    raise ValueError(
+      f"splits={tuple(splits)!r} name a validation split, but dataset {name!r} has no named splits; valid: "
+      "(train, test), with data.validation_fraction to hold out validation examples, or a dataset with named "
+      "splits ('tfds:NAME', 'text_files')"
+    )
+  if len(splits) not in (2, 3):
+    raise ValueError(f"splits={tuple(splits)!r}; valid: (train, test) or (train, test, validation) split names")
+
+
 def check_dataset(
-  name: str, data_dir: str | None = None, test_fraction: float = 0.2, *, splits: tuple[str, str] = ("train", "test")
+  name: str, data_dir: str | None = None, test_fraction: float = 0.2, *, splits: tuple[str, ...] = ("train", "test")
 ) -> None:
-  """One-line error unless `name` is valid and its files exist and are readable (an image folder's images are
-  checked to decode, once per process; an IDX file's size against its header; a text folder's file of each of
-  `splits`); loads no examples."""
+  """One-line error unless `name` is valid, `splits` fit it (`check_splits`) and its files exist and are readable
+  (an image folder's images are checked to decode, once per process; an IDX file's size against its header; a
+  text folder's file of each of `splits`); loads no examples."""
   loader = dataset_loader(name)
+  check_splits(name, loader, splits)
   check_data_dir_is_no_file(data_dir)
   loader.check(DatasetRequest(name, data_dir, test_fraction=test_fraction, splits=splits))
 
@@ -617,19 +634,22 @@ def load_dataset(
   grayscale: bool = False,
   image_key: str = "image",
   label_key: str = "label",
-  splits: tuple[str, str] = ("train", "test"),
+  splits: tuple[str, ...] = ("train", "test"),
   text_keys: tuple[str, ...] = ("sentence",),
-) -> Splits:
-  """Train and test sources of dataset `name` (a key of DATASETS, or 'tfds:NAME' for a tfds dataset).
+) -> Splits | SplitsWithValidation:
+  """Train and test sources of dataset `name` (a key of DATASETS, or 'tfds:NAME' for a tfds dataset), and its own
+  validation split when `splits` names a third.
 
   image_size: side every returned image has (None: native; required for image_folder and for tfds
   datasets of varying size); test_fraction: held out per class by digits and by an image folder
   without train/ and test/; examples_per_class: keep that many training examples per class (seeded
   by `seed`, re-indexed 0..m-1); grayscale: decode an image folder as L instead of RGB;
-  image_key / label_key / splits: tfds feature names and split strings; for 'text_files', `splits` are the
-  (train, test) file stems in data_dir, `text_keys` the text column(s) and `label_key` the label column.
+  image_key / label_key / splits: tfds feature names and split strings (train, test[, validation]); for
+  'text_files', `splits` are the file stems in data_dir, `text_keys` the text column(s) and `label_key` the label
+  column.
   """
   loader = dataset_loader(name)
+  check_splits(name, loader, splits)
   check_data_dir_is_no_file(data_dir)
   if examples_per_class is not None and examples_per_class < 1:
     raise ValueError(f"examples_per_class={examples_per_class} must be positive")
@@ -640,7 +660,7 @@ def load_dataset(
     keep = examples_per_class_subset(loaded.train.labels, examples_per_class, seed)
     loaded = loaded._replace(train=loaded.train.take(keep))
   if image_size is not None:  # in-memory sources are resized once, here; lazy ones decode at image_size
-    loaded = Splits(
+    loaded = splits_of(
       *(
         dataclasses.replace(s, pixels=resize(s.pixels, image_size)) if isinstance(s, ArraySource) else s for s in loaded
       )

@@ -1,5 +1,6 @@
-"""What a dataset split is: the `Source` protocol the pipeline and the methods read, `Splits` (train, test), and the
-fixed-seed per-class split that datasets without a test split are divided by."""
+"""What a dataset split is: the `Source` protocol the pipeline and the methods read, `Splits` (train, test;
+`SplitsWithValidation` with the dataset's own validation split when asked for), and the fixed-seed per-class split
+that datasets without a test split are divided by."""
 
 from typing import NamedTuple, Protocol
 
@@ -28,6 +29,19 @@ class Source(Protocol):
 class Splits(NamedTuple):
   train: Source
   test: Source
+
+
+class SplitsWithValidation(NamedTuple):
+  """The splits of a dataset whose own validation split was asked for (a third split name)."""
+
+  train: Source
+  test: Source
+  validation: Source
+
+
+def splits_of(*sources: Source) -> Splits | SplitsWithValidation:
+  """(train, test) as `Splits`, (train, test, validation) as `SplitsWithValidation`."""
+  return (Splits if len(sources) == 2 else SplitsWithValidation)(*sources)
 
 
 class Labelled:

@@ -19,7 +19,7 @@ from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from ftjax.data.splits import Labelled, Splits, split_per_class
+from ftjax.data.splits import Labelled, Splits, SplitsWithValidation, split_per_class, splits_of
 
 log = logging.getLogger(__name__)
 
@@ -422,14 +422,15 @@ def load_text_folder(
   splits: Sequence[str] = ("train", "test"),
   text_columns: Sequence[str] = ("sentence",),
   label_column: str = "label",
-) -> Splits:
-  """Splits(train, test) of the labelled text files data_dir/SPLIT.tsv, .csv or .jsonl (`text_folder_files`),
-  `splits` naming the (train, test) files' stems (GLUE: ('train', 'dev'), its test files having no labels), read
-  by `load_text_files` with `text_columns` and `label_column`."""
-  if len(splits) != 2:
+) -> Splits | SplitsWithValidation:
+  """Splits(train, test[, validation]) of the labelled text files data_dir/SPLIT.tsv, .csv or .jsonl
+  (`text_folder_files`), `splits` naming the files' stems (GLUE: ('train', 'dev'), its test files having no
+  labels), read by `load_text_files` with `text_columns` and `label_column`."""
+  if len(splits) not in (2, 3):
     raise ValueError(
-      f"splits={tuple(splits)!r} is not valid; valid: two file stems (train, test), e.g. ('train', 'dev')"
+      f"splits={tuple(splits)!r} is not valid; valid: two file stems (train, test), e.g. ('train', 'dev'), or "
+      "three (train, test, validation)"
     )
-  train, test = text_folder_files(data_dir, splits)
-  loaded = load_text_files(train, test, text_columns=text_columns, label_column=label_column)
-  return Splits(loaded["train"], loaded["test"])
+  train, test, *validation = text_folder_files(data_dir, splits)
+  loaded = load_text_files(train, test, *validation, text_columns=text_columns, label_column=label_column)
+  return splits_of(*(loaded[name] for name in ("train", "test", "validation") if name in loaded))

@@ -125,8 +125,8 @@ def check_finished(workdir: str, checkpoint: str = "final", labels: str = "given
   if checkpoint == "selected" and selection.read_selected(workdir) is None:
     raise ConfigError(
       f"workdir {workdir!r} holds no selected model ({selection.SELECTED_DIR}/{selection.RECORD_FILE}: the run had "
-      "no validation split, config.data.validation_fraction=0); valid: --checkpoint=final, or a run with a "
-      "validation split"
+      "no validation split, config.data.validation_fraction=0 and two config.data.splits); valid: "
+      "--checkpoint=final, or a run with a validation split"
     )
 
 

@@ -188,10 +188,10 @@ def check_tuning(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(
           f"config.sweep.tune.{variant}.{field}={values!r}; valid: a non-empty tuple of the values to try"
         )
-  if not config.data.validation_fraction:
+  if not config.data.validation_fraction and len(config.data.splits) < 3:
     raise ConfigError(
       "config.sweep.tune selects hyperparameters on a validation split, but config.data.validation_fraction=0; "
-      "valid: a fraction in (0, 1), e.g. 0.1"
+      "valid: a fraction in (0, 1), e.g. 0.1, or the dataset's own validation split as a third of config.data.splits"
     )
 
 

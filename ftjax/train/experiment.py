@@ -202,15 +202,24 @@ def noise_transition(noise: ml_collections.ConfigDict, num_classes: int) -> np.n
   return label_noise.check_transition(noise.matrix, num_classes)  # the one check of config.noise.matrix
 
 
+VALIDATION_NOISE_STREAM = 1  # a dataset's own validation labels are corrupted with the seed (noise.seed, this)
+
+
 def with_label_noise(config: ml_collections.ConfigDict, splits: "RunSplits", num_classes: int):
-  """`splits` whose training labels are corrupted as `config.noise` says (seeded by `noise.seed`;
-  the test split stays clean), and the clean labels beside them."""
+  """`splits` whose training labels are corrupted as `config.noise` says (seeded by `noise.seed`; the test split
+  stays clean; a dataset's own validation split is corrupted too, seeded by (`noise.seed`, VALIDATION_NOISE_STREAM),
+  unless `data.clean_validation`), and the clean training labels beside them."""
   clean = np.asarray(splits.train.labels)
   transition = noise_transition(config.noise, num_classes)
   if transition is None:
     return splits, LabelNoise(clean, None)
   noisy = label_noise.corrupt_labels(clean, transition, config.noise.seed)
-  return splits._replace(train=dataclasses.replace(splits.train, labels=noisy)), LabelNoise(clean, transition)
+  splits = splits._replace(train=dataclasses.replace(splits.train, labels=noisy))
+  if splits.validation is not None and not config.data.clean_validation:
+    seed = (config.noise.seed, VALIDATION_NOISE_STREAM)
+    labels = label_noise.corrupt_labels(np.asarray(splits.validation.labels), transition, seed)
+    splits = splits._replace(validation=dataclasses.replace(splits.validation, labels=labels))
+  return splits, LabelNoise(clean, transition)
 
 
 def check_input_kind(config: ml_collections.ConfigDict, train: data.Source) -> None:
@@ -270,7 +279,8 @@ def with_given_labels(config: ml_collections.ConfigDict, splits: data.Splits) ->
 def with_validation(config: ml_collections.ConfigDict, splits: RunSplits, noise: LabelNoise, stratify_by: np.ndarray):
   """(`splits` with `data.validation_fraction` of the training split per class of `stratify_by` held out as
   validation — its labels those the run trains on, or the clean ones with `data.clean_validation` —, the label
-  noise of the kept training examples)."""
+  noise of the kept training examples); `splits` as they are without a fraction (or with the dataset's own
+  validation split)."""
   if not config.data.validation_fraction:
     return splits, noise
   kept, held = holdout.stratified_holdout(stratify_by, config.data.validation_fraction)
