@@ -154,8 +154,10 @@ def test_hutchpp_captures_a_low_rank_hessian_exactly():
 def test_one_hvp_per_probe_serves_every_layer(problem, monkeypatch):
   loss_fn, params, _ = problem
   rows = []
-  counted = products.flat_products
-  monkeypatch.setattr(products, "flat_products", lambda *args, **kw: rows.append(len(args[2])) or counted(*args, **kw))
+  counted = products.linear_products
+  monkeypatch.setattr(
+    products, "linear_products", lambda *args, **kw: rows.append(len(args[2])) or counted(*args, **kw)
+  )
   blocks = {**hessian.layer_blocks(params, lambda n, leaf: True), **hessian.network_block(params)}
   traces = hessian.block_traces(loss_fn, params, jax.random.key(5), 12, blocks=blocks, probes_per_batch=4)
   assert rows == [4, 4, 4]
@@ -199,8 +201,8 @@ def test_progress_sees_each_hvp_call_and_changes_no_number(problem, monkeypatch,
   loss_fn, params, _ = problem
   blocks = {**hessian.layer_blocks(params), **hessian.network_block(params)}
   quiet = hessian.block_traces(loss_fn, params, jax.random.key(9), 12, blocks=blocks, **options)
-  counted, made = products.flat_products, []
-  monkeypatch.setattr(products, "flat_products", lambda *args, **kw: made.append(1) or counted(*args, **kw))
+  counted, made = products.linear_products, []
+  monkeypatch.setattr(products, "linear_products", lambda *args, **kw: made.append(1) or counted(*args, **kw))
   progress = RecordingProgress()
   shown = hessian.block_traces(loss_fn, params, jax.random.key(9), 12, blocks=blocks, progress=progress, **options)
   assert shown == quiet

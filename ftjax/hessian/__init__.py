@@ -19,6 +19,7 @@ from ftjax.hessian.products import (
   linear_products,
   linearized_hessian,
   mean_products,
+  rows_operator,
 )
 from ftjax.hessian.quadrature import lanczos, positive_part, quadratic_form
 from ftjax.hessian.trace import (
@@ -60,6 +61,7 @@ __all__ = [
   "positive_part",
   "power_iteration",
   "quadratic_form",
+  "rows_operator",
   "stochastic_lanczos_quadrature",
   "top_eigenvalues",
 ]

@@ -85,23 +85,26 @@ def linear_products(linear_map: jax.tree_util.Partial, like, vectors: jax.Array)
   return jax.vmap(lambda v: ravel_pytree(linear_map(unravel(v)))[0])(vectors)
 
 
-def hessian_operator(
+def rows_operator(
   loss_fn: LossFn | Sequence[LossFn], params, layer: str | None = None
 ) -> tuple[Callable[[jax.Array], jax.Array], int]:
-  """(v [d] -> H v [d], d): `mean_products` for one vector (to float32 rounding), over all params or the block of
-  `layer`; each batch's gradient is linearized once (`linearized_hessian`) and held while the map lives, so a
+  """([c, d] -> [c, d], d): `mean_products` of a batch of rows (to float32 rounding), over all params or the block
+  of `layer`; each batch's gradient is linearized once (`linearized_hessian`) and held while the map lives, so a
   product costs its tangent part alone (for a layer's block near the output, a small fraction of an HVP)."""
   losses = as_arguments(loss_fn)
   like = tree_paths.named_leaves(params)[layer] if layer else params
   maps = [linearized_hessian(loss, params, layer) for loss in losses]
   dim = sum(leaf.size for leaf in jax.tree.leaves(like))
   place = _placement(like)
+  return (lambda rows: sum(linear_products(m, like, place(rows)) for m in maps) / len(maps)), dim
 
-  def matvec(v: jax.Array) -> jax.Array:
-    rows = place(v[None])
-    return (sum(linear_products(m, like, rows) for m in maps) / len(maps))[0]
 
-  return matvec, dim
+def hessian_operator(
+  loss_fn: LossFn | Sequence[LossFn], params, layer: str | None = None
+) -> tuple[Callable[[jax.Array], jax.Array], int]:
+  """(v [d] -> H v [d], d): `rows_operator` for one vector."""
+  apply, dim = rows_operator(loss_fn, params, layer)
+  return (lambda v: apply(v[None])[0]), dim
 
 
 def _placement(like) -> Callable[[jax.Array], jax.Array]:

@@ -62,15 +62,12 @@ def _num_calls(num_vectors: int, chunk: int) -> int:
   return -(-num_vectors // chunk)
 
 
-def _products(loss_fn, params, vectors: jax.Array, chunk: int, ticks: Iterator | None = None) -> jax.Array:
-  """H v for the rows of `vectors` [c, d], `chunk` rows per compiled call (the last padded),
-  advancing `ticks` once per call."""
+def _products(apply, vectors: jax.Array, chunk: int, ticks: Iterator | None = None) -> jax.Array:
+  """H v for the rows of `vectors` [c, d] by `apply` (a `products.rows_operator`), `chunk` rows per compiled call
+  (the last padded), advancing `ticks` once per call."""
   padded = jnp.pad(vectors, ((0, -len(vectors) % chunk), (0, 0)))
   starts = range(0, len(padded), chunk)
-  out = [
-    products.mean_products(loss_fn, params, padded[i : i + chunk])
-    for i, _ in zip(starts, itertools.repeat(None) if ticks is None else ticks)
-  ]
+  out = [apply(padded[i : i + chunk]) for i, _ in zip(starts, itertools.repeat(None) if ticks is None else ticks)]
   return jnp.concatenate(out)[: len(vectors)]
 
 
@@ -96,11 +93,12 @@ def hutchinson(
   `progress` wraps the range of probe batches (up to `max_probes` of them with `rtol`)."""
   leaves = jax.tree.leaves(params)
   sizes, dtype = tuple(leaf.size for leaf in leaves), leaves[0].dtype
+  apply = products.rows_operator(loss_fn, params)[0]
   samples = np.zeros((0, len(membership)))
   batches = range(_num_calls(num_probes if rtol is None else max_probes, probes_per_batch))
   for chunk in batches if progress is None else progress(batches):
     probes = jax.random.rademacher(jax.random.fold_in(key, chunk), (probes_per_batch, sum(sizes)), dtype)
-    per_leaf = leaf_dots(probes, _products(loss_fn, params, probes, probes_per_batch), sizes)
+    per_leaf = leaf_dots(probes, _products(apply, probes, probes_per_batch), sizes)
     samples = np.concatenate([samples, per_leaf @ membership.T])
     if rtol is not None and len(samples) >= num_probes:
       mean, stderr = _mean_and_stderr(samples)
@@ -127,19 +125,18 @@ def hutch_plus_plus(
   k = num_probes // 3
   calls = range(2 * _num_calls(k, probes_per_batch) + _num_calls(num_probes - 2 * k, probes_per_batch))
   ticks = iter(calls if progress is None else progress(calls))
+  apply = products.rows_operator(loss_fn, params)[0]
   sketch_key, probe_key = jax.random.split(key)
-  sketch = _products(
-    loss_fn, params, jax.random.rademacher(sketch_key, (k, sum(sizes)), dtype), probes_per_batch, ticks
-  )
+  sketch = _products(apply, jax.random.rademacher(sketch_key, (k, sum(sizes)), dtype), probes_per_batch, ticks)
   basis = jnp.linalg.qr(sketch.T)[0].T
-  basis_products = _products(loss_fn, params, basis, probes_per_batch, ticks)
+  basis_products = _products(apply, basis, probes_per_batch, ticks)
   small = basis @ basis_products.T
   small = (small + small.T) / 2
   cross = jnp.trace(leaf_gram(basis_products, basis, sizes), axis1=1, axis2=2)
   low_rank = np.asarray(2 * cross - jnp.einsum("jk,lkj->l", small, leaf_gram(basis, basis, sizes)), np.float64)
   deflate = lambda x: x - (x @ basis.T) @ basis
   probes = deflate(jax.random.rademacher(probe_key, (num_probes - 2 * k, sum(sizes)), dtype))
-  residual = leaf_dots(probes, deflate(_products(loss_fn, params, probes, probes_per_batch, ticks)), sizes)
+  residual = leaf_dots(probes, deflate(_products(apply, probes, probes_per_batch, ticks)), sizes)
   next(ticks, None)  # every call is made: this ends the iteration (a progress bar closes)
   return membership @ low_rank, residual @ membership.T
 
@@ -167,6 +164,8 @@ def block_traces(
   (see `hutch_plus_plus`; the stderr is that of its Hutchinson part, given the sketch).
   `probes_per_batch` HVPs are `vmap`ped per compiled call: on accelerators raise it as memory
   allows; on XLA:CPU a loop of single HVPs is faster for convolutional nets (bench/bench_hessian.py).
+  Each batch's gradient is linearized once for the whole estimate (`products.rows_operator`), so its
+  intermediate values are held meanwhile.
   `progress` (e.g. `tqdm.tqdm`) wraps the range of compiled HVP calls: probe batches, or all of
   Hutch++'s calls."""
   names = list(tree_paths.named_leaves(params))
