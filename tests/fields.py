@@ -16,3 +16,20 @@ def set_fields(config: ml_collections.ConfigDict, **fields) -> ml_collections.Co
     else:
       node[leaf] = value
   return config
+
+
+def untrained_bert_tiny_config(**fields) -> ml_collections.ConfigDict:
+  """The WordNet text config with an untrained bert_tiny (its vocabulary and tokenizer the shipped WordNet ones,
+  batches of 4), then `fields` set."""
+  from experiments.configs import text
+
+  config = text.get_config("wordnet")
+  set_fields(
+    config,
+    model__name="bert_tiny",
+    model__vocab_size=text.WORDNET_VOCABULARY,
+    model__pretrained="none",
+    data__tokenizer=text.WORDNET_TOKENIZER,
+    optim__batch_size=4,
+  )
+  return set_fields(config, **fields)

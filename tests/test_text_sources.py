@@ -412,20 +412,13 @@ def test_tfds_text_dataset_is_tokenized_for_a_run_as_the_tokenizer_encodes_it(tm
   from experiments.configs import text
   from ftjax.train import experiment
   from tests import tiny_tfds
-  from tests.fields import set_fields
+  from tests.fields import untrained_bert_tiny_config
 
-  config = text.get_config("wordnet")
-  set_fields(
-    config,
-    model__name="bert_tiny",
-    model__vocab_size=text.WORDNET_VOCABULARY,
-    model__pretrained="none",
+  config = untrained_bert_tiny_config(
     data__name="tfds:ftjax_tiny_glue/mrpc",
     data__dir=tiny_tfds.prepare_glue(str(tmp_path)),
-    data__tokenizer=text.WORDNET_TOKENIZER,
     data__text_columns=("sentence1", "sentence2"),
     data__splits=("train", "validation"),
-    optim__batch_size=4,
   )
   splits, _, num_classes = experiment.load_splits(config)
   assert num_classes == 2 and len(splits.train) == 10 and len(splits.test) == 4

@@ -74,21 +74,9 @@ def text_folder_with_dev(folder) -> str:
 
 
 def text_files_config(data_dir: str, **fields):
-  from experiments.configs import text
-  from tests.fields import set_fields
+  from tests.fields import untrained_bert_tiny_config
 
-  config = text.get_config("wordnet")
-  set_fields(
-    config,
-    model__name="bert_tiny",
-    model__vocab_size=text.WORDNET_VOCABULARY,
-    model__pretrained="none",
-    data__name="text_files",
-    data__dir=data_dir,
-    data__tokenizer=text.WORDNET_TOKENIZER,
-    optim__batch_size=4,
-  )
-  return set_fields(config, **fields)
+  return untrained_bert_tiny_config(**{"data__name": "text_files", "data__dir": data_dir, **fields})
 
 
 def test_a_datasets_own_validation_split_is_read_and_noisy_unless_asked_clean(tmp_path):
