@@ -45,6 +45,9 @@ flags.DEFINE_enum(
   ["cross_entropy", "forward_corrected"],
   "Train loss measured: cross-entropy, or the forward-corrected loss a consistent run trained with.",
 )
+flags.DEFINE_bool(
+  "linearize", DEFAULTS.linearize, "Linearize each batch's gradient once per estimate (faster; holds its values)."
+)
 flags.DEFINE_integer(
   "concurrency", DEFAULTS.concurrency, "Hessian measures computed at once on one device (1: in turn); same numbers."
 )

@@ -102,6 +102,8 @@ def test_linearized_products_are_the_hvps_to_float32_rounding(problem):
     matvec, _ = hessian.hessian_operator([loss_fn, loss_fn], params, layer)
     mean = products.mean_products([loss_fn] * 2, params, vectors[:1], layer)[0]
     np.testing.assert_allclose(matvec(vectors[0]), mean, **tolerance)
+    whole, _ = hessian.hessian_operator([loss_fn, loss_fn], params, layer, linearize=False)
+    np.testing.assert_array_equal(whole(vectors[0]), mean)  # without linearizing: the HVPs themselves
 
 
 def test_power_iteration_from_a_host_drawn_start_compiles_one_product():

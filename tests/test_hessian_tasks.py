@@ -5,6 +5,7 @@ import threading
 
 import chex
 import jax
+import numpy as np
 import pytest
 
 from ftjax import generalization, hessian
@@ -26,9 +27,9 @@ def problem():
   return [loss_a, loss_b], params, anchor, sigmas, ["conv/kernel", "head/kernel"]
 
 
-def measured(problem, concurrency: int) -> hessian_tasks.HessianMeasures:
+def measured(problem, concurrency: int, settings: MeasureSettings = SETTINGS) -> hessian_tasks.HessianMeasures:
   losses, params, anchor, sigmas, order = problem
-  return hessian_tasks.hessian_measures(losses, params, anchor, sigmas, order, SETTINGS, jax.random.key(3), concurrency)
+  return hessian_tasks.hessian_measures(losses, params, anchor, sigmas, order, settings, jax.random.key(3), concurrency)
 
 
 def test_concurrency_changes_no_number(problem):
@@ -38,19 +39,28 @@ def test_concurrency_changes_no_number(problem):
   assert list(one_at_a_time.layers) == ["conv/kernel", "head/kernel"]  # the params' order, whatever ran first
 
 
-def test_each_task_is_its_estimator_called_alone(problem):
+@pytest.mark.parametrize("linearize", [True, False])
+def test_each_task_is_its_estimator_called_alone(problem, linearize):
   losses, params, anchor, sigmas, _ = problem
-  found, key = measured(problem, 2), jax.random.key(3)
+  settings = SETTINGS._replace(linearize=linearize)
+  found, key = measured(problem, 2, settings), jax.random.key(3)
   traces = hessian.block_traces(
     losses,
     params,
     jax.random.fold_in(key, 0),
     SETTINGS.num_probes,
     blocks={**hessian.layer_blocks(params), **hessian.network_block(params)},
+    linearize=linearize,
   )
   assert found.traces == traces
   network = hessian.top_eigenvalues(
-    losses, params, jax.random.fold_in(key, 1), 1, max_iterations=SETTINGS.eigen_iterations, tol=SETTINGS.eigen_tol
+    losses,
+    params,
+    jax.random.fold_in(key, 1),
+    1,
+    max_iterations=SETTINGS.eigen_iterations,
+    tol=SETTINGS.eigen_tol,
+    linearize=linearize,
   )
   chex.assert_trees_all_equal(found.network_eigen, network)
   differences = generalization.layer_differences(params, anchor)
@@ -63,10 +73,13 @@ def test_each_task_is_its_estimator_called_alone(problem):
       layer=name,
       max_iterations=SETTINGS.eigen_iterations,
       tol=SETTINGS.eigen_tol,
+      linearize=linearize,
     )
     assert found.layers[name]["top_eigenvalue"] == float(eigen.eigenvalues[0])
     positive = [
-      generalization.positive_part_quadratic_form(loss, params, name, differences[name], SETTINGS.lanczos_steps)
+      generalization.positive_part_quadratic_form(
+        loss, params, name, differences[name], SETTINGS.lanczos_steps, linearize
+      )
       for loss in losses
     ]
     assert found.layers[name]["paper_positive_part"] == max(positive)
@@ -76,6 +89,16 @@ def test_each_task_is_its_estimator_called_alone(problem):
   assert found.stability == stability
   authors = [generalization.full_hvp_quadratic_forms(loss, params, anchor) for loss in losses]
   assert found.authors == generalization.max_over_batches(authors)
+
+
+def test_linearizing_changes_the_measures_by_rounding_alone(problem):
+  linearized, whole = measured(problem, 2), measured(problem, 2, SETTINGS._replace(linearize=False))
+  close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+  jax.tree.map(close, tuple(linearized.traces.values()), tuple(whole.traces.values()))
+  close(linearized.network_eigen.eigenvalues, whole.network_eigen.eigenvalues)
+  for name, layer in linearized.layers.items():
+    close(layer["top_eigenvalue"], whole.layers[name]["top_eigenvalue"])
+    close(layer["paper_positive_part"], whole.layers[name]["paper_positive_part"])
 
 
 def test_tasks_run_at_once_and_report_as_they_finish():

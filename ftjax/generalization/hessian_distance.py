@@ -40,14 +40,16 @@ def full_hvp_quadratic_forms(loss_fn, params, anchor_params, is_layer=tree_paths
   return {name: float(forms[name]) for name in differences}
 
 
-def positive_part_quadratic_form(loss_fn, params, layer: str, difference: jax.Array, num_steps: int) -> float:
+def positive_part_quadratic_form(
+  loss_fn, params, layer: str, difference: jax.Array, num_steps: int, linearize: bool = True
+) -> float:
   """v_i^T H_ii^+ v_i (the paper) for `layer` with v_i = `difference`, H_ii^+ the positive part of
   the layer's diagonal Hessian block, by `num_steps`-node Lanczos quadrature started from v_i on
   block HVPs (`ftjax.hessian.quadrature.quadratic_form`): exact once Lanczos exhausts the Krylov
   space of v_i (at most rank(H_ii) + 1 steps); with fewer steps, a Gauss quadrature of v_i's
   spectral measure, whose error is that of the best polynomial approximation of max(x, 0) on the
-  block's spectrum."""
-  matvec = products.hessian_operator(loss_fn, params, layer)[0]
+  block's spectrum. `linearize`: see `ftjax.hessian.products.rows_operator`."""
+  matvec = products.hessian_operator(loss_fn, params, layer, linearize)[0]
   return quadrature.quadratic_form(matvec, difference.ravel(), num_steps, quadrature.positive_part)
 
 

@@ -50,11 +50,20 @@ def power_iteration(
 
 
 def top_eigenvalues(
-  loss_fn, params, key: jax.Array, k: int = 1, *, max_iterations: int = 100, tol: float = 1e-4, layer: str | None = None
+  loss_fn,
+  params,
+  key: jax.Array,
+  k: int = 1,
+  *,
+  max_iterations: int = 100,
+  tol: float = 1e-4,
+  layer: str | None = None,
+  linearize: bool = True,
 ) -> TopEigenvalues:
   """The k eigenvalues of largest magnitude of the Hessian of `loss_fn` at `params`: over all
-  parameters, or with `layer` ('/'-joined path) of the block H_ii over that leaf alone."""
-  matvec, dim = products.hessian_operator(loss_fn, params, layer)
+  parameters, or with `layer` ('/'-joined path) of the block H_ii over that leaf alone (`linearize`: see
+  `products.rows_operator`)."""
+  matvec, dim = products.hessian_operator(loss_fn, params, layer, linearize)
   return power_iteration(matvec, jax.random.normal(key, (k, dim)), max_iterations, tol)
 
 
@@ -67,13 +76,21 @@ def layer_top_eigenvalues(
   max_iterations: int = 100,
   tol: float = 1e-4,
   is_layer=tree_paths.is_weight_tensor,
+  linearize: bool = True,
 ) -> dict[str, TopEigenvalues]:
   """{layer path: `top_eigenvalues` of its block H_ii} for every leaf with `is_layer(name, leaf)`
   (default: weight tensors, docs/methods.md §1)."""
   names = [name for name, leaf in tree_paths.named_leaves(params).items() if is_layer(name, leaf)]
   return {
     name: top_eigenvalues(
-      loss_fn, params, jax.random.fold_in(key, i), k, max_iterations=max_iterations, tol=tol, layer=name
+      loss_fn,
+      params,
+      jax.random.fold_in(key, i),
+      k,
+      max_iterations=max_iterations,
+      tol=tol,
+      layer=name,
+      linearize=linearize,
     )
     for i, name in enumerate(names)
   }

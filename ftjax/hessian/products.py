@@ -86,24 +86,27 @@ def linear_products(linear_map: jax.tree_util.Partial, like, vectors: jax.Array)
 
 
 def rows_operator(
-  loss_fn: LossFn | Sequence[LossFn], params, layer: str | None = None
+  loss_fn: LossFn | Sequence[LossFn], params, layer: str | None = None, linearize: bool = True
 ) -> tuple[Callable[[jax.Array], jax.Array], int]:
-  """([c, d] -> [c, d], d): `mean_products` of a batch of rows (to float32 rounding), over all params or the block
-  of `layer`; each batch's gradient is linearized once (`linearized_hessian`) and held while the map lives, so a
-  product costs its tangent part alone (for a layer's block near the output, a small fraction of an HVP)."""
+  """([c, d] -> [c, d], d): `mean_products` of a batch of rows, over all params or the block of `layer`. With
+  `linearize`, to float32 rounding: each batch's gradient is linearized once (`linearized_hessian`) and held while
+  the map lives, so a product costs its tangent part alone (for a layer's block near the output, a small fraction
+  of an HVP); without, each product is a whole HVP and nothing is held between products (less memory)."""
   losses = as_arguments(loss_fn)
   like = tree_paths.named_leaves(params)[layer] if layer else params
-  maps = [linearized_hessian(loss, params, layer) for loss in losses]
   dim = sum(leaf.size for leaf in jax.tree.leaves(like))
   place = _placement(like)
+  if not linearize:
+    return (lambda rows: mean_products(losses, params, place(rows), layer)), dim
+  maps = [linearized_hessian(loss, params, layer) for loss in losses]
   return (lambda rows: sum(linear_products(m, like, place(rows)) for m in maps) / len(maps)), dim
 
 
 def hessian_operator(
-  loss_fn: LossFn | Sequence[LossFn], params, layer: str | None = None
+  loss_fn: LossFn | Sequence[LossFn], params, layer: str | None = None, linearize: bool = True
 ) -> tuple[Callable[[jax.Array], jax.Array], int]:
   """(v [d] -> H v [d], d): `rows_operator` for one vector."""
-  apply, dim = rows_operator(loss_fn, params, layer)
+  apply, dim = rows_operator(loss_fn, params, layer, linearize)
   return (lambda v: apply(v[None])[0]), dim
 
 

@@ -86,6 +86,7 @@ def hutchinson(
   max_probes: int,
   probes_per_batch: int,
   progress: Progress | None = None,
+  linearize: bool = True,
 ) -> np.ndarray:
   """samples [P, B]: z_b^T (H z)_b for blocks given by a 0/1 `membership` [B, leaves] matrix and
   Rademacher z over all parameters, drawn `probes_per_batch` at a time until `num_probes` are drawn
@@ -93,7 +94,7 @@ def hutchinson(
   `progress` wraps the range of probe batches (up to `max_probes` of them with `rtol`)."""
   leaves = jax.tree.leaves(params)
   sizes, dtype = tuple(leaf.size for leaf in leaves), leaves[0].dtype
-  apply = products.rows_operator(loss_fn, params)[0]
+  apply = products.rows_operator(loss_fn, params, linearize=linearize)[0]
   samples = np.zeros((0, len(membership)))
   batches = range(_num_calls(num_probes if rtol is None else max_probes, probes_per_batch))
   for chunk in batches if progress is None else progress(batches):
@@ -108,7 +109,14 @@ def hutchinson(
 
 
 def hutch_plus_plus(
-  loss_fn, params, key, membership: np.ndarray, num_probes: int, probes_per_batch: int, progress: Progress | None = None
+  loss_fn,
+  params,
+  key,
+  membership: np.ndarray,
+  num_probes: int,
+  probes_per_batch: int,
+  progress: Progress | None = None,
+  linearize: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
   """(low-rank part [B], residual samples [P, B]) of Hutch++ (Meyer et al. 2021) per block, with
   `num_probes` HVPs: k = num_probes // 3 for the sketch H S (S Rademacher [d, k]) whose orthonormal
@@ -125,7 +133,7 @@ def hutch_plus_plus(
   k = num_probes // 3
   calls = range(2 * _num_calls(k, probes_per_batch) + _num_calls(num_probes - 2 * k, probes_per_batch))
   ticks = iter(calls if progress is None else progress(calls))
-  apply = products.rows_operator(loss_fn, params)[0]
+  apply = products.rows_operator(loss_fn, params, linearize=linearize)[0]
   sketch_key, probe_key = jax.random.split(key)
   sketch = _products(apply, jax.random.rademacher(sketch_key, (k, sum(sizes)), dtype), probes_per_batch, ticks)
   basis = jnp.linalg.qr(sketch.T)[0].T
@@ -153,6 +161,7 @@ def block_traces(
   max_probes: int | None = None,
   probes_per_batch: int = 1,
   progress: Progress | None = None,
+  linearize: bool = True,
 ) -> dict[str, TraceEstimate]:
   """{block name: tr(H_bb)} for named sets of leaves ('/'-joined paths) of `params`, with H the
   Hessian of `loss_fn` (or of the mean of a sequence of per-batch losses) at `params`, all blocks
@@ -164,8 +173,8 @@ def block_traces(
   (see `hutch_plus_plus`; the stderr is that of its Hutchinson part, given the sketch).
   `probes_per_batch` HVPs are `vmap`ped per compiled call: on accelerators raise it as memory
   allows; on XLA:CPU a loop of single HVPs is faster for convolutional nets (bench/bench_hessian.py).
-  Each batch's gradient is linearized once for the whole estimate (`products.rows_operator`), so its
-  intermediate values are held meanwhile.
+  With `linearize` each batch's gradient is linearized once for the whole estimate (`products.rows_operator`), its
+  intermediate values held meanwhile; without, every product is a whole HVP (slower, less memory).
   `progress` (e.g. `tqdm.tqdm`) wraps the range of compiled HVP calls: probe batches, or all of
   Hutch++'s calls."""
   names = list(tree_paths.named_leaves(params))
@@ -173,7 +182,9 @@ def block_traces(
   loss_fn = products.as_arguments(loss_fn)
   if method == "hutchinson":
     max_probes = max(num_probes, max_probes or 10 * num_probes)
-    samples = hutchinson(loss_fn, params, key, membership, num_probes, rtol, max_probes, probes_per_batch, progress)
+    samples = hutchinson(
+      loss_fn, params, key, membership, num_probes, rtol, max_probes, probes_per_batch, progress, linearize
+    )
     low_rank, used = np.zeros(len(blocks)), len(samples)
   elif method == "hutchpp":
     if rtol is not None or num_probes < 6:
@@ -181,7 +192,9 @@ def block_traces(
         f"method='hutchpp' takes a fixed budget of num_probes >= 6 HVPs and no rtol "
         f"(got num_probes={num_probes}, rtol={rtol})"
       )
-    low_rank, samples = hutch_plus_plus(loss_fn, params, key, membership, num_probes, probes_per_batch, progress)
+    low_rank, samples = hutch_plus_plus(
+      loss_fn, params, key, membership, num_probes, probes_per_batch, progress, linearize
+    )
     used = num_probes
   else:
     raise ValueError(f"method={method!r}; valid: 'hutchinson', 'hutchpp'")

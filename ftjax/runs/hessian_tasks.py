@@ -38,10 +38,19 @@ def layer_measure(losses: list, params, name: str, difference: jax.Array, settin
   """The top eigenvalue of the layer's block H_ii (on the mean loss of all batches) and v_i^T H_ii^+ v_i (max over
   batches) for the layer `name` with v_i = `difference`."""
   eigen = hessian.top_eigenvalues(
-    losses, params, key, 1, layer=name, max_iterations=settings.eigen_iterations, tol=settings.eigen_tol
+    losses,
+    params,
+    key,
+    1,
+    layer=name,
+    max_iterations=settings.eigen_iterations,
+    tol=settings.eigen_tol,
+    linearize=settings.linearize,
   )
   positive = max(
-    generalization.positive_part_quadratic_form(loss, params, name, difference, settings.lanczos_steps)
+    generalization.positive_part_quadratic_form(
+      loss, params, name, difference, settings.lanczos_steps, settings.linearize
+    )
     for loss in losses
   )
   return {
@@ -92,6 +101,7 @@ def hessian_measures(
       settings.num_probes,
       blocks={**hessian.layer_blocks(params), **hessian.network_block(params)},
       method=settings.trace_method,
+      linearize=settings.linearize,
     ),
     "stability": functools.partial(
       generalization.layer_noise_stability, losses, params, sigmas, jax.random.fold_in(key, 3), settings.noise_draws
@@ -104,6 +114,7 @@ def hessian_measures(
       1,
       max_iterations=settings.eigen_iterations,
       tol=settings.eigen_tol,
+      linearize=settings.linearize,
     ),
     "authors": lambda: generalization.max_over_batches(
       [generalization.full_hvp_quadratic_forms(loss, params, anchor) for loss in losses]

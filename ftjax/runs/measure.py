@@ -49,6 +49,7 @@ class MeasureSettings(NamedTuple):
   labels: str = "given"
   loss: str = "cross_entropy"
   concurrency: int = 2  # Hessian measures computed at once on a one-device mesh (ftjax.runs.hessian_tasks)
+  linearize: bool = True  # each batch's gradient linearized once per estimate (faster; holds its values)
 
 
 DEFAULTS = MeasureSettings()
