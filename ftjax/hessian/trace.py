@@ -77,7 +77,7 @@ def _mean_and_stderr(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def hutchinson(
-  loss_fn,
+  apply,
   params,
   key,
   membership: np.ndarray,
@@ -86,15 +86,13 @@ def hutchinson(
   max_probes: int,
   probes_per_batch: int,
   progress: Progress | None = None,
-  linearize: bool = True,
 ) -> np.ndarray:
-  """samples [P, B]: z_b^T (H z)_b for blocks given by a 0/1 `membership` [B, leaves] matrix and
-  Rademacher z over all parameters, drawn `probes_per_batch` at a time until `num_probes` are drawn
-  and, with `rtol`, until every block's stderr <= rtol * |mean| or `max_probes` are drawn.
-  `progress` wraps the range of probe batches (up to `max_probes` of them with `rtol`)."""
+  """samples [P, B]: z_b^T (H z)_b, H z by `apply` (`products.rows_operator` over `params`), for blocks given by a
+  0/1 `membership` [B, leaves] matrix and Rademacher z over all parameters, drawn `probes_per_batch` at a time
+  until `num_probes` are drawn and, with `rtol`, until every block's stderr <= rtol * |mean| or `max_probes` are
+  drawn. `progress` wraps the range of probe batches (up to `max_probes` of them with `rtol`)."""
   leaves = jax.tree.leaves(params)
   sizes, dtype = tuple(leaf.size for leaf in leaves), leaves[0].dtype
-  apply = products.rows_operator(loss_fn, params, linearize=linearize)[0]
   samples = np.zeros((0, len(membership)))
   batches = range(_num_calls(num_probes if rtol is None else max_probes, probes_per_batch))
   for chunk in batches if progress is None else progress(batches):
@@ -109,18 +107,12 @@ def hutchinson(
 
 
 def hutch_plus_plus(
-  loss_fn,
-  params,
-  key,
-  membership: np.ndarray,
-  num_probes: int,
-  probes_per_batch: int,
-  progress: Progress | None = None,
-  linearize: bool = True,
+  apply, params, key, membership: np.ndarray, num_probes: int, probes_per_batch: int, progress: Progress | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
   """(low-rank part [B], residual samples [P, B]) of Hutch++ (Meyer et al. 2021) per block, with
-  `num_probes` HVPs: k = num_probes // 3 for the sketch H S (S Rademacher [d, k]) whose orthonormal
-  basis is Q, k for H Q, and the rest for Hutchinson probes z = (I - QQ^T) g.
+  `num_probes` HVPs by `apply` (`products.rows_operator` over `params`): k = num_probes // 3 for the sketch H S
+  (S Rademacher [d, k]) whose orthonormal basis is Q, k for H Q, and the rest for Hutchinson probes
+  z = (I - QQ^T) g.
 
   With B = I - QQ^T and P_b the 0/1 diagonal projection onto block b, tr(P_b H) splits into
   tr(P_b (H - BHB)) = 2 tr(Q^T P_b H Q) - tr(Q^T H Q Q^T P_b Q), exact from Q and H Q, plus
@@ -133,7 +125,6 @@ def hutch_plus_plus(
   k = num_probes // 3
   calls = range(2 * _num_calls(k, probes_per_batch) + _num_calls(num_probes - 2 * k, probes_per_batch))
   ticks = iter(calls if progress is None else progress(calls))
-  apply = products.rows_operator(loss_fn, params, linearize=linearize)[0]
   sketch_key, probe_key = jax.random.split(key)
   sketch = _products(apply, jax.random.rademacher(sketch_key, (k, sum(sizes)), dtype), probes_per_batch, ticks)
   basis = jnp.linalg.qr(sketch.T)[0].T
@@ -179,12 +170,10 @@ def block_traces(
   Hutch++'s calls."""
   names = list(tree_paths.named_leaves(params))
   membership = np.array([[name in members for name in names] for members in blocks.values()], np.float64)
-  loss_fn = products.as_arguments(loss_fn)
+  apply = products.rows_operator(loss_fn, params, linearize=linearize)[0]
   if method == "hutchinson":
     max_probes = max(num_probes, max_probes or 10 * num_probes)
-    samples = hutchinson(
-      loss_fn, params, key, membership, num_probes, rtol, max_probes, probes_per_batch, progress, linearize
-    )
+    samples = hutchinson(apply, params, key, membership, num_probes, rtol, max_probes, probes_per_batch, progress)
     low_rank, used = np.zeros(len(blocks)), len(samples)
   elif method == "hutchpp":
     if rtol is not None or num_probes < 6:
@@ -192,9 +181,7 @@ def block_traces(
         f"method='hutchpp' takes a fixed budget of num_probes >= 6 HVPs and no rtol "
         f"(got num_probes={num_probes}, rtol={rtol})"
       )
-    low_rank, samples = hutch_plus_plus(
-      loss_fn, params, key, membership, num_probes, probes_per_batch, progress, linearize
-    )
+    low_rank, samples = hutch_plus_plus(apply, params, key, membership, num_probes, probes_per_batch, progress)
     used = num_probes
   else:
     raise ValueError(f"method={method!r}; valid: 'hutchinson', 'hutchpp'")

@@ -356,7 +356,7 @@ def measures_file(sweep: ml_collections.ConfigDict) -> str:
   return measure_reports.output_name(MEASURES, settings) if settings is not None else MEASURES
 
 
-def check_cell_files(runs: Sequence[Run], root: str, measures_name: str = "measures.json") -> None:
+def check_cell_files(runs: Sequence[Run], root: str, measures_name: str = MEASURES) -> None:
   """A one-line ConfigError for the first cell whose results.json or measures file is damaged (read before
   anything trains)."""
   for run in runs:
@@ -412,7 +412,7 @@ def chosen_cells(runs: list[Run], root: str) -> dict[tuple[str, str, str], Chose
   return chosen
 
 
-def summarise(runs: list[Run], root: str, measures_name: str = "measures.json") -> list[dict]:
+def summarise(runs: list[Run], root: str, measures_name: str = MEASURES) -> list[dict]:
   """One row per (variant, dataset, noise): for a tuned variant, of the setting `choose_setting` selects on
   validation (with how many were tried); the test accuracy (of each run's selected model when it has a
   validation split, else its final one) per seed and its mean and std over the finished seeds, the mean fractions
@@ -535,7 +535,7 @@ def write_comparison(rows: list[dict], root: str) -> None:
     f.write("\n\n".join(sections) + "\n")
 
 
-def plot_bound_vs_gap(runs: list[Run], root: str, measures_name: str = "measures.json") -> str | None:
+def plot_bound_vs_gap(runs: list[Run], root: str, measures_name: str = MEASURES) -> str | None:
   """`root/bound_vs_gap.png`: every measured run's Hessian bound against its measured gap (from its
   `measures_name` file), coloured by variant; None when no run has measures."""
   points = []
@@ -646,7 +646,7 @@ def run_sweep(
   return rows
 
 
-def write_outputs(runs: list[Run], root: str, measures_name: str = "measures.json") -> list[dict]:
+def write_outputs(runs: list[Run], root: str, measures_name: str = MEASURES) -> list[dict]:
   """The summary rows of the finished runs, written with the plots (on process 0); measures from each run's
   `measures_name` file."""
   rows = summarise(runs, root, measures_name)
