@@ -48,6 +48,14 @@ def test_regsl_keeps_its_final_labels_and_measure_can_use_them(regsl_run):
   assert measures["train_loss"] == pytest.approx(expected.mean(), rel=1e-4)
   assert measures["max_train_loss"] == pytest.approx(expected.max(), rel=1e-4)
   assert measures["train_labels"] == "final" and "ended training on" in measures["train_labels_note"]
+  # the gap's test labels are drawn as the final labels are from the clean ones: F̂[y, k] counted by numpy
+  clean, num_classes = np.asarray(run.setup.label_noise.clean_labels), probs.shape[1]
+  drawn = np.array([[np.mean(final[clean == y] == k) for k in range(num_classes)] for y in range(num_classes)])
+  test_probs = loop.predict_probabilities(run.setup, run.trained, run.setup.splits.test)
+  test_labels = np.asarray(run.setup.splits.test.labels)
+  test_loss = np.mean(-np.sum(drawn[test_labels] * np.log(np.asarray(test_probs, np.float64)), axis=1))
+  assert measures["test_loss_noisy_labels"] == pytest.approx(test_loss, rel=1e-6)
+  assert measure.matched_gap(measures) == measures["test_loss_noisy_labels"] - measures["train_loss"]
   with open(os.path.join(workdir, "measures_final_labels.json")) as f:
     assert json.load(f)["train_loss"] == measures["train_loss"]
   assert not os.path.exists(os.path.join(workdir, "measures.json"))

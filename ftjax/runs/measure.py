@@ -258,6 +258,17 @@ def batch_losses(
   return losses, count
 
 
+def training_labels_transition(setup: RunSetup, settings: MeasureSettings) -> np.ndarray | None:
+  """How the measured training labels are distributed given the clean ones, F [C, C]: the synthetic noise's F for
+  the labels as given, the empirical F of the final labels against the clean ones for `labels='final'`; None
+  without synthetic noise (no clean labels to compare with)."""
+  transition = setup.label_noise.transition
+  if transition is None or settings.labels != "final":
+    return transition
+  final = setup.splits.train.labels
+  return label_noise.empirical_transition(setup.label_noise.clean_labels, final, transition.shape[0])
+
+
 def matched_gap(measures: dict) -> float:
   """The generalisation gap the Hessian bound speaks of (docs/methods.md §4): test minus training loss with
   test labels distributed as the training labels are (under their synthetic noise, if any)."""
@@ -284,11 +295,10 @@ def measure(run: FinishedRun, settings: MeasureSettings) -> dict:
     train_eval = {**train_eval, **forward_corrected_eval(setup, state, setup.splits.train, run.transition)}
   num_train, max_loss = train_eval["count"], train_eval["max_loss"]
   gap = {"generalization_gap": test_eval["loss"] - train_eval["loss"]}
-  if setup.label_noise.transition is not None:  # the test loss under the noise the training labels carry
+  training_transition = training_labels_transition(setup, settings)
+  if training_transition is not None:  # the test loss under the noise the measured training labels carry
     noisy_test_loss = label_noise.expected_noisy_cross_entropy(
-      loop.predict_probabilities(setup, state, setup.splits.test),
-      setup.splits.test.labels,
-      setup.label_noise.transition,
+      loop.predict_probabilities(setup, state, setup.splits.test), setup.splits.test.labels, training_transition
     )
     gap.update(
       test_loss_noisy_labels=noisy_test_loss, generalization_gap_noisy_labels=noisy_test_loss - train_eval["loss"]
@@ -388,7 +398,10 @@ def labels_note(run: FinishedRun, settings: MeasureSettings) -> str:
     if settings.loss == "forward_corrected"
     else ("the cross-entropy")
   )
-  return f"train loss, Hessians and bound: {loss} on {labels}"
+  note = f"train loss, Hessians and bound: {loss} on {labels}"
+  if settings.labels == "final" and run.setup.label_noise.transition is not None:
+    note += "; noisy-label test loss: test labels drawn as the final labels are from the clean ones (empirical F)"
+  return note
 
 
 def spectrum_record(spectrum: hessian.SpectralQuadrature) -> dict:
