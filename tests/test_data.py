@@ -179,6 +179,48 @@ def test_image_folder_uses_train_and_test_subfolders(tmp_path):
   np.testing.assert_array_equal(noisy.take(np.array([4])).labels, [0])
 
 
+def test_image_folder_reads_a_named_validation_subfolder(tmp_path):
+  write_class_folders(tmp_path / "train", {"b_zebra": 3, "a_cat": 2})
+  write_class_folders(tmp_path / "test", {"b_zebra": 1})
+  write_class_folders(tmp_path / "val", {"b_zebra": 2, "a_cat": 1})
+  names = ("train", "test", "val")
+  data.check_dataset("image_folder", str(tmp_path), splits=names)
+  splits = data.load_dataset("image_folder", str(tmp_path), image_size=4, splits=names)
+  assert isinstance(splits, data.SplitsWithValidation) and splits.validation.class_names == ["a_cat", "b_zebra"]
+  np.testing.assert_array_equal(splits.validation.labels, [0, 1, 1])
+  assert sorted(splits.validation.paths) == sorted(str(p) for p in (tmp_path / "val").glob("*/*.png"))
+  images = splits.validation.images(np.arange(3))
+  expected = np.array([COLOURS[splits.validation.class_names[label]] for label in splits.validation.labels], np.uint8)
+  np.testing.assert_array_equal(images, np.broadcast_to(expected[:, None, None, :], images.shape))
+  two = data.load_dataset("image_folder", str(tmp_path), image_size=4)  # two names: val/ is not read
+  assert isinstance(two, data.Splits) and np.array_equal(two.train.paths, splits.train.paths)
+
+
+@pytest.mark.parametrize(
+  "layout,problem",
+  [
+    ({"train": {"a": 2, "b": 2}, "test": {"a": 1}}, "has no val/"),
+    ({"a": 3, "b": 3}, "has no train/, test/, val/"),
+    ({"train": {"a": 2, "b": 2}, "test": {"a": 1}, "val": {"c": 1}}, "has classes missing from"),
+  ],
+)
+def test_an_image_folder_validation_split_that_is_not_there_is_one_line(tmp_path, layout, problem):
+  for name, counts in layout.items():
+    if isinstance(counts, dict):
+      write_class_folders(tmp_path / name, counts)
+    else:
+      write_class_folders(tmp_path, {name: counts})
+  for call in (data.check_dataset, data.load_dataset):
+    with pytest.raises((ValueError, FileNotFoundError)) as excinfo:
+      call(
+        "image_folder",
+        str(tmp_path),
+        splits=("train", "test", "val"),
+        **({"image_size": 4} if call is data.load_dataset else {}),
+      )
+    one_line_error(excinfo, problem)
+
+
 @pytest.fixture(scope="module")
 def tfds_dir(tmp_path_factory):
   return tiny_tfds.prepare(str(tmp_path_factory.mktemp("tfds")))

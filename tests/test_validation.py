@@ -98,6 +98,20 @@ def test_a_datasets_own_validation_split_is_read_and_noisy_unless_asked_clean(tm
   np.testing.assert_array_equal(clean.validation.labels, np.arange(400) % 2)
 
 
+def test_an_image_folders_val_subfolder_is_the_runs_noisy_validation_split(tmp_path):
+  from tests.test_data import write_class_folders
+
+  for split, count in (("train", 6), ("test", 2), ("val", 100)):
+    write_class_folders(tmp_path / split, {"b_zebra": count, "a_cat": count})
+  rgb = dict(data__channels=3, data__mean=(0.5,) * 3, data__std=(0.5,) * 3, optim__batch_size=4)
+  config = tiny_config(data__name="image_folder", data__dir=str(tmp_path), data__splits=("train", "test", "val"), **rgb)
+  config.noise.update(type="symmetric", rate=0.4, seed=3)
+  splits, _, _ = experiment.load_splits(config)
+  assert sorted(splits.validation.paths) == sorted(str(p) for p in (tmp_path / "val").glob("*/*.png"))
+  flipped = np.mean(splits.validation.labels != np.repeat([0, 1], 100))  # two classes: a flip w.p. 0.4
+  assert abs(flipped - 0.4) < 4 * np.sqrt(0.4 * 0.6 / 200), flipped
+
+
 @pytest.mark.parametrize(
   "fields,problem",
   [

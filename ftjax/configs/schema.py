@@ -110,7 +110,7 @@ SECTIONS = (
         ("train", "test"),
         strings((2, 3)),
         "(train, test[, validation]) splits: 'text_files' file stems in data.dir (GLUE: ('train', 'dev')), tfds "
-        "split names; a third is the dataset's own validation split",
+        "split names, 'image_folder' sub-folders; a third is the dataset's own validation split",
       ),
       Field(
         "data.label_column",

@@ -210,10 +210,19 @@ def _image_folder_root(data_dir: str | None) -> str:
   return data_dir
 
 
-def _train_test_dirs(root: str) -> tuple[str, str] | None:
-  """root/train and root/test when both exist."""
-  train_dir, test_dir = os.path.join(root, "train"), os.path.join(root, "test")
-  return (train_dir, test_dir) if os.path.isdir(train_dir) and os.path.isdir(test_dir) else None
+def _split_dirs(root: str, splits: tuple[str, ...]) -> tuple[str, ...] | None:
+  """root/NAME for each of `splits` (train, test[, validation]) when root/TRAIN and root/TEST both exist, else None;
+  a one-line error when a validation split is named but that layout or its folder is missing."""
+  dirs = tuple(os.path.join(root, name) for name in splits)
+  laid_out = os.path.isdir(dirs[0]) and os.path.isdir(dirs[1])
+  if len(dirs) == 3 and not (laid_out and os.path.isdir(dirs[2])):
+    missing = [f"{name}/" for name, d in zip(splits, dirs) if not os.path.isdir(d)]
+    raise FileNotFoundError(
+      f"splits={tuple(splits)!r} name a validation split, but image folder {root!r} has no {', '.join(missing)}; "
+      f"valid: {splits[0]}/, {splits[1]}/ and {splits[2]}/ sub-folders each with one sub-folder of images per "
+      "class, or two splits (with data.validation_fraction to hold out validation images)"
+    )
+  return dirs if laid_out else None
 
 
 def _class_files(folder: str, need_every_class: bool = True) -> dict[str, list[str]]:
@@ -265,18 +274,23 @@ def _folder_source(
   return ImageFolderSource(np.asarray(paths, dtype=str), np.asarray(labels, np.int32), class_names, image_size, mode)
 
 
-def _image_folder_files(root: str, test_fraction: float) -> tuple[dict, dict]:
-  """(train, test) image paths per class of the image folder `root`: root/train/ and root/test/ when both
-  exist, otherwise each class split by `test_fraction`; a one-line error unless every class has training
-  images and the test split has some."""
-  train_test = _train_test_dirs(root)
-  if train_test:
-    train_dir, test_dir = train_test
-    train, test = _class_files(train_dir), _class_files(test_dir, need_every_class=False)
-    unknown = sorted(set(test) - set(train))
-    if unknown:
-      raise ValueError(f"{test_dir} has classes missing from {train_dir}: {', '.join(unknown)}")
-    return train, test
+def _image_folder_files(
+  root: str, test_fraction: float, splits: tuple[str, ...] = ("train", "test")
+) -> tuple[dict[str, list[str]], ...]:
+  """(train, test[, validation]) image paths per class of the image folder `root`: the sub-folders `splits` names
+  when the first two exist (root/train/ and root/test/ by default; a third, validation, one must), otherwise each
+  class split by `test_fraction`; a one-line error unless every class has training images and the test split has
+  some."""
+  dirs = _split_dirs(root, splits)
+  if dirs:
+    train_dir, *held_dirs = dirs
+    train = _class_files(train_dir)
+    held = [_class_files(folder, need_every_class=False) for folder in held_dirs]
+    for folder, files in zip(held_dirs, held):
+      unknown = sorted(set(files) - set(train))
+      if unknown:
+        raise ValueError(f"{folder} has classes missing from {train_dir}: {', '.join(unknown)}")
+    return (train, *held)
   train, test = split_per_class(_class_files(root), test_fraction)
   untrained = [c for c in sorted(train) if not train[c]]
   if untrained:
@@ -292,18 +306,23 @@ def _image_folder_files(root: str, test_fraction: float) -> tuple[dict, dict]:
   return train, test
 
 
-def load_image_folder(root: str, image_size: int, test_fraction: float = 0.2, grayscale: bool = False) -> Splits:
-  """Images under root/CLASS/ (Caltech-256, MIT Indoor layout), class names sorted; root/train/ and
-  root/test/ are used when both exist, otherwise each class is split by `test_fraction`. Every image is
+def load_image_folder(
+  root: str,
+  image_size: int,
+  test_fraction: float = 0.2,
+  grayscale: bool = False,
+  splits: tuple[str, ...] = ("train", "test"),
+) -> Splits | SplitsWithValidation:
+  """Images under root/CLASS/ (Caltech-256, MIT Indoor layout), class names sorted from the training images;
+  root/train/ and root/test/ (the folders `splits` names) are used when both exist, with root/VALIDATION/ as the
+  validation split when `splits` names a third, otherwise each class is split by `test_fraction`. Every image is
   checked to decode (`check_images_decode`) once per process."""
   root = _image_folder_root(root)
   mode = "L" if grayscale else "RGB"
-  train, test = _image_folder_files(root, test_fraction)
-  class_names = sorted(train)
-  _check_images_once(tuple(p for files in (train, test) for paths in files.values() for p in paths))
-  return Splits(
-    _folder_source(train, class_names, image_size, mode), _folder_source(test, class_names, image_size, mode)
-  )
+  found = _image_folder_files(root, test_fraction, splits)
+  class_names = sorted(found[0])
+  _check_images_once(tuple(p for files in found for paths in files.values() for p in paths))
+  return splits_of(*(_folder_source(files, class_names, image_size, mode) for files in found))
 
 
 def _tfds_builder(name: str, data_dir: str | None):
@@ -454,8 +473,9 @@ class DatasetRequest(NamedTuple):
   """What a run asks of a dataset: `name` as configured ('tfds:NAME' whole); `data_dir` (None: the
   dataset's default location); `image_size` (None: native); `test_fraction` held out per class by
   datasets without a test split; `grayscale` (image folders); tfds's `image_key`, `label_key` and
-  `splits` (split strings). 'text_files' reads data_dir/SPLIT.tsv, .csv or .jsonl for the two `splits` (file
-  stems), its texts from the columns `text_keys` (one, or two for sentence pairs) and labels from `label_key`."""
+  `splits` (split strings: train, test and optionally validation). 'text_files' reads data_dir/SPLIT.tsv, .csv or
+  .jsonl for each of `splits` (file stems), its texts from the columns `text_keys` (one, or two for sentence pairs)
+  and labels from `label_key`; 'image_folder' reads the sub-folders `splits` names when the first two exist."""
 
   name: str
   data_dir: str | None = None
@@ -464,7 +484,7 @@ class DatasetRequest(NamedTuple):
   grayscale: bool = False
   image_key: str = "image"
   label_key: str = "label"
-  splits: tuple[str, str] = ("train", "test")
+  splits: tuple[str, ...] = ("train", "test")
   text_keys: tuple[str, ...] = ("sentence",)
 
 
@@ -512,16 +532,18 @@ def _idx_loader(kind: str) -> DatasetLoader:
   return DatasetLoader(lambda request: load_idx(kind, request.data_dir), check)
 
 
-def _load_image_folder(request: DatasetRequest) -> Splits:
+def _load_image_folder(request: DatasetRequest) -> Splits | SplitsWithValidation:
   if request.image_size is None:
     raise ValueError("dataset 'image_folder' needs image_size (images are decoded lazily at that size)")
-  return load_image_folder(request.data_dir, request.image_size, request.test_fraction, request.grayscale)
+  return load_image_folder(
+    request.data_dir, request.image_size, request.test_fraction, request.grayscale, request.splits
+  )
 
 
 def _check_image_folder(request: DatasetRequest) -> None:
   """Its layout (`_image_folder_files`) and, once per process, that every image decodes."""
-  train, test = _image_folder_files(_image_folder_root(request.data_dir), request.test_fraction)
-  _check_images_once(tuple(p for files in (train, test) for paths in files.values() for p in paths))
+  found = _image_folder_files(_image_folder_root(request.data_dir), request.test_fraction, request.splits)
+  _check_images_once(tuple(p for files in found for paths in files.values() for p in paths))
 
 
 @functools.lru_cache(maxsize=8)
@@ -567,7 +589,7 @@ DATASETS: dict[str, DatasetLoader] = {
   "digits": DatasetLoader(lambda request: load_digits(request.test_fraction)),
   "fashion_mnist": _idx_loader("fashion_mnist"),
   "mnist": _idx_loader("mnist"),
-  "image_folder": DatasetLoader(_load_image_folder, _check_image_folder),
+  "image_folder": DatasetLoader(_load_image_folder, _check_image_folder, named_splits=True),
   "wordnet_nouns": _wordnet_loader("noun"),
   "wordnet_verbs": _wordnet_loader("verb"),
   "text_files": DatasetLoader(_load_text_files, _check_text_files, named_splits=True),
@@ -605,7 +627,7 @@ def check_splits(name: str, loader: DatasetLoader, splits: tuple[str, ...]) -> N
     raise ValueError(
       f"splits={tuple(splits)!r} name a validation split, but dataset {name!r} has no named splits; valid: "
       "(train, test), with data.validation_fraction to hold out validation examples, or a dataset with named "
-      "splits ('tfds:NAME', 'text_files')"
+      "splits ('tfds:NAME', 'text_files', 'image_folder')"
     )
   if len(splits) not in (2, 3):
     raise ValueError(f"splits={tuple(splits)!r}; valid: (train, test) or (train, test, validation) split names")
@@ -646,7 +668,7 @@ def load_dataset(
   by `seed`, re-indexed 0..m-1); grayscale: decode an image folder as L instead of RGB;
   image_key / label_key / splits: tfds feature names and split strings (train, test[, validation]); for
   'text_files', `splits` are the file stems in data_dir, `text_keys` the text column(s) and `label_key` the label
-  column.
+  column; for 'image_folder', `splits` are its sub-folders (used when the first two exist).
   """
   loader = dataset_loader(name)
   check_splits(name, loader, splits)
