@@ -21,7 +21,7 @@ from ftjax.data.sources import FASHION_MNIST_DIR
 from ftjax.methods.consistent_loss import dual_t_estimate
 from ftjax.metrics_writer import MetricsWriter
 from ftjax.runs import measure, measure_reports, sweeps
-from ftjax.train import loop
+from ftjax.train import loop, workdir_lock
 from tests import tiny_tfds
 from tests.test_finetune import tiny_config
 
@@ -234,6 +234,23 @@ def test_a_bad_grid_is_refused_before_any_run(tmp_path, field, value, message):
     sweeps.run_sweep(config, str(tmp_path))
   assert message in str(error.value) and "\n" not in str(error.value)
   assert os.listdir(tmp_path) == []
+
+
+def test_runs_another_process_is_training_are_left_to_it(tmp_path, progress_lines):
+  root, config = str(tmp_path), sweep_config()
+  config.sweep.variants = {**config.sweep.variants, "consistent": ("method=consistent",)}
+  cell = lambda variant: os.path.join(root, variant, "digits", "symmetric_0.4", "seed0")
+  os.makedirs(cell("plain"))
+  holding = workdir_lock.acquire(cell("plain"))  # as a second sweep process training that run holds it
+  try:
+    rows = sweeps.run_sweep(config, root)
+  finally:
+    workdir_lock.release(holding, cell("plain"))
+  assert [r["variant"] for r in rows] == ["constraint"]  # the consistent cell waits for its plain cell too
+  assert not os.listdir(cell("plain")) and not os.path.exists(cell("consistent"))
+  left = [line for line in progress_lines() if f"left to process {os.getpid()} on host" in line]
+  assert [re.search(r"\[\d/3 (\w+)/", line).group(1) for line in left] == ["plain", "consistent"]
+  assert [r["variant"] for r in sweeps.run_sweep(config, root)] == ["plain", "consistent", "constraint"]
 
 
 def test_only_runs_and_summarises_the_chosen_variants_in_config_order(tmp_path):
@@ -481,3 +498,19 @@ def test_summary_reports_the_mean_worst_class_correct_at_the_end_blank_where_not
   assert [c["worst class correct at end"] for c in cells] == ["", f"{worst_end:.3f}"]
   assert [c["labels correct at end"] for c in cells] == ["0.800", f"{np.mean([0.9, 0.72]):.3f}"]
   assert os.path.exists(os.path.join(root, "label_trajectories.png"))
+
+
+def test_processes_sharing_a_sweep_write_its_summary_one_at_a_time(tmp_path):
+  import fcntl
+  import threading
+
+  root = str(tmp_path)
+  runs, _ = fake_sweep(root)
+  with open(os.path.join(root, ".summary.lock"), "a") as other:  # another process writing the summary
+    fcntl.flock(other, fcntl.LOCK_EX)
+    writer = threading.Thread(target=sweeps.write_outputs, args=(runs, root))
+    writer.start()
+    writer.join(timeout=2.0)
+    assert writer.is_alive() and not os.path.exists(os.path.join(root, "summary.md"))  # it waits its turn
+  writer.join()
+  assert os.path.exists(os.path.join(root, "summary.md")) and os.path.exists(os.path.join(root, "accuracy.png"))

@@ -65,3 +65,18 @@ def test_another_hosts_lock_is_never_taken(tmp_path):
     workdir_lock.acquire(str(tmp_path))
   assert "process 1234 on host some-other-host" in str(error.value)
   assert _lock_text(tmp_path) == "1234 some-other-host\n"
+
+
+def test_live_holder_names_a_live_lock_only(tmp_path):
+  workdir = str(tmp_path)
+  assert workdir_lock.live_holder(workdir) is None  # no lock
+  with workdir_lock.held(workdir):
+    assert workdir_lock.live_holder(workdir) == f"process {os.getpid()} on host {socket.gethostname()}"
+    assert workdir_lock.live_holder(workdir) is not None  # asking did not take it
+  dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+  with open(tmp_path / workdir_lock.LOCK_FILE, "w") as f:
+    f.write(f"{int(dead.stdout)} {socket.gethostname()}\n")
+  assert workdir_lock.live_holder(workdir) is None  # a dead holder's lock, which acquire takes over
+  with open(tmp_path / workdir_lock.LOCK_FILE, "w") as f:
+    f.write("1234 some-other-host\n")
+  assert workdir_lock.live_holder(workdir) == "process 1234 on host some-other-host"

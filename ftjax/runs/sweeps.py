@@ -13,11 +13,15 @@ experiments.sweep measures the finished runs' Hessian quantities (docs/methods.m
 runs are measured (() = all).
 
 A consistent-loss cell estimates its transition matrix from the sweep's plain cell of the same
-dataset, noise and seed when that cell is exactly its estimator run (`reuse_plain_runs`).
+dataset, noise and seed when that cell is exactly its estimator run (`reuse_plain_runs`). Several
+single-process sweeps may share one root: each leaves the runs another holds (`train_unless_held`) and they
+write the summary one at a time (`summary_lock`).
 """
 
 import ast
+import contextlib
 import csv
+import fcntl
 import itertools
 import json
 import logging
@@ -33,6 +37,7 @@ from ftjax import label_noise, metrics_writer, plots, progress_logging
 from ftjax.config_validation import ConfigError
 from ftjax.methods import transition_estimation
 from ftjax.runs import measure, measure_reports, stages
+from ftjax.train import workdir_lock
 from ftjax.train.experiment import checked_config
 
 log = logging.getLogger(__name__)
@@ -626,14 +631,15 @@ def run_sweep(
   start = time.time()
   rows = []
   order = training_order(runs, root)
+  left = []  # runs another process is training (several processes may share one sweep)
   for i, run in enumerate(order):
     workdir = run.workdir(root)
     with progress_logging.labelled(f"{i + 1}/{len(order)} {run.name}"):
       if read_results(workdir) is not None:
         log.info("finished earlier, skipped")
-      else:
-        log.info("training (method=%s)", run.config.method)
-        stages.run_with_stages(run.config, workdir)
+      elif not train_unless_held(run, workdir):
+        left.append(run.name)
+        continue
       if measure_run is not None and run.seed in measured_seeds and read_json(workdir, measures_name) is None:
         measure_run(workdir)
     # Each run compiles its own executables; dropping them keeps a long sweep within the process's
@@ -643,17 +649,55 @@ def run_sweep(
   log.info(
     "sweep of %d runs done in %.0f s; summary in %s", len(runs), time.time() - start, os.path.join(root, "summary.md")
   )
+  if left:
+    log.info(
+      "%d runs were left to the processes training them (%s); the last process to finish writes the whole summary",
+      len(left),
+      ", ".join(left[:3]) + (", ..." if len(left) > 3 else ""),
+    )
   return rows
+
+
+def train_unless_held(run: Run, workdir: str) -> bool:
+  """Trains `run` (with its stages) in `workdir`, unless another process holds its workdir, or the plain cell its
+  transition estimate reads: then logs who and returns False. Only a single-process sweep leaves runs to others
+  (a multi-host sweep's processes must train the same runs)."""
+  if jax.process_count() == 1:
+    estimator = run.config.consistent.get("estimator_workdir", "")
+    for held in (workdir, estimator) if estimator and read_results(estimator) is None else (workdir,):
+      holder = workdir_lock.live_holder(held) if os.path.isdir(held) else None
+      if holder is not None:
+        log.info("left to %s, which is training %s", holder, held)
+        return False
+  log.info("training (method=%s)", run.config.method)
+  try:
+    stages.run_with_stages(run.config, workdir)
+  except workdir_lock.WorkdirBusyError as e:
+    if jax.process_count() > 1:
+      raise
+    log.info("left to the process that took it first: %s", e)
+    return False
+  return True
 
 
 def write_outputs(runs: list[Run], root: str, measures_name: str = MEASURES) -> list[dict]:
-  """The summary rows of the finished runs, written with the plots (on process 0); measures from each run's
-  `measures_name` file."""
+  """The summary rows of the finished runs, written with the plots (on process 0, once no other process sharing
+  the sweep is writing them); measures from each run's `measures_name` file."""
   rows = summarise(runs, root, measures_name)
   if jax.process_index() == 0 and rows:
-    write_summary(rows, root)
-    write_comparison(rows, root)
-    plot_accuracy(rows, root)
-    plot_bound_vs_gap(runs, root, measures_name)
-    plot_label_trajectories(runs, root)
+    with summary_lock(root):
+      write_summary(rows, root)
+      write_comparison(rows, root)
+      plot_accuracy(rows, root)
+      plot_bound_vs_gap(runs, root, measures_name)
+      plot_label_trajectories(runs, root)
   return rows
+
+
+@contextlib.contextmanager
+def summary_lock(root: str):
+  """Holds `root/.summary.lock` (waiting for it), so that processes sharing a sweep write its summary files and
+  plots one at a time."""
+  with open(os.path.join(root, ".summary.lock"), "a") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    yield

@@ -82,6 +82,23 @@ def _take_over(path: str) -> int:
   )
 
 
+def live_holder(workdir: str) -> str | None:
+  """Who holds `workdir`'s lock ('process P on host H'), or None when nobody does: no lock, or a lock of this host
+  whose holder died (which `acquire` would take over). Another host's lock counts as held."""
+  path = os.path.join(workdir, LOCK_FILE)
+  try:
+    fd = os.open(path, os.O_RDWR)
+  except FileNotFoundError:
+    return None
+  try:
+    holder = _holder(fd)
+    if (holder is None or holder[1] == socket.gethostname()) and _try_flock(fd):
+      return None  # closing `fd` drops the flock just taken
+    return f"process {holder[0]} on host {holder[1]}" if holder else "another process"
+  finally:
+    os.close(fd)
+
+
 def release(fd: int, workdir: str) -> None:
   """Removes `workdir/.lock` (when it is still the file `fd` holds) and drops the flock."""
   path = os.path.join(workdir, LOCK_FILE)
