@@ -37,7 +37,10 @@ flags.DEFINE_integer("density_runs", DEFAULTS.density_runs, "Lanczos runs of the
 flags.DEFINE_integer("density_steps", DEFAULTS.density_steps, "Lanczos steps (HVPs) per density run.")
 flags.DEFINE_bool("density_layers", DEFAULTS.density_layers, "Also each layer's Hessian density (a run per layer).")
 flags.DEFINE_enum(
-  "labels", DEFAULTS.labels, ["given", "final"], "Training labels as given, or those the method ended on (regsl)."
+  "labels",
+  DEFAULTS.labels,
+  ["given", "final"],
+  "Training labels as given, or those the method changed them to (regsl) when the measured model was trained.",
 )
 flags.DEFINE_enum(
   "loss",

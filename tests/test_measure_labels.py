@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from ftjax.config_validation import ConfigError
+from ftjax.metrics_writer import read_metrics
 from ftjax.runs import measure, measure_reports
-from ftjax.train import loop
+from ftjax.train import loop, selection
 from tests.test_finetune import tiny_config
 
 SETTINGS = measure.MeasureSettings(
@@ -59,6 +60,24 @@ def test_regsl_keeps_its_final_labels_and_measure_can_use_them(regsl_run):
   with open(os.path.join(workdir, "measures_final_labels.json")) as f:
     assert json.load(f)["train_loss"] == measures["train_loss"]
   assert not os.path.exists(os.path.join(workdir, "measures.json"))
+
+
+def test_the_selected_model_is_measured_on_the_labels_it_was_trained_on(tmp_path):
+  workdir = str(tmp_path / "regsl")
+  config = noisy("regsl", optim__num_epochs=4, run__eval_every=1, data__validation_fraction=0.2)
+  config.correction.update(threshold=0.1, start_epoch=1)
+  results = loop.train_and_evaluate(config, workdir)
+  step, kept = selection.read_selected(workdir)["step"], selection.read_selected_labels(workdir)
+  given = np.asarray(measure.load_finished_run(workdir, 64).setup.splits.train.labels)
+  changed = {r["step"]: r["labels/num_changed"] for r in read_metrics(workdir) if "labels/num_changed" in r}
+  assert np.sum(kept != given) == changed[step]  # the labels of the selected step, as its epoch logged them
+  run = measure.load_finished_run(workdir, 64, checkpoint="selected", labels="final")
+  np.testing.assert_array_equal(run.setup.splits.train.labels, kept)
+  assert run.trained.step == step <= results["steps"]
+  os.remove(os.path.join(workdir, selection.SELECTED_DIR, selection.LABELS_FILE))  # as a run made before they were
+  with pytest.raises(ConfigError, match="valid: --checkpoint=final with --labels=final, or --labels=given") as error:
+    measure.load_finished_run(workdir, 64, checkpoint="selected", labels="final")
+  assert "\n" not in str(error.value)
 
 
 def test_consistent_is_measured_on_the_loss_it_trained_with(tmp_path):

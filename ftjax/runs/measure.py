@@ -96,7 +96,8 @@ def check_settings(settings: MeasureSettings, prefix: str = "--") -> None:
 def check_finished(workdir: str, checkpoint: str = "final", labels: str = "given", loss: str = "cross_entropy") -> None:
   """One-line error unless `workdir` holds a finished run: a checkpoint, and config.json and results.json that
   hold JSON objects (and, for `checkpoint='selected'`, a model selected on validation; for `labels='final'`, the
-  labels its method ended training on; for `loss='forward_corrected'`, a run of the consistent loss)."""
+  labels its method changed, as the measured model was trained on them (`labels_path`); for
+  `loss='forward_corrected'`, a run of the consistent loss)."""
   checkpoints = os.path.join(workdir, "checkpoints")
   has_checkpoint = os.path.isdir(checkpoints) and any(name.isdigit() for name in os.listdir(checkpoints))
   if not (os.path.isfile(os.path.join(workdir, "results.json")) and has_checkpoint):
@@ -111,12 +112,6 @@ def check_finished(workdir: str, checkpoint: str = "final", labels: str = "given
     )
   for name in ("config.json", "results.json"):
     read_run_json(workdir, name)
-  if labels == "final" and not os.path.isfile(os.path.join(workdir, loop.FINAL_LABELS_FILE)):
-    method = read_run_json(workdir, "results.json").get("method")
-    raise ConfigError(
-      f"workdir {workdir!r} holds no {loop.FINAL_LABELS_FILE} (its method {method!r} keeps no labels of its own, as "
-      "regsl does); valid: --labels=given"
-    )
   if loss == "forward_corrected" and read_run_json(workdir, "results.json").get("method") != "consistent":
     method = read_run_json(workdir, "results.json").get("method")
     raise ConfigError(
@@ -129,6 +124,26 @@ def check_finished(workdir: str, checkpoint: str = "final", labels: str = "given
       "no validation split, config.data.validation_fraction=0 and two config.data.splits); valid: "
       "--checkpoint=final, or a run with a validation split"
     )
+  if labels == "final" and not os.path.isfile(labels_path(workdir, checkpoint)):
+    if os.path.isfile(labels_path(workdir, "final")):
+      raise ConfigError(
+        f"workdir {workdir!r} keeps the labels its final model ended on but not those of its selected model "
+        f"({selection.SELECTED_DIR}/{selection.LABELS_FILE}: a run made before ftjax kept them); valid: "
+        "--checkpoint=final with --labels=final, or --labels=given"
+      )
+    method = read_run_json(workdir, "results.json").get("method")
+    raise ConfigError(
+      f"workdir {workdir!r} holds no {loop.FINAL_LABELS_FILE} (its method {method!r} keeps no labels of its own, as "
+      "regsl does); valid: --labels=given"
+    )
+
+
+def labels_path(workdir: str, checkpoint: str) -> str:
+  """Where the run in `workdir` keeps the training labels its method changed: those its final model ended on, or
+  (`checkpoint='selected'`) those its selected model was trained on at its step."""
+  if checkpoint == "selected":
+    return os.path.join(selection.selected_dir(workdir), selection.LABELS_FILE)
+  return os.path.join(workdir, loop.FINAL_LABELS_FILE)
 
 
 def read_json_object(path: str, valid: str, what: str = "") -> dict:
@@ -186,7 +201,8 @@ def load_finished_run(
   """The run in `workdir` (its config.json, completed by `defaults`) rebuilt without its method, with
   its latest checkpointed model variables (`checkpoint='final'`; checked to describe the step of its results.json)
   or the model it selected on validation (`'selected'`), and its results.json; with `labels='final'` its training
-  split carries the labels the method ended training on, with `loss='forward_corrected'` the run's F is loaded."""
+  split carries the labels the method trained that model on (`labels_path`), with `loss='forward_corrected'` the
+  run's F is loaded."""
   check_finished(workdir, checkpoint, labels, loss)
   results = read_run_json(workdir, "results.json")
   setup = build_run_setup(recorded_config(workdir, defaults), check_method=False)
@@ -195,7 +211,7 @@ def load_finished_run(
   except ValueError as e:
     raise ConfigError(f"--batch_size: {e}") from e
   if labels == "final":
-    final = np.load(os.path.join(workdir, loop.FINAL_LABELS_FILE))
+    final = np.load(labels_path(workdir, checkpoint))
     train = dataclasses.replace(setup.splits.train, labels=final)
     setup = setup._replace(splits=setup.splits._replace(train=train))
   transition = run_transition(setup, workdir) if loss == "forward_corrected" else None
@@ -392,7 +408,8 @@ def labels_note(run: FinishedRun, settings: MeasureSettings) -> str:
   given = "the training labels as given"
   if run.setup.config.noise.type != "none":
     given += f" (with their synthetic {run.setup.config.noise.type} noise, rate {run.setup.config.noise.rate:g})"
-  labels = f"the labels method {run.results['method']!r} ended training on" if settings.labels == "final" else given
+  at = "ended training on" if settings.checkpoint == "final" else "trained its selected model on"
+  labels = f"the labels method {run.results['method']!r} {at}" if settings.labels == "final" else given
   loss = (
     "the forward-corrected loss −log (p F)_y it trained with"
     if settings.loss == "forward_corrected"

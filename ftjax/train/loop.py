@@ -466,7 +466,9 @@ def evaluate_and_select(exp: Experiment, steps: CompiledSteps, state: TrainState
   }
   best = selection.read_selected(workdir)
   if jax.process_index() == 0 and selection.is_better(candidate, best, config.run.select_by):
-    selection.keep(workdir, candidate, state.params, state.batch_stats)
+    labels = getattr(state.method_state, "labels", None)  # a method that changes them (regsl): its labels now
+    labels = None if labels is None else np.asarray(jax.device_get(labels))
+    selection.keep(workdir, candidate, state.params, state.batch_stats, labels)
   return Evaluation(test, validation, record)
 
 

@@ -1,6 +1,7 @@
 """Model selection on the validation split: the model whose evaluation was best so far, kept beside the latest
-checkpoint in `workdir/selected/` (`model.msgpack`, a source `config.model.pretrained` can name, and
-`selected.json`: the step and its validation and test figures).
+checkpoint in `workdir/selected/` (`model.msgpack`, a source `config.model.pretrained` can name, `selected.json`:
+the step and its validation and test figures, and for a method that changes the training labels `labels.npy`, those
+it was training on then).
 
 A resumed run re-evaluates the same steps with the same results, and only a strictly better evaluation replaces the
 kept one (the earliest of equals stays), so the selection of a resumed run is that of an uninterrupted one.
@@ -11,12 +12,14 @@ import os
 
 import flax.serialization
 import jax
+import numpy as np
 
 from ftjax.train import checkpointing
 
 SELECTED_DIR = "selected"
 RECORD_FILE = "selected.json"
 MODEL_FILE = "model.msgpack"
+LABELS_FILE = "labels.npy"
 
 
 def selected_dir(workdir: str) -> str:
@@ -42,11 +45,23 @@ def is_better(record: dict, best: dict | None, select_by: str) -> bool:
   return record["validation_accuracy"] > best["validation_accuracy"]
 
 
-def keep(workdir: str, record: dict, params, batch_stats) -> None:
-  """Writes the model variables and `record` as the selected model of `workdir` (each file replaced atomically,
-  the variables first, so the record never names a model that was not written)."""
+def read_selected_labels(workdir: str) -> np.ndarray | None:
+  """The training labels the selected model of `workdir` was trained on, for a method that changes them; else None."""
+  path = os.path.join(selected_dir(workdir), LABELS_FILE)
+  return np.load(path) if os.path.exists(path) else None
+
+
+def keep(workdir: str, record: dict, params, batch_stats, labels: np.ndarray | None = None) -> None:
+  """Writes the model variables, the training `labels` of a method that changes them, and `record` as the
+  selected model of `workdir` (each file replaced atomically, the record last, so it never names a model that was
+  not written)."""
   directory = selected_dir(workdir)
   os.makedirs(directory, exist_ok=True)
+  if labels is not None:
+    temporary = os.path.join(directory, LABELS_FILE + ".tmp")
+    with open(temporary, "wb") as f:
+      np.save(f, np.asarray(labels))
+    os.replace(temporary, os.path.join(directory, LABELS_FILE))
   variables = jax.device_get({"params": params, "batch_stats": batch_stats})
   temporary = os.path.join(directory, MODEL_FILE + ".tmp")
   with open(temporary, "wb") as f:
