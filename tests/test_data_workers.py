@@ -101,6 +101,28 @@ def test_eval_batches_made_by_workers_are_those_made_in_process(splits, process_
   assert not live_children()
 
 
+def test_eval_passes_reuse_their_workers_and_give_each_pass_the_in_process_batches(splits):
+  eval_preprocess = data.Preprocess(image_size=16, channels=3, mean=(0.5,), std=(0.25,))
+  expected = list(data.eval_batches(splits.train, eval_preprocess, 8))  # 18 images: 3 batches, the last padded
+  with data.EvalPasses(splits.train, eval_preprocess, 8, workers=2) as passes:
+    assert not live_children()  # nothing starts before the first pass
+    for expected_batch, got in zip(expected, passes(), strict=True):
+      assert_batches_equal(expected_batch, got)
+    workers = sorted(child.pid for child in live_children())
+    assert len(workers) == 2
+    abandoned = passes()
+    assert_batches_equal(expected[0], next(abandoned))  # a pass left after one batch
+    for expected_batch, got in zip(expected, passes(), strict=True):  # the next one still starts at the first
+      assert_batches_equal(expected_batch, got)
+    assert sorted(child.pid for child in live_children()) == workers  # the same processes, not new ones
+  assert not live_children()
+  in_process = data.EvalPasses(splits.test, eval_preprocess, 4)  # workers=0: each pass is eval_batches itself
+  for _ in range(2):
+    for expected_batch, got in zip(data.eval_batches(splits.test, eval_preprocess, 4), in_process(), strict=True):
+      assert_batches_equal(expected_batch, got)
+  assert not live_children()
+
+
 def test_workers_outlive_stop_signals_and_end_when_the_iterator_is_closed_or_collected_early(splits):
   """SIGINT and SIGTERM stop a run through the training process (which then closes its batches), never a worker."""
   kwargs = dict(seed=SEED, global_batch_size=BATCH, num_steps=STEPS, process_index=0, process_count=1)
@@ -194,3 +216,21 @@ def test_finetune_refuses_negative_workers_in_one_line(tmp_path):
   assert len(lines) == 1 and lines[0].startswith("error: ") and "config.data.workers=-1" in lines[0], result.stderr
   assert "[0, 256]" in lines[0]
   assert not os.path.exists(tmp_path / "run")
+
+
+def test_a_run_with_workers_trains_and_evaluates_as_one_without(tmp_path):
+  """Training batches and every evaluation pass (test and validation each epoch) from worker processes."""
+  from ftjax.metrics_writer import read_metrics
+  from ftjax.train import loop
+  from tests.test_finetune import tiny_config
+
+  fields = dict(data__validation_fraction=0.2, optim__num_epochs=2, run__eval_every=1)
+  results, records = {}, {}
+  for workers in (0, 2):
+    workdir = str(tmp_path / f"workers{workers}")
+    results[workers] = loop.train_and_evaluate(tiny_config(data__workers=workers, **fields), workdir)
+    records[workers] = read_metrics(workdir)
+  assert not live_children()
+  assert records[2] == records[0] and any("validation/accuracy" in record for record in records[0])
+  for key in ("test_accuracy", "test_loss", "train_loss", "validation_accuracy", "selected"):
+    assert results[2][key] == results[0][key], key

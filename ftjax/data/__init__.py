@@ -6,6 +6,7 @@ per-(seed, epoch, step) batches sharded over processes and made ahead by a threa
 from ftjax.data import holdout, labels_file
 from ftjax.data.pipeline import (
   BatchInputs,
+  EvalPasses,
   epoch_permutation,
   eval_batches,
   fitted_source,
@@ -49,6 +50,7 @@ __all__ = [
   "ArraySource",
   "Augmentation",
   "BatchInputs",
+  "EvalPasses",
   "DATASETS",
   "DatasetLoader",
   "DatasetRequest",

@@ -153,6 +153,22 @@ def train_batch(
   return _train_batch(source, config, permutation, seed, epoch, step, global_batch_size, rows)
 
 
+@dataclasses.dataclass(frozen=True)
+class _EvalBatchOfPass:
+  """Item k of consecutive evaluation passes: the `rows` of evaluation batch k % num_batches (`_eval_batch_at`);
+  picklable, so that worker processes can make batches."""
+
+  source: Source
+  config: BatchInputs
+  global_batch_size: int
+  rows: slice
+  num_batches: int
+
+  def __call__(self, item: int) -> dict:
+    start = (item % self.num_batches) * self.global_batch_size
+    return _eval_batch_at(self.source, self.config, self.global_batch_size, self.rows, start)
+
+
 def _prefetched(make: Callable, items: Iterable, prefetch: int) -> Iterator:
   """make(item) for each item, in order, with up to `prefetch` results computed ahead by one
   background thread (0: computed on demand)."""
@@ -266,3 +282,57 @@ def eval_batches(
   source = fitted_source(source, config)
   make = functools.partial(_eval_batch_at, source, config, global_batch_size, rows)
   return _made(make, range(0, len(source), global_batch_size), prefetch, workers)
+
+
+class EvalPasses:
+  """Evaluation passes over one source (each as `eval_batches` yields it), whose batches `workers` processes make
+  from the first pass until `close()`, instead of processes started for every pass; between passes they make the
+  next pass's first batches. Without workers each pass is `eval_batches` itself."""
+
+  MAX_PASSES = 10**6
+
+  def __init__(
+    self,
+    source: Source,
+    config: BatchInputs,
+    global_batch_size: int,
+    *,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    prefetch: int = 2,
+    workers: int = 0,
+  ):
+    self._one_pass = functools.partial(
+      eval_batches, source, config, global_batch_size, process_index, process_count, prefetch, workers=0
+    )
+    self._batches, self._num_batches, self._taken = None, 0, 0
+    if workers:
+      self._one_pass()  # its checks, at once
+      rows = _process_slice(global_batch_size, process_index, process_count)
+      fitted = fitted_source(source, config)
+      self._num_batches = len(range(0, len(fitted), global_batch_size))
+      make = _EvalBatchOfPass(fitted, config, global_batch_size, rows, max(self._num_batches, 1))
+      self._batches = _made(make, range(self._num_batches * self.MAX_PASSES), prefetch, workers)
+
+  def __call__(self) -> Iterator[dict]:
+    """The next pass: every example once, in order, in batches as `eval_batches` makes them."""
+    if self._batches is None:
+      yield from self._one_pass()
+      return
+    for _ in range(-self._taken % max(self._num_batches, 1)):  # the rest of a pass its reader left unfinished
+      next(self._batches)
+      self._taken += 1
+    for _ in range(self._num_batches):
+      self._taken += 1
+      yield next(self._batches)
+
+  def close(self) -> None:
+    """Ends the worker processes (if any)."""
+    if self._batches is not None:
+      self._batches.close()
+
+  def __enter__(self) -> "EvalPasses":
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()

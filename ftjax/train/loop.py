@@ -2,12 +2,14 @@
 checkpoints (resuming from the latest one), evaluate, and write `workdir/results.json` and
 `workdir/curves.png`; a finished run's workdir is left as it is."""
 
+import functools
 import json
 import logging
 import os
 import shutil
 import signal
 import time
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import flax.serialization
@@ -40,12 +42,13 @@ def evaluate(
   batch_size: int,
   mesh: jax.sharding.Mesh,
   workers: int = 0,
+  batches: Iterable[dict] | None = None,
 ) -> dict:
   """Mean loss, accuracy and largest per-example loss of `state` over every example of `source` (batches made by
-  `workers` worker processes, as `data.eval_batches` makes them)."""
+  `workers` worker processes, as `data.eval_batches` makes them; or `batches`, one pass of `data.EvalPasses`)."""
   totals = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
   max_loss = -np.inf
-  for batch in data.eval_batches(source, preprocess, batch_size, workers=workers):
+  for batch in batches if batches is not None else data.eval_batches(source, preprocess, batch_size, workers=workers):
     sums = jax.device_get(steps.eval(state, parallel.shard_batch(batch, mesh)))
     for k in totals:
       totals[k] += float(sums[k])
@@ -217,7 +220,8 @@ def restore_train_evaluate(exp: Experiment, workdir: str, manager: ocp.Checkpoin
     if start_step:
       log.info("resuming from step %d of %d", start_step, exp.total_steps)
     steps = compiled_steps(exp)
-    state, final_eval = train(exp, steps, state, manager, writer, start_step, pending)
+    with eval_passes(exp) as passes:
+      state, final_eval = train(exp, steps, state, manager, writer, start_step, pending, passes)
     return final_results(exp, steps, state, workdir, start_step, time.time() - start_time, final_eval)
   finally:
     writer.close()
@@ -342,6 +346,7 @@ def train(
   writer: MetricsWriter,
   start_step: int,
   pending: list[dict] | None = None,
+  passes: "EvalSplits | None" = None,
 ) -> tuple[TrainState, dict | None]:
   """Runs the steps from `start_step` to the end; every `log_every` steps logs the mean metrics and
   the per-layer distances, every epoch the label counts, every `eval_every` epochs and at the last
@@ -349,7 +354,8 @@ def train(
   steps and at the end. Returns the final state and its test evaluation (None when no step ran).
   A non-finite loss, gradient or train state stops it before anything non-finite is saved; SIGTERM or SIGINT
   save a checkpoint and raise `Preempted`. `pending`: the metrics of the steps since the last log line
-  before `start_step` (kept with each checkpoint, so that a resumed run logs what an uninterrupted one does)."""
+  before `start_step` (kept with each checkpoint, so that a resumed run logs what an uninterrupted one does);
+  `passes`: the evaluation splits' batches (`eval_passes`)."""
   config, mesh = exp.config, exp.mesh
   pending, tick, unchecked, final_eval = list(pending or []), time.time(), None, None
   last_checkpoint = start_step or None
@@ -406,7 +412,7 @@ def train(
       if (
         config.run.eval_every and done % (config.run.eval_every * exp.steps_per_epoch) == 0
       ) or done == exp.total_steps:
-        final_eval = evaluate_and_select(exp, steps, state, done, writer.workdir)  # the last step always evaluates
+        final_eval = evaluate_and_select(exp, steps, state, done, writer.workdir, passes)  # the last step evaluates
         record.update(final_eval.record)
       if record:
         writer.write(done, record)
@@ -433,17 +439,48 @@ class Evaluation(NamedTuple):
   record: dict
 
 
-def evaluate_and_select(exp: Experiment, steps: CompiledSteps, state: TrainState, done: int, workdir: str):
-  """Evaluates test and, when the run holds one out, validation after step `done`; logs them, and keeps the model
-  in `workdir/selected/` when its validation figure (`run.select_by`) is the best so far (`ftjax.train.selection`)."""
+class EvalSplits(NamedTuple):
+  """The batches of the splits a run evaluates every `eval_every` epochs, pass after pass (`data.EvalPasses`)."""
+
+  test: data.EvalPasses
+  validation: data.EvalPasses | None
+
+  def __enter__(self) -> "EvalSplits":
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    for passes in filter(None, self):
+      passes.close()
+
+
+def eval_passes(exp: Experiment) -> EvalSplits:
+  """The test and validation splits' evaluation batches of `exp`, made by `data.workers` processes that live
+  until the returned object is closed (so that they start once per run, not once per evaluation)."""
+  make = functools.partial(
+    data.EvalPasses, config=exp.eval_preprocess, global_batch_size=exp.config.optim.eval_batch_size
+  )
+  workers = exp.config.data.workers
+  validation = exp.splits.validation
+  return EvalSplits(make(exp.splits.test, workers=workers), make(validation, workers=workers) if validation else None)
+
+
+def evaluate_and_select(
+  exp: Experiment, steps: CompiledSteps, state: TrainState, done: int, workdir: str, passes: EvalSplits | None = None
+):
+  """Evaluates test and, when the run holds one out, validation after step `done` (on one pass of `passes`, when
+  given); logs them, and keeps the model in `workdir/selected/` when its validation figure (`run.select_by`) is the
+  best so far (`ftjax.train.selection`)."""
   config, mesh, epoch = exp.config, exp.mesh, done / exp.steps_per_epoch
   size = config.optim.eval_batch_size
-  test = evaluate(steps, state, exp.splits.test, exp.eval_preprocess, size, mesh, config.data.workers)
+  one_pass = lambda split: None if passes is None else getattr(passes, split)()
+  test = evaluate(steps, state, exp.splits.test, exp.eval_preprocess, size, mesh, config.data.workers, one_pass("test"))
   record = prefixed("test/", {"loss": test["loss"], "accuracy": test["accuracy"]})
   if exp.splits.validation is None:
     log.info("step %d  epoch %.2f  test loss %.4f  test accuracy %.4f", done, epoch, test["loss"], test["accuracy"])
     return Evaluation(test, None, record)
-  validation = evaluate(steps, state, exp.splits.validation, exp.eval_preprocess, size, mesh, config.data.workers)
+  validation = evaluate(
+    steps, state, exp.splits.validation, exp.eval_preprocess, size, mesh, config.data.workers, one_pass("validation")
+  )
   record.update(prefixed("validation/", {"loss": validation["loss"], "accuracy": validation["accuracy"]}))
   noisy = " (vs noisy labels)" if config.noise.type != "none" and not config.data.clean_validation else ""
   log.info(
