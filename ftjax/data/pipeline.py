@@ -276,12 +276,19 @@ def eval_batches(
   """Every example once, in order, without augmentation: this process's slices of global batches
   of `global_batch_size`; the last one is padded to full size by repeating the last example, with
   'mask' float32 [B_local] 1 for real examples and 0 for padding. `prefetch` and `workers` as in `train_batches`."""
+  make = _eval_batch_maker(source, config, global_batch_size, process_index, process_count)
+  return _made(make, range(make.num_batches), prefetch, workers)
+
+
+def _eval_batch_maker(
+  source: Source, config: BatchInputs, global_batch_size: int, process_index: int | None, process_count: int | None
+) -> "_EvalBatchOfPass":
+  """Item k -> this process's slice of evaluation batch k % num_batches of `source`."""
   if global_batch_size < 1:
     raise ValueError(f"global_batch_size={global_batch_size} must be positive")
   rows = _process_slice(global_batch_size, process_index, process_count)
-  source = fitted_source(source, config)
-  make = functools.partial(_eval_batch_at, source, config, global_batch_size, rows)
-  return _made(make, range(0, len(source), global_batch_size), prefetch, workers)
+  fitted = fitted_source(source, config)
+  return _EvalBatchOfPass(fitted, config, global_batch_size, rows, len(range(0, len(fitted), global_batch_size)))
 
 
 class EvalPasses:
@@ -302,22 +309,15 @@ class EvalPasses:
     prefetch: int = 2,
     workers: int = 0,
   ):
-    self._one_pass = functools.partial(
-      eval_batches, source, config, global_batch_size, process_index, process_count, prefetch, workers=0
-    )
-    self._batches, self._num_batches, self._taken = None, 0, 0
-    if workers:
-      self._one_pass()  # its checks, at once
-      rows = _process_slice(global_batch_size, process_index, process_count)
-      fitted = fitted_source(source, config)
-      self._num_batches = len(range(0, len(fitted), global_batch_size))
-      make = _EvalBatchOfPass(fitted, config, global_batch_size, rows, max(self._num_batches, 1))
-      self._batches = _made(make, range(self._num_batches * self.MAX_PASSES), prefetch, workers)
+    self._make = _eval_batch_maker(source, config, global_batch_size, process_index, process_count)
+    self._prefetch, self._num_batches, self._taken = prefetch, self._make.num_batches, 0
+    every_pass = range(self._num_batches * self.MAX_PASSES)
+    self._batches = _made(self._make, every_pass, prefetch, workers) if workers else None
 
   def __call__(self) -> Iterator[dict]:
     """The next pass: every example once, in order, in batches as `eval_batches` makes them."""
     if self._batches is None:
-      yield from self._one_pass()
+      yield from _made(self._make, range(self._num_batches), self._prefetch, workers=0)
       return
     for _ in range(-self._taken % max(self._num_batches, 1)):  # the rest of a pass its reader left unfinished
       next(self._batches)
