@@ -64,6 +64,31 @@ def test_validation_is_disjoint_stable_and_noisy_unless_asked_clean():
   )
 
 
+HELD_OUT_IN_A_FRESH_PROCESS = """
+import hashlib, sys
+from ftjax.train import experiment
+from tests.test_finetune import tiny_config
+splits, _, _ = experiment.load_splits(tiny_config(data__validation_fraction=0.25))
+print(hashlib.sha256(splits.validation.pixels.tobytes() + splits.validation.labels.tobytes()).hexdigest())
+"""
+
+
+def test_the_validation_split_is_the_same_in_another_process():
+  import hashlib
+  import subprocess
+  import sys
+
+  splits, _, _ = experiment.load_splits(tiny_config(data__validation_fraction=0.25))
+  here = hashlib.sha256(splits.validation.pixels.tobytes() + splits.validation.labels.tobytes()).hexdigest()
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = {**os.environ, "PYTHONHASHSEED": "123"}  # another hash seed: nothing may depend on it
+  there = subprocess.run(
+    [sys.executable, "-c", HELD_OUT_IN_A_FRESH_PROCESS], cwd=root, env=env, capture_output=True, text=True, timeout=300
+  )
+  assert there.returncode == 0, there.stderr[-2000:]
+  assert there.stdout.split()[-1] == here
+
+
 def text_folder_with_dev(folder) -> str:
   """A 'text_files' folder: train.tsv (40 sentences), test.tsv (10) and dev.tsv (400), two classes alternating."""
   rows = {"train": 40, "test": 10, "dev": 400}
