@@ -250,7 +250,16 @@ def test_runs_another_process_is_training_are_left_to_it(tmp_path, progress_line
   assert not os.listdir(cell("plain")) and not os.path.exists(cell("consistent"))
   left = [line for line in progress_lines() if f"left to process {os.getpid()} on host" in line]
   assert [re.search(r"\[\d/3 (\w+)/", line).group(1) for line in left] == ["plain", "consistent"]
+  assert any(line.endswith(" 3 runs: 0 finished earlier, 3 to train") for line in progress_lines())
+  assert any(
+    "/3 constraint/" in line and "] 1 of 1 runs trained, about 0 h 00 min left" in line for line in progress_lines()
+  )
   assert [r["variant"] for r in sweeps.run_sweep(config, root)] == ["plain", "consistent", "constraint"]
+
+
+def test_time_left_is_the_runs_still_to_train_at_the_mean_of_those_trained():
+  assert sweeps.time_left([30.0, 90.0], 12) == "2 of 12 runs trained, about 0 h 10 min left (their mean: 60 s a run)"
+  assert sweeps.time_left([3000.0], 4) == "1 of 4 runs trained, about 2 h 30 min left (their mean: 3000 s a run)"
 
 
 def test_only_runs_and_summarises_the_chosen_variants_in_config_order(tmp_path):
@@ -305,7 +314,8 @@ def test_a_consistent_cell_reuses_the_plain_cell_and_every_progress_line_names_i
   np.testing.assert_allclose(saved["estimate"], expected, rtol=1e-6, atol=1e-9)
 
   cell = re.compile(r"^\d\d:\d\d:\d\d \[(\d)/2 (\w+)/digits/symmetric_0.4/seed0( › transition estimator)?\] ")
-  lines = [line for line in progress_lines() if not line.endswith("summary in " + os.path.join(root, "summary.md"))]
+  sweep_lines = ("summary in " + os.path.join(root, "summary.md"), " 2 runs: 0 finished earlier, 2 to train")
+  lines = [line for line in progress_lines() if not line.endswith(sweep_lines)]
   labels = [cell.match(line) for line in lines]
   assert all(labels), [line for line, label in zip(lines, labels) if not label]
   steps = [label.groups() for label, line in zip(labels, lines) if " step 5/22 " in line]

@@ -631,15 +631,21 @@ def run_sweep(
   start = time.time()
   rows = []
   order = training_order(runs, root)
-  left = []  # runs another process is training (several processes may share one sweep)
+  to_train = sum(read_results(run.workdir(root)) is None for run in order)
+  log.info("%d runs: %d finished earlier, %d to train", len(order), len(order) - to_train, to_train)
+  left, trained = [], []  # runs another process is training (several may share one sweep); seconds of those trained
   for i, run in enumerate(order):
     workdir = run.workdir(root)
     with progress_logging.labelled(f"{i + 1}/{len(order)} {run.name}"):
+      run_start = time.time()
       if read_results(workdir) is not None:
         log.info("finished earlier, skipped")
       elif not train_unless_held(run, workdir):
         left.append(run.name)
         continue
+      else:
+        trained.append(time.time() - run_start)
+        log.info("%s", time_left(trained, to_train - len(left)))
       if measure_run is not None and run.seed in measured_seeds and read_json(workdir, measures_name) is None:
         measure_run(workdir)
     # Each run compiles its own executables; dropping them keeps a long sweep within the process's
@@ -656,6 +662,15 @@ def run_sweep(
       ", ".join(left[:3]) + (", ..." if len(left) > 3 else ""),
     )
   return rows
+
+
+def time_left(seconds: Sequence[float], to_train: int) -> str:
+  """'k of n runs trained, about H h MM min left (their mean: S s a run)': the time the `to_train - k` runs still to
+  train would take at the mean of the `seconds` the k trained runs took."""
+  done, mean = len(seconds), float(np.mean(seconds))
+  minutes = round(max(to_train - done, 0) * mean / 60)
+  left = f"about {minutes // 60} h {minutes % 60:02d} min left"
+  return f"{done} of {to_train} runs trained, {left} (their mean: {mean:.0f} s a run)"
 
 
 def train_unless_held(run: Run, workdir: str) -> bool:
