@@ -125,6 +125,17 @@ def test_a_fixed_key_gives_the_same_spectrum_and_batches_average(mlp):
   np.testing.assert_allclose(split.nodes, first.nodes, atol=1e-4 * np.abs(first.nodes).max())
 
 
+def test_whole_hvps_give_the_spectrum_of_linearized_products(mlp):
+  loss_fn, params, _, _, _ = mlp
+  linearized, whole = (
+    hessian.hessian_spectrum(loss_fn, params, jax.random.key(4), 4, 8, runs_per_batch=2, linearize=linearize)
+    for linearize in (True, False)
+  )
+  scale = np.abs(np.asarray(whole.nodes)).max()
+  np.testing.assert_allclose(linearized.nodes, whole.nodes, atol=1e-5 * scale)
+  np.testing.assert_allclose(linearized.weights, whole.weights, atol=1e-4)
+
+
 def test_an_unknown_probe_distribution_names_the_valid_ones(mlp):
   loss_fn, params, _, _, _ = mlp
   with pytest.raises(ValueError, match="'rademacher', 'normal'"):

@@ -6,12 +6,13 @@ first entries s_j^2 of T's eigenvectors are the nodes and weights of an m-point 
 measure sum_i (u_i^T v)^2 / |v|^2 delta(lambda - lambda_i) of v (lambda_i, u_i the eigenpairs of H); its mean over
 runs estimates the spectral density (1/n) sum_i delta(lambda - lambda_i).
 
-The Lanczos steps of one run are a `lax.fori_loop` and the runs a `lax.map`, all in one compiled call: each run
-holds its Lanczos basis [m, d] (full reorthogonalisation), `runs_per_batch` runs at a time. On XLA:CPU a
-convolutional network's products run slower inside the loop than at top level (jax#12868, see `eigen`).
+Each run holds its Lanczos basis [m, d] (full reorthogonalisation). `hessian_spectrum` takes the Lanczos steps in a
+host loop, `runs_per_batch` runs at a time, each step's Hessian products computed together from once-linearized
+gradients (`products.rows_operator`): on XLA:CPU a convolutional network's products run an order of magnitude slower
+inside a compiled loop than at top level (jax#12868, see `eigen`). `lanczos_quadrature` is the same Lanczos step in
+a `lax.fori_loop`, for a map that can be traced (e.g. inside jit).
 """
 
-import functools
 from typing import NamedTuple, Sequence
 
 import jax
@@ -49,22 +50,43 @@ def lanczos_tridiagonal(matvec, start: jax.Array, num_steps: int, breakdown_tol:
 
   def step_fn(step, carry):
     basis, alphas, betas = carry
-    q = basis[step]
-    product = matvec(q)
-    w = _orthogonalize(basis, product)
-    beta = jnp.linalg.norm(w)
-    broken = beta <= breakdown_tol * jnp.linalg.norm(product)
-    following = jax.lax.cond(broken, restart_direction, lambda _: w / beta, basis)
-    return (
-      basis.at[step + 1].set(following, mode="drop"),
-      alphas.at[step].set(jnp.vdot(q, product)),
-      betas.at[step].set(jnp.where(broken, 0.0, beta)),
-    )
+    return lanczos_step(basis, alphas, betas, step, matvec(basis[step]), breakdown_tol)
 
   basis = jnp.zeros((num_steps, start.shape[0]), start.dtype).at[0].set(start / jnp.linalg.norm(start))
   empty = jnp.zeros(num_steps, start.dtype)
   _, alphas, betas = jax.lax.fori_loop(0, num_steps, step_fn, (basis, empty, empty))
   return alphas, betas[:-1]
+
+
+def lanczos_step(basis, alphas, betas, step, product, breakdown_tol: float):
+  """Lanczos step `step` given `product` = A q (q = basis[step]): (basis [m, d] with row step + 1 the next direction,
+  alphas [m] with alpha_step = q^T A q, betas [m] with beta_step, 0 where the Krylov space is exhausted and the next
+  direction is `restart_direction`)."""
+  q = basis[step]
+  w = _orthogonalize(basis, product)
+  beta = jnp.linalg.norm(w)
+  broken = beta <= breakdown_tol * jnp.linalg.norm(product)
+  following = jax.lax.cond(broken, restart_direction, lambda _: w / beta, basis)
+  return (
+    basis.at[step + 1].set(following, mode="drop"),
+    alphas.at[step].set(jnp.vdot(q, product)),
+    betas.at[step].set(jnp.where(broken, 0.0, beta)),
+  )
+
+
+# One step of several runs, updating their bases in place (donated: a basis is m vectors as long as the params).
+_lanczos_steps = jax.jit(jax.vmap(lanczos_step, in_axes=(0, 0, 0, None, 0, None)), donate_argnums=(0, 1, 2))
+
+
+def lanczos_rows(apply_rows, starts: jax.Array, num_steps: int, breakdown_tol: float = 1e-5):
+  """(alphas [r, m], betas [r, m-1]): `lanczos_tridiagonal` from each row of `starts` [r, d], each step's r products
+  computed together by `apply_rows` ([r, d] -> [r, d]) in a host loop, outside any compiled loop."""
+  unit = starts / jnp.linalg.norm(starts, axis=1, keepdims=True)
+  basis = jnp.zeros((starts.shape[0], num_steps, starts.shape[1]), starts.dtype).at[:, 0].set(unit)
+  alphas, betas = jnp.zeros((2, starts.shape[0], num_steps), starts.dtype)
+  for step in range(num_steps):
+    basis, alphas, betas = _lanczos_steps(basis, alphas, betas, step, apply_rows(basis[:, step]), breakdown_tol)
+  return alphas, betas[:, :-1]
 
 
 def gauss_quadrature(alphas: jax.Array, betas: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -109,23 +131,6 @@ def stochastic_lanczos_quadrature(
   return lanczos_quadrature(matvec, starts, num_steps, runs_per_batch)
 
 
-@functools.partial(jax.jit, static_argnames=("num_runs", "num_steps", "layer", "distribution", "runs_per_batch"))
-def _hessian_quadrature(losses, params, key, num_runs, num_steps, layer, distribution, runs_per_batch):
-  """`hessian_spectrum` for a tuple of per-batch losses, compiled once per shape and static setting."""
-  matvec, dim = products.hessian_operator(losses, params, layer)
-  leaves = jax.tree.leaves(tree_paths.named_leaves(params)[layer] if layer else params)
-  return stochastic_lanczos_quadrature(
-    matvec,
-    dim,
-    key,
-    num_runs,
-    num_steps,
-    distribution=distribution,
-    runs_per_batch=runs_per_batch,
-    dtype=jnp.result_type(*leaves),
-  )
-
-
 def hessian_spectrum(
   loss_fn,
   params,
@@ -136,13 +141,21 @@ def hessian_spectrum(
   layer: str | None = None,
   distribution: str = "rademacher",
   runs_per_batch: int = 1,
+  linearize: bool = True,
 ) -> SpectralQuadrature:
   """`stochastic_lanczos_quadrature` of the Hessian of `loss_fn` (or of the mean of a sequence of per-batch losses)
   at `params`: over all parameters flattened in tree order, or with `layer` ('/'-joined path) of the block H_ii over
-  that leaf alone. Deterministic for a fixed `key`; `num_steps` Hessian-vector products per run."""
-  return _hessian_quadrature(
-    products.as_arguments(loss_fn), params, key, num_runs, num_steps, layer, distribution, runs_per_batch
-  )
+  that leaf alone. Deterministic for a fixed `key`; `num_steps` Hessian-vector products per run, those of
+  `runs_per_batch` runs computed together; `linearize` as in `products.rows_operator`."""
+  apply_rows, dim = products.rows_operator(loss_fn, params, layer, linearize)
+  leaves = jax.tree.leaves(tree_paths.named_leaves(params)[layer] if layer else params)
+  starts = probe_vectors(key, num_runs, dim, distribution, jnp.result_type(*leaves))
+  steps, quadrature = min(num_steps, dim), jax.jit(jax.vmap(gauss_quadrature))
+  runs = [
+    quadrature(*lanczos_rows(apply_rows, starts[first : first + runs_per_batch], steps))
+    for first in range(0, num_runs, runs_per_batch)
+  ]
+  return SpectralQuadrature(*(jnp.concatenate(parts) for parts in zip(*runs)))
 
 
 def layer_spectra(

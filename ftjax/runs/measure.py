@@ -43,7 +43,7 @@ class MeasureSettings(NamedTuple):
   delta: float = 0.05
   seed: int = 0
   checkpoint: str = "final"
-  density_runs: int = 0  # opt-in: the Lanczos loop runs inside jit, slow for convolutions on XLA:CPU (about 20 s/HVP)
+  density_runs: int = 0  # opt-in: density_steps more Hessian products per run
   density_steps: int = 30
   density_layers: bool = False
   labels: str = "given"
@@ -431,8 +431,11 @@ def density_measures(losses: list, params: dict, settings: MeasureSettings, key:
   and, with `settings.density_layers`, of each layer's block."""
   log.info("Hessian density: %d Lanczos runs of %d steps", settings.density_runs, settings.density_steps)
   runs, steps = settings.density_runs, settings.density_steps
-  out = {"network": spectrum_record(hessian.hessian_spectrum(losses, params, key, runs, steps)), "layers": {}}
+  network = hessian.hessian_spectrum(losses, params, key, runs, steps, linearize=settings.linearize)
+  out = {"network": spectrum_record(network), "layers": {}}
   if settings.density_layers:
-    spectra = hessian.layer_spectra(losses, params, jax.random.fold_in(key, 1), runs, steps)
+    spectra = hessian.layer_spectra(
+      losses, params, jax.random.fold_in(key, 1), runs, steps, linearize=settings.linearize
+    )
     out["layers"] = {name: spectrum_record(spectrum) for name, spectrum in spectra.items()}
   return out
