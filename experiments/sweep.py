@@ -6,8 +6,9 @@ a `results.json` are skipped, so an interrupted sweep resumes where it stopped (
 mid-way resumes from its checkpoint). The same command started several times (one process per GPU)
 shares the grid: each process leaves the runs another one is training. The summary (`DIR/summary.md`,
 `DIR/summary.csv`: mean ± std of test accuracy over seeds, label correctness overall and of the worst class)
-and `DIR/accuracy.png` are rewritten after every run, and for the cells whose runs change training labels (e.g. regsl)
-`DIR/label_trajectories.png` plots each seed's fraction of correct training labels, and of its worst class, by epoch.
+and `DIR/accuracy.png` are rewritten after every run trained, and for the cells whose runs change training labels
+(e.g. regsl) `DIR/label_trajectories.png` plots each seed's fraction of correct training labels, and of its worst
+class, by epoch.
 With `sweep.measure=True` every finished run is also measured (experiments.measure's quantities, with
 `sweep.measure_settings` overriding its defaults), the summary gains the mean Hessian bound,
 measured gap and tr(H) per cell, and `DIR/bound_vs_gap.png` plots every run's bound against its gap.

@@ -620,8 +620,8 @@ def run_sweep(
 ) -> list[dict]:
   """Trains every unfinished run of the variants `sweep.only` selects, in `training_order` (and, given
   `measure_run`, measures every finished run of `sweep.measure_seeds` that has no measures file yet), rewriting
-  the summary and plots after each run. Progress lines of a run and its measurement are labelled
-  '[i/n variant/dataset/noise/seedK]'."""
+  the summary and plots after each run it trains or measures, and at the end. Progress lines of a run and its
+  measurement are labelled '[i/n variant/dataset/noise/seedK]'."""
   chosen = selected_variants(config.sweep)
   runs = [run for run in reuse_plain_runs(grid(config), root) if run.variant in chosen]
   measured_seeds = tuple(config.sweep.get("measure_seeds", ())) or tuple(config.sweep.seeds)
@@ -638,20 +638,24 @@ def run_sweep(
     workdir = run.workdir(root)
     with progress_logging.labelled(f"{i + 1}/{len(order)} {run.name}"):
       run_start = time.time()
+      to_measure = measure_run is not None and run.seed in measured_seeds and read_json(workdir, measures_name) is None
       if read_results(workdir) is not None:
         log.info("finished earlier, skipped")
+        if not to_measure:
+          continue  # nothing new to summarise
       elif not train_unless_held(run, workdir):
         left.append(run.name)
         continue
       else:
         trained.append(time.time() - run_start)
         log.info("%s", time_left(trained, to_train - len(left)))
-      if measure_run is not None and run.seed in measured_seeds and read_json(workdir, measures_name) is None:
+      if to_measure:
         measure_run(workdir)
     # Each run compiles its own executables; dropping them keeps a long sweep within the process's
     # memory-map limit (XLA:CPU failed with "Cannot allocate memory" after ~20 measured runs).
     jax.clear_caches()
     rows = write_outputs(runs, root, measures_name)
+  rows = write_outputs(runs, root, measures_name)  # also when every run had finished earlier
   log.info(
     "sweep of %d runs done in %.0f s; summary in %s", len(runs), time.time() - start, os.path.join(root, "summary.md")
   )
