@@ -80,3 +80,26 @@ def test_live_holder_names_a_live_lock_only(tmp_path):
   with open(tmp_path / workdir_lock.LOCK_FILE, "w") as f:
     f.write("1234 some-other-host\n")
   assert workdir_lock.live_holder(workdir) == "process 1234 on host some-other-host"
+
+
+def test_a_new_lock_another_process_took_first_is_refused(tmp_path, monkeypatch):
+  monkeypatch.setattr(workdir_lock, "_try_flock", lambda fd: False)  # as if taken over before this process flocked it
+  with pytest.raises(workdir_lock.WorkdirBusyError, match="in use by another process") as error:
+    workdir_lock.acquire(str(tmp_path))
+  assert "\n" not in str(error.value)
+
+
+def test_a_run_another_process_finished_meanwhile_is_not_trained_again(tmp_path, monkeypatch):
+  workdir = str(tmp_path)
+  config = tiny_config(optim__num_epochs=1)
+  results = loop.train_and_evaluate(config, workdir)
+  stamp = os.stat(os.path.join(workdir, "results.json")).st_mtime_ns
+  stored, calls = loop.stored_results, []
+
+  def finished_after_the_first_look(*args):  # the first look sees no results: another process finishes meanwhile
+    calls.append(args)
+    return None if len(calls) == 1 else stored(*args)
+
+  monkeypatch.setattr(loop, "stored_results", finished_after_the_first_look)
+  assert loop.train_and_evaluate(config, workdir) == results and len(calls) == 2
+  assert os.stat(os.path.join(workdir, "results.json")).st_mtime_ns == stamp

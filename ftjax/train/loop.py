@@ -184,7 +184,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, allow
   exp = build_experiment(config, workdir)
   os.makedirs(workdir, exist_ok=True)
   with workdir_lock.held(workdir, enabled=jax.process_index() == 0):
-    return train_in_workdir(exp, workdir, start_time)
+    finished = stored_results(workdir, config)  # by another process since the check above
+    return finished if finished is not None else train_in_workdir(exp, workdir, start_time)
 
 
 def train_in_workdir(exp: Experiment, workdir: str, start_time: float) -> dict:

@@ -51,7 +51,12 @@ def acquire(workdir: str) -> int:
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
   except FileExistsError:
     return _take_over(path)
-  fcntl.flock(fd, fcntl.LOCK_EX)
+  if not _try_flock(fd):  # another process took the new, still empty, lock over before this one flocked it
+    os.close(fd)
+    raise WorkdirBusyError(
+      f"workdir {workdir!r} is in use by another process (its lock: {path}); valid: wait for that run to end or "
+      "stop it, or use another workdir"
+    )
   _write_holder(fd)
   return fd
 
