@@ -224,7 +224,7 @@ def test_a_run_with_workers_trains_and_evaluates_as_one_without(tmp_path):
   from ftjax.train import loop
   from tests.test_finetune import tiny_config
 
-  fields = dict(data__validation_fraction=0.2, optim__num_epochs=2, run__eval_every=1)
+  fields = dict(data__validation_fraction=0.2, data__examples_per_class=20, optim__num_epochs=2, run__eval_every=1)
   results, records = {}, {}
   for workers in (0, 2):
     workdir = str(tmp_path / f"workers{workers}")
