@@ -11,6 +11,7 @@ restore.
 import contextlib
 import errno
 import hashlib
+import io
 import json
 import logging
 import os
@@ -153,13 +154,13 @@ def load_json(path: str) -> dict:
     return json.load(f)
 
 
-def write_json_atomically(path: str, value, indent: int | None = None) -> None:
-  """Writes `value` as JSON to `path` through a temporary file renamed over it: a write cut short (a full disk,
-  a crash) leaves the previous file whole."""
+def write_bytes_atomically(path: str, content: bytes) -> None:
+  """Writes `content` to `path` through a temporary file renamed over it: a write cut short (a full disk, a crash)
+  leaves the previous file whole."""
   temporary = f"{path}.tmp"
   try:
-    with open(temporary, "w") as f:
-      json.dump(value, f, indent=indent)
+    with open(temporary, "wb") as f:
+      f.write(content)
       f.flush()
       os.fsync(f.fileno())
   except OSError as e:  # a failed write names no file: name it
@@ -167,6 +168,18 @@ def write_json_atomically(path: str, value, indent: int | None = None) -> None:
       raise
     raise OSError(e.errno, e.strerror, temporary) from e
   os.replace(temporary, path)
+
+
+def write_json_atomically(path: str, value, indent: int | None = None) -> None:
+  """Writes `value` as JSON to `path` (`write_bytes_atomically`)."""
+  write_bytes_atomically(path, json.dumps(value, indent=indent).encode())
+
+
+def write_array_atomically(path: str, array: np.ndarray) -> None:
+  """Writes `array` as .npy to `path` (`write_bytes_atomically`)."""
+  content = io.BytesIO()
+  np.save(content, array)
+  write_bytes_atomically(path, content.getvalue())
 
 
 PENDING_METRICS_FILE = "pending_metrics.json"

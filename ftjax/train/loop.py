@@ -516,10 +516,7 @@ FINAL_LABELS_FILE = "final_labels.npy"
 def write_final_labels(workdir: str, labels: np.ndarray) -> None:
   """Writes `workdir/final_labels.npy`: the training labels a method that changes them ended training on, in the
   training split's order (replaced atomically)."""
-  path = os.path.join(workdir, FINAL_LABELS_FILE)
-  with open(path + ".tmp", "wb") as f:
-    np.save(f, labels.astype(np.int32))
-  os.replace(path + ".tmp", path)
+  checkpointing.write_array_atomically(os.path.join(workdir, FINAL_LABELS_FILE), labels.astype(np.int32))
 
 
 def write_curves(exp: Experiment, workdir: str) -> str:

@@ -58,15 +58,9 @@ def keep(workdir: str, record: dict, params, batch_stats, labels: np.ndarray | N
   directory = selected_dir(workdir)
   os.makedirs(directory, exist_ok=True)
   if labels is not None:
-    temporary = os.path.join(directory, LABELS_FILE + ".tmp")
-    with open(temporary, "wb") as f:
-      np.save(f, np.asarray(labels))
-    os.replace(temporary, os.path.join(directory, LABELS_FILE))
+    checkpointing.write_array_atomically(os.path.join(directory, LABELS_FILE), np.asarray(labels))
   variables = jax.device_get({"params": params, "batch_stats": batch_stats})
-  temporary = os.path.join(directory, MODEL_FILE + ".tmp")
-  with open(temporary, "wb") as f:
-    f.write(flax.serialization.msgpack_serialize(variables))
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(temporary, os.path.join(directory, MODEL_FILE))
+  checkpointing.write_bytes_atomically(
+    os.path.join(directory, MODEL_FILE), flax.serialization.msgpack_serialize(variables)
+  )
   checkpointing.write_json_atomically(os.path.join(directory, RECORD_FILE), record, indent=2)
