@@ -53,12 +53,27 @@ def acquire(workdir: str) -> int:
     return _take_over(path)
   if not _try_flock(fd):  # another process took the new, still empty, lock over before this one flocked it
     os.close(fd)
-    raise WorkdirBusyError(
-      f"workdir {workdir!r} is in use by another process (its lock: {path}); valid: wait for that run to end or "
-      "stop it, or use another workdir"
-    )
+    raise _busy(path, None)
   _write_holder(fd)
   return fd
+
+
+def _who(holder: tuple[int, str] | None, unknown: str = "another process") -> str:
+  return f"process {holder[0]} on host {holder[1]}" if holder else unknown
+
+
+def _is_local(holder: tuple[int, str] | None) -> bool:
+  """Whether a lock naming `holder` may be taken over once nobody flocks it: one of this host, or an unreadable one
+  (another host's live holder may not show as a flock here)."""
+  return holder is None or holder[1] == socket.gethostname()
+
+
+def _busy(path: str, holder: tuple[int, str] | None) -> WorkdirBusyError:
+  """The one-line error for the lock at `path` that `holder` holds."""
+  return WorkdirBusyError(
+    f"workdir {os.path.dirname(path)!r} is in use by {_who(holder)} (its lock: {path}); valid: wait for that run to "
+    "end or stop it, or use another workdir"
+  )
 
 
 def _take_over(path: str) -> int:
@@ -66,13 +81,11 @@ def _take_over(path: str) -> int:
   fd = os.open(path, os.O_RDWR)
   try:
     holder = _holder(fd)
-    host = socket.gethostname()
     # A live holder on this host keeps the flock (the kernel drops it when the holder dies, whatever its pid
     # now names); of two processes finding the same stale lock only one gets it, and the file must still be
     # the one at `path` (not removed by a holder that finished meanwhile). Another host's lock is never taken.
-    local = holder is None or holder[1] == host
-    if local and _try_flock(fd) and os.path.exists(path) and os.fstat(fd).st_ino == os.stat(path).st_ino:
-      who = f"process {holder[0]} on host {holder[1]}" if holder else "a process that left no pid"
+    if _is_local(holder) and _try_flock(fd) and os.path.exists(path) and os.fstat(fd).st_ino == os.stat(path).st_ino:
+      who = _who(holder, "a process that left no pid")
       log.warning("workdir %r: taking over the lock of %s, which is no longer running", workdir, who)
       _write_holder(fd)
       return fd
@@ -80,11 +93,7 @@ def _take_over(path: str) -> int:
     os.close(fd)
     raise
   os.close(fd)
-  who = f"process {holder[0]} on host {holder[1]}" if holder else "another process"
-  raise WorkdirBusyError(
-    f"workdir {workdir!r} is in use by {who} (its lock: {path}); valid: wait for that run to end or stop it, or "
-    "use another workdir"
-  )
+  raise _busy(path, holder)
 
 
 def live_holder(workdir: str) -> str | None:
@@ -97,9 +106,9 @@ def live_holder(workdir: str) -> str | None:
     return None
   try:
     holder = _holder(fd)
-    if (holder is None or holder[1] == socket.gethostname()) and _try_flock(fd):
+    if _is_local(holder) and _try_flock(fd):
       return None  # closing `fd` drops the flock just taken
-    return f"process {holder[0]} on host {holder[1]}" if holder else "another process"
+    return _who(holder)
   finally:
     os.close(fd)
 
