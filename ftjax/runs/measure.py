@@ -312,15 +312,16 @@ def measure(run: FinishedRun, settings: MeasureSettings) -> dict:
   num_train, max_loss = train_eval["count"], train_eval["max_loss"]
   gap = {"generalization_gap": test_eval["loss"] - train_eval["loss"]}
   training_transition = training_labels_transition(setup, settings)
+  test_probabilities = functools.cache(lambda: loop.predict_probabilities(setup, state, setup.splits.test))
   if training_transition is not None:  # the test loss under the noise the measured training labels carry
     noisy_test_loss = label_noise.expected_noisy_cross_entropy(
-      loop.predict_probabilities(setup, state, setup.splits.test), setup.splits.test.labels, training_transition
+      test_probabilities(), setup.splits.test.labels, training_transition
     )
     gap.update(
       test_loss_noisy_labels=noisy_test_loss, generalization_gap_noisy_labels=noisy_test_loss - train_eval["loss"]
     )
   if run.transition is not None:  # the same loss on test labels drawn through F: the gap of the trained loss
-    corrected = np.asarray(loop.predict_probabilities(setup, state, setup.splits.test), np.float64) @ run.transition
+    corrected = np.asarray(test_probabilities(), np.float64) @ run.transition
     test_corrected = label_noise.expected_noisy_cross_entropy(corrected, setup.splits.test.labels, run.transition)
     gap.update(
       test_loss_forward_corrected=test_corrected,
