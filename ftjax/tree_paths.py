@@ -34,3 +34,8 @@ def map_with_names(fn: Callable[[str, Any], Any], tree, *rest):
 def is_weight_tensor(name: str, leaf) -> bool:
   """A constrained "layer" (docs/methods.md §1): the kernel of a conv or dense layer, never a bias or a norm scale."""
   return name.split("/")[-1] == "kernel" and getattr(leaf, "ndim", 0) >= 2
+
+
+def layer_names(params, is_layer: Callable[[str, Any], bool] = is_weight_tensor) -> list[str]:
+  """The paths of the leaves of `params` with `is_layer(name, leaf)`, in tree order (default: weight tensors)."""
+  return [name for name, leaf in named_leaves(params).items() if is_layer(name, leaf)]

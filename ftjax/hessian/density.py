@@ -170,10 +170,9 @@ def layer_spectra(
 ) -> dict[str, SpectralQuadrature]:
   """{layer path: `hessian_spectrum` of its block H_ii} for every leaf with `is_layer(name, leaf)` (default: weight
   tensors, docs/methods.md §1), layer i drawing from `key` folded with i; `options` as in `hessian_spectrum`."""
-  names = [name for name, leaf in tree_paths.named_leaves(params).items() if is_layer(name, leaf)]
   return {
     name: hessian_spectrum(loss_fn, params, jax.random.fold_in(key, i), num_runs, num_steps, layer=name, **options)
-    for i, name in enumerate(names)
+    for i, name in enumerate(tree_paths.layer_names(params, is_layer))
   }
 
 

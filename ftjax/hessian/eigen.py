@@ -68,29 +68,12 @@ def top_eigenvalues(
 
 
 def layer_top_eigenvalues(
-  loss_fn,
-  params,
-  key: jax.Array,
-  k: int = 1,
-  *,
-  max_iterations: int = 100,
-  tol: float = 1e-4,
-  is_layer=tree_paths.is_weight_tensor,
-  linearize: bool = True,
+  loss_fn, params, key: jax.Array, k: int = 1, *, is_layer=tree_paths.is_weight_tensor, **options
 ) -> dict[str, TopEigenvalues]:
   """{layer path: `top_eigenvalues` of its block H_ii} for every leaf with `is_layer(name, leaf)`
-  (default: weight tensors, docs/methods.md §1)."""
-  names = [name for name, leaf in tree_paths.named_leaves(params).items() if is_layer(name, leaf)]
+  (default: weight tensors, docs/methods.md §1), layer i drawing from `key` folded with i; `options`
+  (max_iterations, tol, linearize) as in `top_eigenvalues`."""
   return {
-    name: top_eigenvalues(
-      loss_fn,
-      params,
-      jax.random.fold_in(key, i),
-      k,
-      max_iterations=max_iterations,
-      tol=tol,
-      layer=name,
-      linearize=linearize,
-    )
-    for i, name in enumerate(names)
+    name: top_eigenvalues(loss_fn, params, jax.random.fold_in(key, i), k, layer=name, **options)
+    for i, name in enumerate(tree_paths.layer_names(params, is_layer))
   }

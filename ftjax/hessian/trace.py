@@ -36,7 +36,7 @@ class TraceEstimate(NamedTuple):
 def layer_blocks(params, is_layer=tree_paths.is_weight_tensor) -> dict[str, tuple[str, ...]]:
   """{layer path: (layer path,)} for every leaf with `is_layer(name, leaf)` (default: weight
   tensors, docs/methods.md §1; `lambda name, leaf: True` takes every leaf)."""
-  return {name: (name,) for name, leaf in tree_paths.named_leaves(params).items() if is_layer(name, leaf)}
+  return {name: (name,) for name in tree_paths.layer_names(params, is_layer)}
 
 
 def network_block(params) -> dict[str, tuple[str, ...]]:
