@@ -222,7 +222,7 @@ def restore_train_evaluate(exp: Experiment, workdir: str, manager: ocp.Checkpoin
       log.info("resuming from step %d of %d", start_step, exp.total_steps)
     steps = compiled_steps(exp)
     with eval_passes(exp) as passes:
-      state, final_eval = train(exp, steps, state, manager, writer, start_step, pending, passes)
+      state, final_eval = train(exp, steps, state, manager, writer, start_step, passes, pending)
     return final_results(exp, steps, state, workdir, start_step, time.time() - start_time, final_eval)
   finally:
     writer.close()
@@ -346,17 +346,17 @@ def train(
   manager: ocp.CheckpointManager,
   writer: MetricsWriter,
   start_step: int,
+  passes: "EvalSplits",
   pending: list[dict] | None = None,
-  passes: "EvalSplits | None" = None,
 ) -> tuple[TrainState, dict | None]:
   """Runs the steps from `start_step` to the end; every `log_every` steps logs the mean metrics and
   the per-layer distances, every epoch the label counts, every `eval_every` epochs and at the last
   step the test metrics (one metrics record per step), and checkpoints every `checkpoint_every`
   steps and at the end. Returns the final state and its test evaluation (None when no step ran).
   A non-finite loss, gradient or train state stops it before anything non-finite is saved; SIGTERM or SIGINT
-  save a checkpoint and raise `Preempted`. `pending`: the metrics of the steps since the last log line
-  before `start_step` (kept with each checkpoint, so that a resumed run logs what an uninterrupted one does);
-  `passes`: the evaluation splits' batches (`eval_passes`)."""
+  save a checkpoint and raise `Preempted`. `passes`: the evaluation splits' batches (`eval_passes`); `pending`: the
+  metrics of the steps since the last log line before `start_step` (kept with each checkpoint, so that a resumed
+  run logs what an uninterrupted one does)."""
   config, mesh = exp.config, exp.mesh
   pending, tick, unchecked, final_eval = list(pending or []), time.time(), None, None
   last_checkpoint = start_step or None
@@ -466,21 +466,20 @@ def eval_passes(exp: Experiment) -> EvalSplits:
 
 
 def evaluate_and_select(
-  exp: Experiment, steps: CompiledSteps, state: TrainState, done: int, workdir: str, passes: EvalSplits | None = None
+  exp: Experiment, steps: CompiledSteps, state: TrainState, done: int, workdir: str, passes: EvalSplits
 ):
-  """Evaluates test and, when the run holds one out, validation after step `done` (on one pass of `passes`, when
-  given); logs them, and keeps the model in `workdir/selected/` when its validation figure (`run.select_by`) is the
-  best so far (`ftjax.train.selection`)."""
+  """Evaluates test and, when the run holds one out, validation after step `done` (on one pass each of `passes`);
+  logs them, and keeps the model in `workdir/selected/` when its validation figure (`run.select_by`) is the best so
+  far (`ftjax.train.selection`)."""
   config, mesh, epoch = exp.config, exp.mesh, done / exp.steps_per_epoch
   size = config.optim.eval_batch_size
-  one_pass = lambda split: None if passes is None else getattr(passes, split)()
-  test = evaluate(steps, state, exp.splits.test, exp.eval_preprocess, size, mesh, config.data.workers, one_pass("test"))
+  test = evaluate(steps, state, exp.splits.test, exp.eval_preprocess, size, mesh, batches=passes.test())
   record = prefixed("test/", {"loss": test["loss"], "accuracy": test["accuracy"]})
   if exp.splits.validation is None:
     log.info("step %d  epoch %.2f  test loss %.4f  test accuracy %.4f", done, epoch, test["loss"], test["accuracy"])
     return Evaluation(test, None, record)
   validation = evaluate(
-    steps, state, exp.splits.validation, exp.eval_preprocess, size, mesh, config.data.workers, one_pass("validation")
+    steps, state, exp.splits.validation, exp.eval_preprocess, size, mesh, batches=passes.validation()
   )
   record.update(prefixed("validation/", {"loss": validation["loss"], "accuracy": validation["accuracy"]}))
   noisy = " (vs noisy labels)" if config.noise.type != "none" and not config.data.clean_validation else ""
@@ -551,7 +550,8 @@ def final_results(
   size, workers = config.optim.eval_batch_size, config.data.workers
   train_eval = evaluate(steps, state, exp.splits.train, exp.eval_preprocess, size, exp.mesh, workers)
   if final_eval is None:
-    final_eval = evaluate_and_select(exp, steps, state, int(jax.device_get(state.step)), workdir)
+    with eval_passes(exp) as passes:
+      final_eval = evaluate_and_select(exp, steps, state, int(jax.device_get(state.step)), workdir, passes)
   test_eval, validation_eval = final_eval.test, final_eval.validation
   results = {
     "test_accuracy": test_eval["accuracy"],
