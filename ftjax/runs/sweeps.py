@@ -629,7 +629,7 @@ def run_sweep(
   check_cell_files(runs, root, measures_name)
   os.makedirs(root, exist_ok=True)
   start = time.time()
-  rows = []
+  rows = None  # the summary rows, once this process has written them
   order = training_order(runs, root)
   to_train = sum(read_results(run.workdir(root)) is None for run in order)
   log.info("%d runs: %d finished earlier, %d to train", len(order), len(order) - to_train, to_train)
@@ -655,7 +655,8 @@ def run_sweep(
     # memory-map limit (XLA:CPU failed with "Cannot allocate memory" after ~20 measured runs).
     jax.clear_caches()
     rows = write_outputs(runs, root, measures_name)
-  rows = write_outputs(runs, root, measures_name)  # also when every run had finished earlier
+  if rows is None:  # every run had finished earlier
+    rows = write_outputs(runs, root, measures_name)
   log.info(
     "sweep of %d runs done in %.0f s; summary in %s", len(runs), time.time() - start, os.path.join(root, "summary.md")
   )
