@@ -14,7 +14,8 @@ runs. For a real dataset change `sweep.datasets` (e.g. "('tfds:caltech101',)"); 
 as the training ones), regsl's correction threshold and start epoch tuned on it, every run's model selected
 on validation, at 40% symmetric and 40% pair-flip noise (`summary.md` says which setting each row is).
 `:tuned_full` is claim (b) tuned: every method of `:full` at all six noise settings on the same validation split,
-each baseline choosing between its published strength and a stronger one, regsl as in `:tuned` (288 runs).
+each baseline choosing between its published strength and a stronger one, regsl as in `:tuned` (288 runs); with
+`--config.sweep.measure=True` the tuned configs measure each run's model selected on validation.
 `:seeds` is the stability study: a small target (30 labelled examples per class), 40% pair-flip and symmetric
 noise, 5 seeds, plain fine-tuning against regsl as published, regsl without reweighting, regsl with prior-aligned
 correction (`correction.align_prior`, docs/methods.md §3.2) and the consistent loss; `label_trajectories.png`
@@ -91,4 +92,6 @@ def get_config(arg: str | None = None):
   config.sweep.measure = False
   config.sweep.measure_seeds = (0,)
   config.sweep.measure_settings = SWEEP_MEASURE_SETTINGS
+  if config.data.validation_fraction > 0:  # a tuned sweep reports the model selected on validation: measure that one
+    config.sweep.measure_settings = dict(SWEEP_MEASURE_SETTINGS, checkpoint="selected")
   return config
