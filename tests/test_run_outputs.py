@@ -17,7 +17,7 @@ import pytest
 from matplotlib import image
 
 from experiments.configs import default
-from ftjax import checkpoint_io, plots
+from ftjax import checkpoint_io, data, plots
 from ftjax.config_validation import ConfigChangeError
 from ftjax.metrics_writer import read_metrics
 from ftjax.train import loop
@@ -103,7 +103,8 @@ def test_test_figures_every_epoch_end_where_results_do(small_run):
   steps = CompiledSteps(
     exp.mesh, model=exp.model, method=exp.method, tx=exp.tx, steps_per_epoch=exp.steps_per_epoch, donate=False
   )
-  fresh = loop.evaluate(steps, state, exp.splits.test, exp.eval_preprocess, exp.config.optim.eval_batch_size, exp.mesh)
+  batches = data.eval_batches(exp.splits.test, exp.eval_preprocess, exp.config.optim.eval_batch_size)
+  fresh = loop.evaluate(steps, state, batches, exp.mesh)
   assert (fresh["loss"], fresh["accuracy"]) == (results["test_loss"], results["test_accuracy"])
 
 

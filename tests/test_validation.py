@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import pytest
 
+from ftjax import data
 from ftjax.config_validation import ConfigError
 from ftjax.data import holdout, labels_file
 from ftjax.metrics_writer import read_metrics
@@ -182,7 +183,7 @@ def test_the_selected_model_is_the_best_logged_validation_accuracy(selected_run)
   setup = experiment.build_run_setup(tiny_config(data__validation_fraction=0.2, optim__num_epochs=4))
   model = loop.restore_selected_model(setup, workdir)
   steps = loop.eval_steps(setup.mesh, setup.model)
-  again = loop.evaluate(steps, model, setup.splits.test, setup.eval_preprocess, 128, setup.mesh)
+  again = loop.evaluate(steps, model, data.eval_batches(setup.splits.test, setup.eval_preprocess, 128), setup.mesh)
   assert again["accuracy"] == chosen["test_accuracy"] and np.isclose(again["loss"], chosen["test_loss"], rtol=1e-6)
 
 

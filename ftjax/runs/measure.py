@@ -110,10 +110,9 @@ def check_finished(workdir: str, checkpoint: str = "final", labels: str = "given
       f"workdir {workdir!r} has no config.json, so its run cannot be rebuilt; valid: a workdir of a completed "
       "python -m experiments.finetune with the config.json it wrote"
     )
-  for name in ("config.json", "results.json"):
-    read_run_json(workdir, name)
-  if loss == "forward_corrected" and read_run_json(workdir, "results.json").get("method") != "consistent":
-    method = read_run_json(workdir, "results.json").get("method")
+  read_run_json(workdir, "config.json")
+  method = read_run_json(workdir, "results.json").get("method")
+  if loss == "forward_corrected" and method != "consistent":
     raise ConfigError(
       f"--loss=forward_corrected measures the consistent loss, but workdir {workdir!r} holds a run of method "
       f"{method!r}; valid: --loss=cross_entropy, or a run of method 'consistent'"
@@ -131,7 +130,6 @@ def check_finished(workdir: str, checkpoint: str = "final", labels: str = "given
         f"({selection.SELECTED_DIR}/{selection.LABELS_FILE}: a run made before ftjax kept them); valid: "
         "--checkpoint=final with --labels=final, or --labels=given"
       )
-    method = read_run_json(workdir, "results.json").get("method")
     raise ConfigError(
       f"workdir {workdir!r} holds no {loop.FINAL_LABELS_FILE} (its method {method!r} keeps no labels of its own, as "
       "regsl does); valid: --labels=given"
@@ -305,8 +303,9 @@ def measure(run: FinishedRun, settings: MeasureSettings) -> dict:
   log.info("%s: step %d, evaluating", workdir, results["steps"])
   steps = train_steps.eval_steps(setup.mesh, setup.model, setup.structure.inputs)
   size, workers = settings.batch_size, setup.config.data.workers
-  train_eval = loop.evaluate(steps, state, setup.splits.train, setup.eval_preprocess, size, setup.mesh, workers)
-  test_eval = loop.evaluate(steps, state, setup.splits.test, setup.eval_preprocess, size, setup.mesh, workers)
+  batches = functools.partial(data.eval_batches, config=setup.eval_preprocess, global_batch_size=size, workers=workers)
+  train_eval = loop.evaluate(steps, state, batches(setup.splits.train), setup.mesh)
+  test_eval = loop.evaluate(steps, state, batches(setup.splits.test), setup.mesh)
   if run.transition is not None:  # the consistent loss the run trained with, on its training labels
     train_eval = {**train_eval, **forward_corrected_eval(setup, state, setup.splits.train, run.transition)}
   num_train, max_loss = train_eval["count"], train_eval["max_loss"]

@@ -37,18 +37,14 @@ CURVES_FILE = "curves.png"
 def evaluate(
   steps: "CompiledSteps | EvalSteps",
   state: "TrainState | TrainedModel",
-  source: data.Source,
-  preprocess: data.Preprocess,
-  batch_size: int,
+  batches: Iterable[dict],
   mesh: jax.sharding.Mesh,
-  workers: int = 0,
-  batches: Iterable[dict] | None = None,
 ) -> dict:
-  """Mean loss, accuracy and largest per-example loss of `state` over every example of `source` (batches made by
-  `workers` worker processes, as `data.eval_batches` makes them; or `batches`, one pass of `data.EvalPasses`)."""
+  """Mean loss, accuracy and largest per-example loss of `state` over one evaluation pass of `batches` (as
+  `data.eval_batches` or a pass of `data.EvalPasses` makes them: padding masked out)."""
   totals = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
   max_loss = -np.inf
-  for batch in batches if batches is not None else data.eval_batches(source, preprocess, batch_size, workers=workers):
+  for batch in batches:
     sums = jax.device_get(steps.eval(state, parallel.shard_batch(batch, mesh)))
     for k in totals:
       totals[k] += float(sums[k])
@@ -472,15 +468,12 @@ def evaluate_and_select(
   logs them, and keeps the model in `workdir/selected/` when its validation figure (`run.select_by`) is the best so
   far (`ftjax.train.selection`)."""
   config, mesh, epoch = exp.config, exp.mesh, done / exp.steps_per_epoch
-  size = config.optim.eval_batch_size
-  test = evaluate(steps, state, exp.splits.test, exp.eval_preprocess, size, mesh, batches=passes.test())
+  test = evaluate(steps, state, passes.test(), mesh)
   record = prefixed("test/", {"loss": test["loss"], "accuracy": test["accuracy"]})
   if exp.splits.validation is None:
     log.info("step %d  epoch %.2f  test loss %.4f  test accuracy %.4f", done, epoch, test["loss"], test["accuracy"])
     return Evaluation(test, None, record)
-  validation = evaluate(
-    steps, state, exp.splits.validation, exp.eval_preprocess, size, mesh, batches=passes.validation()
-  )
+  validation = evaluate(steps, state, passes.validation(), mesh)
   record.update(prefixed("validation/", {"loss": validation["loss"], "accuracy": validation["accuracy"]}))
   noisy = " (vs noisy labels)" if config.noise.type != "none" and not config.data.clean_validation else ""
   log.info(
@@ -548,7 +541,8 @@ def final_results(
   split) and `workdir/curves.png`."""
   config = exp.config
   size, workers = config.optim.eval_batch_size, config.data.workers
-  train_eval = evaluate(steps, state, exp.splits.train, exp.eval_preprocess, size, exp.mesh, workers)
+  train_batches = data.eval_batches(exp.splits.train, exp.eval_preprocess, size, workers=workers)
+  train_eval = evaluate(steps, state, train_batches, exp.mesh)
   if final_eval is None:
     with eval_passes(exp) as passes:
       final_eval = evaluate_and_select(exp, steps, state, int(jax.device_get(state.step)), workdir, passes)
